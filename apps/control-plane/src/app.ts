@@ -1,0 +1,49 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { routePath } from "hono/route";
+import type { AppDeps, AppEnv } from "./http/env.js";
+import { errorResponse, handleError } from "./http/errors.js";
+import { apiKeyRoutes } from "./routes/api-keys.js";
+import { auditRoutes } from "./routes/audit.js";
+import { hostAgentRoutes } from "./routes/host-agent.js";
+import { hostRoutes } from "./routes/hosts.js";
+import { identityRoutes } from "./routes/identity.js";
+import { systemRoutes } from "./routes/system.js";
+import { teamRoutes } from "./routes/teams.js";
+import { userRoutes } from "./routes/users.js";
+
+export const MAX_BODY_BYTES = 64 * 1024;
+export const VERSION = "0.1.0";
+
+/** The whole HTTP surface, built from injected dependencies; no I/O happens here. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use(async (c, next) => {
+    c.set("deps", deps);
+    const started = performance.now();
+    await next();
+    const route = routePath(c);
+    deps.metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    deps.metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+  });
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => errorResponse(c, "payload_too_large", "request body is larger than 64 KiB"),
+    }),
+  );
+
+  systemRoutes(app, VERSION);
+  identityRoutes(app);
+  userRoutes(app);
+  teamRoutes(app);
+  apiKeyRoutes(app);
+  hostAgentRoutes(app);
+  hostRoutes(app);
+  auditRoutes(app);
+
+  app.notFound((c) => errorResponse(c, "not_found", `no such endpoint: ${c.req.method} ${c.req.path}`));
+  app.onError((error, c) => handleError(error, c, deps.logger));
+  return app;
+}

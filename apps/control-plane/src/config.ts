@@ -1,0 +1,105 @@
+import { resolve } from "node:path";
+
+export interface Config {
+  port: number;
+  dataDir: string;
+  databaseUrl: string | null;
+  redisUrl: string | null;
+  adminKey: string | null;
+  heartbeatIntervalS: number;
+  offlineAfterS: number;
+  hostTokenTtlS: number;
+  refreshTokenTtlS: number;
+  registrationTokenTtlS: number;
+  /** How often the sweeper looks for silent hosts; bounds how late an offline mark can be. */
+  sweepIntervalMs: number;
+  /** How often batched heartbeats reach PostgreSQL. */
+  heartbeatFlushMs: number;
+  logLevel: string;
+  jwtIssuer: string;
+  jwtAudience: string;
+}
+
+export class ConfigError extends Error {}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export const defaultConfig: Config = {
+  port: 8080,
+  dataDir: "./.muster",
+  databaseUrl: null,
+  redisUrl: null,
+  adminKey: null,
+  heartbeatIntervalS: 30,
+  offlineAfterS: 90,
+  hostTokenTtlS: 3600,
+  refreshTokenTtlS: 90 * 24 * 3600,
+  registrationTokenTtlS: 3600,
+  sweepIntervalMs: 1000,
+  heartbeatFlushMs: 1000,
+  logLevel: "info",
+  jwtIssuer: "muster",
+  jwtAudience: "muster-host",
+};
+
+/** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const problems: string[] = [];
+
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const text = (name: string): string | null => {
+    const raw = env[name]?.trim();
+    return raw ? raw : null;
+  };
+
+  const config: Config = {
+    ...defaultConfig,
+    port: integer("PORT", defaultConfig.port, 0, 65535),
+    dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
+    databaseUrl: text("DATABASE_URL"),
+    redisUrl: text("REDIS_URL"),
+    adminKey: text("MUSTER_ADMIN_KEY"),
+    heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
+    offlineAfterS: integer("MUSTER_OFFLINE_AFTER_S", defaultConfig.offlineAfterS, 2, 86400),
+    hostTokenTtlS: integer("MUSTER_HOST_TOKEN_TTL_S", defaultConfig.hostTokenTtlS, 60, 7 * 86400),
+    refreshTokenTtlS: integer("MUSTER_REFRESH_TOKEN_TTL_S", defaultConfig.refreshTokenTtlS, 3600, 3650 * 86400),
+    logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,
+  };
+
+  if (config.adminKey !== null && config.adminKey.length < 32) {
+    problems.push("MUSTER_ADMIN_KEY must be at least 32 characters");
+  }
+  if (config.offlineAfterS <= config.heartbeatIntervalS) {
+    problems.push(
+      `MUSTER_OFFLINE_AFTER_S (${config.offlineAfterS}) must be longer than MUSTER_HEARTBEAT_INTERVAL_S (${config.heartbeatIntervalS}), or every host flaps offline`,
+    );
+  }
+  if (config.refreshTokenTtlS <= config.hostTokenTtlS) {
+    problems.push("MUSTER_REFRESH_TOKEN_TTL_S must be longer than MUSTER_HOST_TOKEN_TTL_S");
+  }
+  if (!LOG_LEVELS.includes(config.logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  for (const [name, url, schemes] of [
+    ["DATABASE_URL", config.databaseUrl, ["postgres:", "postgresql:"]],
+    ["REDIS_URL", config.redisUrl, ["redis:", "rediss:"]],
+  ] as const) {
+    if (url !== null && !schemes.some((scheme) => url.startsWith(scheme))) {
+      problems.push(`${name} must start with ${schemes.join(" or ")}//`);
+    }
+  }
+
+  if (problems.length > 0) {
+    throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+  return config;
+}

@@ -1,0 +1,4 @@
+export * from "./api-keys.js";
+export * from "./hosts.js";
+export * from "./system.js";
+export * from "./users.js";

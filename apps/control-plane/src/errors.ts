@@ -1,0 +1,22 @@
+import type { ErrorCode } from "@muster/contract";
+
+/**
+ * The one error type of the domain. Services throw it; a single adapter in the
+ * HTTP layer turns it into the envelope. It carries a code, never a status.
+ */
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}
+
+export const invalid = (message: string) => new DomainError("invalid_request", message);
+export const unauthorized = (message: string) => new DomainError("unauthorized", message);
+export const forbidden = (message: string) => new DomainError("forbidden", message);
+export const notFound = (what: string) => new DomainError("not_found", `${what} not found`);
+export const conflict = (message: string) => new DomainError("conflict", message);

@@ -1,0 +1,70 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { ERROR_STATUS, type ErrorCode, type ErrorEnvelope } from "@muster/contract";
+import type { Logger } from "pino";
+import { DomainError } from "../errors.js";
+
+const RETRY_AFTER_UNAVAILABLE_S = 5;
+
+export function errorResponse(c: Context, code: ErrorCode, message: string, retryAfterS?: number): Response {
+  const body: ErrorEnvelope = { error: { code, message } };
+  if (retryAfterS !== undefined) c.header("Retry-After", String(retryAfterS));
+  return c.json(body, ERROR_STATUS[code]);
+}
+
+// Connection-level failures of PostgreSQL (postgres.js codes and SQLSTATE classes 08 and 57P) and Redis.
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "57P01",
+  "57P02",
+  "57P03",
+]);
+
+function causes(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let current = error; current && chain.length < 5; current = (current as { cause?: unknown }).cause) {
+    chain.push(current);
+  }
+  return chain;
+}
+
+export function isStoreUnavailable(error: unknown): boolean {
+  return causes(error).some((cause) => {
+    const { code, message, name } = cause as { code?: unknown; message?: unknown; name?: unknown };
+    if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("08"))) return true;
+    if (name === "MaxRetriesPerRequestError") return true;
+    return typeof message === "string" && /Connection is closed|Stream isn't writeable|connect ECONNREFUSED/.test(message);
+  });
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return causes(error).some((cause) => (cause as { code?: unknown }).code === "23505");
+}
+
+/** The single place where any thrown error becomes the envelope. Nothing internal reaches the client. */
+export function handleError(error: Error, c: Context, logger: Logger): Response {
+  if (error instanceof DomainError) return errorResponse(c, error.code, error.message, error.retryAfterS);
+  if (error instanceof HTTPException) {
+    const status = error.status;
+    if (status === 413) return errorResponse(c, "payload_too_large", "request body is larger than 64 KiB");
+    if (status === 400) return errorResponse(c, "invalid_request", error.message || "malformed request");
+    if (status === 401) return errorResponse(c, "unauthorized", error.message || "unauthorized");
+  }
+  if (isStoreUnavailable(error)) {
+    logger.warn({ err: error, path: c.req.path }, "a backing store is unreachable");
+    return errorResponse(c, "unavailable", "a backing store is unreachable; retry shortly", RETRY_AFTER_UNAVAILABLE_S);
+  }
+  if (isUniqueViolation(error)) {
+    return errorResponse(c, "conflict", "the request conflicts with a concurrent change; retry it");
+  }
+  logger.error({ err: error, method: c.req.method, path: c.req.path }, "unhandled error");
+  return errorResponse(c, "internal", "internal error; it has been logged");
+}

@@ -1,0 +1,33 @@
+/**
+ * The key-value port. Two adapters implement it: Redis (production, shared by
+ * every control-plane process) and an in-process store (the embedded default).
+ * Both honour the same TTL and atomicity promises, and one test suite runs
+ * against each.
+ */
+export interface ScoredMember {
+  member: string;
+  score: number;
+}
+
+export interface SetOptions {
+  ttlMs?: number;
+  /** Write only when the key is absent (SET NX); the result says whether it wrote. */
+  onlyIfAbsent?: boolean;
+}
+
+export interface Kv {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, options?: SetOptions): Promise<boolean>;
+  /** Read and delete in one atomic step: of concurrent callers exactly one sees the value. */
+  getDel(key: string): Promise<string | null>;
+  del(keys: string[]): Promise<void>;
+  /** Set a member's score in a sorted set; true when the member was not there before. */
+  zAdd(key: string, member: string, score: number): Promise<boolean>;
+  zRem(key: string, members: string[]): Promise<void>;
+  zScores(key: string, members: string[]): Promise<(number | null)[]>;
+  /** Atomically remove and return up to `limit` members whose score is ≤ maxScore. */
+  zPopUpTo(key: string, maxScore: number, limit: number): Promise<ScoredMember[]>;
+  zCard(key: string): Promise<number>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,94 @@
+import { Redis } from "ioredis";
+import type { Kv, ScoredMember, SetOptions } from "./kv.js";
+
+// Runs inside Redis, so reading the due members and removing them is one atomic step.
+const Z_POP_UP_TO = `
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])
+for i = 1, #due, 2 do redis.call('ZREM', KEYS[1], due[i]) end
+return due`;
+
+export interface RedisKvOptions {
+  url: string;
+  /** Prepended to every key, so several deployments or test runs can share one Redis. */
+  keyPrefix?: string;
+}
+
+export class RedisKv implements Kv {
+  private readonly redis: Redis;
+
+  constructor(options: RedisKvOptions) {
+    this.redis = new Redis(options.url, {
+      keyPrefix: options.keyPrefix ?? "muster:",
+      lazyConnect: true,
+      maxRetriesPerRequest: 2,
+      // Fail fast while Redis is away, so callers answer 503 instead of hanging.
+      enableOfflineQueue: false,
+    });
+    this.redis.defineCommand("zPopUpTo", { numberOfKeys: 1, lua: Z_POP_UP_TO });
+    // ioredis reconnects by itself; errors reach callers through rejected commands.
+    this.redis.on("error", () => {});
+  }
+
+  async connect(): Promise<void> {
+    await this.redis.connect();
+  }
+
+  async get(key: string): Promise<string | null> {
+    return this.redis.get(key);
+  }
+
+  async set(key: string, value: string, options: SetOptions = {}): Promise<boolean> {
+    const ttl = options.ttlMs === undefined ? undefined : Math.max(1, Math.ceil(options.ttlMs));
+    let reply: string | null;
+    if (ttl !== undefined && options.onlyIfAbsent) reply = await this.redis.set(key, value, "PX", ttl, "NX");
+    else if (ttl !== undefined) reply = await this.redis.set(key, value, "PX", ttl);
+    else if (options.onlyIfAbsent) reply = await this.redis.set(key, value, "NX");
+    else reply = await this.redis.set(key, value);
+    return reply === "OK";
+  }
+
+  async getDel(key: string): Promise<string | null> {
+    return this.redis.getdel(key);
+  }
+
+  async del(keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.redis.del(...keys);
+  }
+
+  async zAdd(key: string, member: string, score: number): Promise<boolean> {
+    return (await this.redis.zadd(key, score, member)) === 1;
+  }
+
+  async zRem(key: string, members: string[]): Promise<void> {
+    if (members.length > 0) await this.redis.zrem(key, ...members);
+  }
+
+  async zScores(key: string, members: string[]): Promise<(number | null)[]> {
+    if (members.length === 0) return [];
+    const scores = await this.redis.zmscore(key, ...members);
+    return scores.map((score) => (score === null ? null : Number(score)));
+  }
+
+  async zPopUpTo(key: string, maxScore: number, limit: number): Promise<ScoredMember[]> {
+    const flat = (await (this.redis as unknown as RedisWithScripts).zPopUpTo(key, maxScore, limit)) as string[];
+    const popped: ScoredMember[] = [];
+    for (let i = 0; i < flat.length; i += 2) popped.push({ member: flat[i]!, score: Number(flat[i + 1]) });
+    return popped;
+  }
+
+  async zCard(key: string): Promise<number> {
+    return this.redis.zcard(key);
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+interface RedisWithScripts {
+  zPopUpTo(key: string, maxScore: number, limit: number): Promise<unknown>;
+}

@@ -1,0 +1,75 @@
+import { fileURLToPath } from "node:url";
+import { serve } from "@hono/node-server";
+import pino from "pino";
+import { ConfigError, loadConfig } from "./config.js";
+import { DataDirLockedError } from "./db/client.js";
+import { buildRuntime, openStores } from "./runtime.js";
+
+// main.ts sits one folder below the app root both as source and when bundled into dist/.
+const MIGRATIONS = fileURLToPath(new URL("../drizzle", import.meta.url));
+
+function fail(message: string): never {
+  process.stderr.write(`muster: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message);
+    throw error;
+  }
+  const logger = pino({
+    level: config.logLevel,
+    ...(process.stdout.isTTY ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss" } } } : {}),
+  });
+
+  let stores;
+  try {
+    stores = await openStores(config);
+  } catch (error) {
+    if (error instanceof DataDirLockedError) fail(error.message);
+    fail(`cannot open the stores: ${(error as Error).message}`);
+  }
+  const runtime = await buildRuntime({ config, logger, stores, migrationsFolder: MIGRATIONS });
+
+  if (runtime.bootstrap.created && !runtime.bootstrap.seeded) {
+    process.stdout.write(
+      [
+        "",
+        "  Muster is bootstrapped. The admin API key, shown this once:",
+        "",
+        `    ${runtime.bootstrap.key}`,
+        "",
+        "  Keep it safe; use it as 'Authorization: Bearer <key>'.",
+        "",
+      ].join("\n") + "\n",
+    );
+  }
+
+  runtime.start();
+  const server = serve({ fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" }, (info) => {
+    logger.info(
+      { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process" },
+      `control plane listening on http://localhost:${info.port} (API reference at /docs)`,
+    );
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    server.close();
+    await runtime.stop();
+    await stores.kv.close();
+    await stores.database.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+main().catch((error: unknown) => fail(`failed to start: ${(error as Error).stack ?? String(error)}`));

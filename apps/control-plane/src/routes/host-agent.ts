@@ -1,0 +1,24 @@
+import type { Context, Hono } from "hono";
+import { getConnInfo } from "@hono/node-server/conninfo";
+import { routes } from "@muster/contract";
+import { mount } from "../http/mount.js";
+import type { AppEnv } from "../http/env.js";
+import { refreshHostCredentials, registerHost } from "../services/host-credentials.js";
+
+/** The peer's address, for the registration audit row; absent when the app is driven without a socket. */
+function peerAddress(c: Context): string | null {
+  try {
+    return getConnInfo(c).remote.address ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function hostAgentRoutes(app: Hono<AppEnv>): void {
+  mount(app, routes.registerHost, async (c, { body }) => c.json(await registerHost(c.get("deps"), body, peerAddress(c)), 201));
+  mount(app, routes.refreshHostCredentials, async (c, { body }) => c.json(await refreshHostCredentials(c.get("deps"), body), 200));
+  mount(app, routes.heartbeat, async (c, { params, body }) => {
+    await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, body);
+    return c.body(null, 204);
+  });
+}

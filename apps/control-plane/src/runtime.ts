@@ -1,0 +1,91 @@
+import { randomUUID } from "node:crypto";
+import type { Hono } from "hono";
+import type { Logger } from "pino";
+import { createApp } from "./app.js";
+import { HostTokens } from "./auth/host-tokens.js";
+import type { Config } from "./config.js";
+import { openEmbedded, openPostgres, type Database } from "./db/client.js";
+import type { AppDeps, AppEnv } from "./http/env.js";
+import type { Kv } from "./kv/kv.js";
+import { MemoryKv } from "./kv/memory.js";
+import { RedisKv } from "./kv/redis.js";
+import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
+import { createMetrics } from "./metrics.js";
+import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
+import { countHostsByStatus } from "./services/hosts.js";
+import { Liveness } from "./services/liveness.js";
+
+export interface Stores {
+  database: Database;
+  kv: Kv;
+}
+
+/** The environment alone decides: DATABASE_URL / REDIS_URL, or the embedded default in the data folder. */
+export async function openStores(config: Config): Promise<Stores> {
+  const database = config.databaseUrl ? await openPostgres(config.databaseUrl) : await openEmbedded(config.dataDir);
+  let kv: Kv;
+  if (config.redisUrl) {
+    const redis = new RedisKv({ url: config.redisUrl });
+    try {
+      await redis.connect();
+    } catch (error) {
+      await database.close();
+      throw new Error(`cannot reach Redis at REDIS_URL (${(error as Error).message}); is it running?`, { cause: error });
+    }
+    kv = redis;
+  } else {
+    kv = new MemoryKv();
+  }
+  return { database, kv };
+}
+
+export interface RuntimeOptions {
+  config: Config;
+  logger: Logger;
+  stores: Stores;
+  migrationsFolder: string;
+  clock?: Clock;
+  random?: RandomBytes;
+}
+
+export interface Runtime {
+  app: Hono<AppEnv>;
+  deps: AppDeps;
+  bootstrap: BootstrapResult;
+  /** Starts the background loops (heartbeat flush, offline sweeper). */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const { config, logger, stores } = options;
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? systemRandom;
+  const { database, kv } = stores;
+  const db = database.db;
+
+  const bootstrap = await database.exclusively(async () => {
+    await database.migrate(options.migrationsFolder);
+    return bootstrapAdmin({ db, clock, random }, config.adminKey);
+  });
+  if (!bootstrap.created && config.adminKey) {
+    logger.debug("MUSTER_ADMIN_KEY is only used to seed an empty database; this one is bootstrapped already");
+  }
+
+  const hostTokens = await HostTokens.load(db, clock, random, config);
+  const metrics = createMetrics(() => countHostsByStatus(db));
+  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens };
+  const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
+  const deps: AppDeps = {
+    ...serviceDeps,
+    liveness,
+    readiness: { database: () => database.ping(), kv: () => kv.ping() },
+  };
+  return {
+    app: createApp(deps),
+    deps,
+    bootstrap,
+    start: () => liveness.start(),
+    stop: () => liveness.stop(),
+  };
+}

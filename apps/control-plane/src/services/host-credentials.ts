@@ -1,0 +1,188 @@
+import type { HostCredentials, RefreshBody, RegisterHostBody } from "@muster/contract";
+import { and, eq, gt, isNull } from "drizzle-orm";
+import { hostRefreshTokens, hostRegistrationTokens, hosts, type HostRow } from "../db/schema/index.js";
+import { DomainError, unauthorized } from "../errors.js";
+import { newId } from "../lib/ids.js";
+import { hashSecret, newFamily, newRefreshToken } from "../lib/secrets.js";
+import { recordAudit } from "./audit.js";
+import type { Tx } from "../db/client.js";
+import { withTransaction, type ServiceDeps } from "./context.js";
+import { publishCredentialState } from "./credential-state.js";
+import { hostViews } from "./host-views.js";
+import { registrationTokenKey } from "./kv-keys.js";
+
+// One message for every refused token, whatever the reason, so a caller learns nothing from it.
+const REGISTRATION_REFUSED =
+  "registration token is invalid, already used or expired; ask an operator for a new one (POST /v1/hosts/{id}/token)";
+const REFRESH_REFUSED =
+  "refresh token is invalid, expired or revoked; the host must register again with a new registration token";
+
+interface TokenPointer {
+  hostId: string;
+  tokenId: string;
+}
+
+/**
+ * Trades a one-time registration token for credentials. The KV store's atomic
+ * get-and-delete picks exactly one winner among concurrent callers; the
+ * database row is then checked too, so a token that expired, was superseded or
+ * was already used is refused even if the KV store still held it.
+ */
+export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null) {
+  const tokenHash = hashSecret(body.token);
+  const kvKey = registrationTokenKey(tokenHash);
+  const pointer = await deps.kv.getDel(kvKey);
+  if (pointer === null) throw unauthorized(REGISTRATION_REFUSED);
+  const { hostId, tokenId } = JSON.parse(pointer) as TokenPointer;
+
+  try {
+    return await withTransaction(deps.db, async (tx) => {
+      const now = deps.clock.now();
+      const [used] = await tx
+        .update(hostRegistrationTokens)
+        .set({ usedAt: now, usedFromAddress: fromAddress })
+        .where(
+          and(
+            eq(hostRegistrationTokens.id, tokenId),
+            eq(hostRegistrationTokens.tokenHash, tokenHash),
+            isNull(hostRegistrationTokens.usedAt),
+            isNull(hostRegistrationTokens.supersededAt),
+            gt(hostRegistrationTokens.expiresAt, now),
+          ),
+        )
+        .returning({ hostId: hostRegistrationTokens.hostId });
+      if (!used || used.hostId !== hostId) throw unauthorized(REGISTRATION_REFUSED);
+
+      const [host] = await tx.select().from(hosts).where(and(eq(hosts.id, hostId), isNull(hosts.deletedAt))).for("update");
+      if (!host) throw unauthorized(REGISTRATION_REFUSED);
+      const reRegistration = host.registeredAt !== null;
+
+      // Re-registration (re-install, wiped disk) replaces every earlier credential of the host.
+      await tx
+        .update(hostRefreshTokens)
+        .set({ revokedAt: now })
+        .where(and(eq(hostRefreshTokens.hostId, hostId), isNull(hostRefreshTokens.revokedAt)));
+      const family = newFamily(deps.random);
+      const [updated] = await tx
+        .update(hosts)
+        .set({
+          address: body.address,
+          arch: body.arch,
+          cpuCores: body.cpu_cores,
+          memoryMb: body.memory_mb,
+          diskGb: body.disk_gb,
+          hostname: body.hostname ?? null,
+          os: body.os ?? null,
+          agentVersion: body.agent_version ?? null,
+          registeredAt: now,
+          credentialFamily: family,
+          updatedAt: now,
+        })
+        .where(eq(hosts.id, hostId))
+        .returning();
+      await recordAudit(tx, deps, [
+        {
+          actor: hostId,
+          action: "host.registered",
+          targetType: "host",
+          targetId: hostId,
+          teamId: host.teamId,
+          metadata: { address: body.address, re_registration: reRegistration, from: fromAddress },
+        },
+      ]);
+      return issueCredentials(tx, deps, updated!, family);
+    });
+  } catch (error) {
+    // A store failure must not burn the token: put it back for a retry. Refusals stay consumed.
+    if (!(error instanceof DomainError)) {
+      await deps.kv.set(kvKey, pointer, { ttlMs: deps.config.registrationTokenTtlS * 1000, onlyIfAbsent: true }).catch(() => {});
+    }
+    throw error;
+  }
+}
+
+type RefreshOutcome = { ok: HostCredentials } | { refused: true };
+
+/**
+ * Rotates a refresh token. Each token works once; presenting one that was
+ * already used means two parties hold it, so the whole family dies and the
+ * host must register again.
+ */
+export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody): Promise<HostCredentials> {
+  const tokenHash = hashSecret(body.refresh_token);
+  const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
+    const now = deps.clock.now();
+    const [token] = await tx
+      .update(hostRefreshTokens)
+      .set({ usedAt: now })
+      .where(
+        and(
+          eq(hostRefreshTokens.tokenHash, tokenHash),
+          isNull(hostRefreshTokens.usedAt),
+          isNull(hostRefreshTokens.revokedAt),
+          gt(hostRefreshTokens.expiresAt, now),
+        ),
+      )
+      .returning();
+    if (!token) {
+      await revokeFamilyOnReuse(tx, deps, tokenHash);
+      return { refused: true };
+    }
+    const [host] = await tx.select().from(hosts).where(and(eq(hosts.id, token.hostId), isNull(hosts.deletedAt))).for("update");
+    if (!host || host.credentialFamily !== token.family) return { refused: true };
+    return { ok: await issueCredentials(tx, deps, host, token.family) };
+  });
+  if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
+  return outcome.ok;
+}
+
+async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string) {
+  const [reused] = await tx.select().from(hostRefreshTokens).where(eq(hostRefreshTokens.tokenHash, tokenHash));
+  if (!reused || reused.usedAt === null) return;
+  const [host] = await tx.select().from(hosts).where(eq(hosts.id, reused.hostId)).for("update");
+  if (!host || host.credentialFamily !== reused.family) return;
+  const now = deps.clock.now();
+  await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id));
+  await tx
+    .update(hostRefreshTokens)
+    .set({ revokedAt: now })
+    .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
+  await publishCredentialState(deps.kv, host.id, { kind: "none" });
+  await recordAudit(tx, deps, [
+    {
+      actor: host.id,
+      action: "host.refresh_reused",
+      targetType: "host",
+      targetId: host.id,
+      teamId: host.teamId,
+      metadata: { refresh_token_id: reused.id, used_at: reused.usedAt.toISOString() },
+    },
+  ]);
+  deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
+}
+
+/** Mints a host JWT and a fresh refresh token of `family`, and publishes the family as live. */
+async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family: string): Promise<HostCredentials> {
+  const now = deps.clock.now();
+  const refreshToken = newRefreshToken(deps.random);
+  const refreshExpiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlS * 1000);
+  await tx.insert(hostRefreshTokens).values({
+    id: newId(deps.random, "hostRefreshToken"),
+    hostId: host.id,
+    family,
+    tokenHash: hashSecret(refreshToken),
+    createdAt: now,
+    expiresAt: refreshExpiresAt,
+  });
+  const jwt = await deps.hostTokens.sign(host.id, family);
+  await publishCredentialState(deps.kv, host.id, { kind: "live", family });
+  const [view] = await hostViews(tx, deps.kv, [host]);
+  return {
+    host: view!,
+    token: jwt.token,
+    token_expires_at: jwt.expiresAt.toISOString(),
+    refresh_token: refreshToken,
+    refresh_token_expires_at: refreshExpiresAt.toISOString(),
+    heartbeat_interval_s: deps.config.heartbeatIntervalS,
+  };
+}

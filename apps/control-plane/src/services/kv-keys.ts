@@ -1,0 +1,10 @@
+/** Every key the services keep in the KV store, in one place. */
+
+/** Sorted set of hosts believed online, scored by their last heartbeat (ms since the epoch). */
+export const LIVENESS_KEY = "liveness";
+
+/** A live registration token, by hash; its TTL is the token's lifetime. */
+export const registrationTokenKey = (tokenHash: string) => `regtoken:${tokenHash}`;
+
+/** The cached credential state of a host (see credential-state.ts). */
+export const credentialStateKey = (hostId: string) => `hostcred:${hostId}`;

@@ -1,0 +1,220 @@
+import type { HeartbeatMetrics } from "@muster/contract";
+import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
+import { hosts, leases } from "../db/schema/index.js";
+import { forbidden, notFound, unauthorized } from "../errors.js";
+import type { HostClaims } from "../auth/host-tokens.js";
+import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
+import { withTransaction, type ServiceDeps } from "./context.js";
+import { credentialState } from "./credential-state.js";
+import { LIVENESS_KEY } from "./kv-keys.js";
+
+const SWEEPER_LEASE = "offline-sweeper";
+const LEASE_TTL_MS = 5_000;
+const SWEEP_BATCH = 1_000;
+
+const REVOKED = "host credentials were revoked; refresh them, or register the host again if the refresh is refused";
+
+interface PendingBeat {
+  at: number;
+  metrics: HeartbeatMetrics | undefined;
+}
+
+/**
+ * Host liveness. A heartbeat touches only the KV store: its time goes into the
+ * liveness sorted set, shared by every control plane, and into this process's
+ * batch, which reaches PostgreSQL every `heartbeatFlushMs` in one statement.
+ * Only a status change (offline → online) writes at once.
+ *
+ * The sweeper, run by whichever process holds the lease, removes hosts whose
+ * last beat is past the deadline from the sorted set atomically and marks them
+ * offline. Because a beat re-adds a removed host and then writes "online" with
+ * its own time, and the offline write only touches hosts whose stored beat is
+ * at or before the deadline, the two may race in either order and still agree.
+ */
+export class Liveness {
+  private batch = new Map<string, PendingBeat>();
+  private timers: NodeJS.Timeout[] = [];
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly deps: ServiceDeps,
+    /** Names this process in the sweeper lease. */
+    private readonly instanceId: string,
+    private readonly startedAt: Date,
+  ) {}
+
+  async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
+    if (claims.hostId !== pathHostId) throw forbidden("the host token belongs to another host than the one in the path");
+    const state = await credentialState(this.deps.db, this.deps.kv, claims.hostId);
+    if (state.kind === "deleted") throw notFound("host");
+    if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
+
+    const at = this.deps.clock.now().getTime();
+    const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
+    this.batch.set(claims.hostId, { at, metrics: metrics ?? this.batch.get(claims.hostId)?.metrics });
+    this.deps.metrics.heartbeats.inc();
+    if (!wasAbsent) return;
+    try {
+      await this.markOnline(claims.hostId, new Date(at));
+    } catch (error) {
+      // Leave the host out of the set, so its next beat tries the transition again.
+      await this.deps.kv.zRem(LIVENESS_KEY, [claims.hostId]).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** First beat after registration or after an offline spell. */
+  private async markOnline(hostId: string, at: Date): Promise<void> {
+    await withTransaction(this.deps.db, async (tx) => {
+      const [host] = await tx
+        .select({ status: hosts.status, teamId: hosts.teamId })
+        .from(hosts)
+        .where(and(eq(hosts.id, hostId), isNull(hosts.deletedAt)))
+        .for("update");
+      if (!host) return;
+      await tx
+        .update(hosts)
+        .set({
+          status: "online",
+          lastHeartbeatAt: sql`greatest(${hosts.lastHeartbeatAt}, ${at.toISOString()}::timestamptz)`,
+          updatedAt: host.status === "online" ? undefined : at,
+        })
+        .where(eq(hosts.id, hostId));
+      if (host.status === "online") return;
+      await recordAudit(tx, this.deps, [
+        { actor: hostId, action: "host.online", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { previous: host.status } },
+      ]);
+      this.deps.metrics.hostTransitions.inc({ to: "online" });
+    });
+  }
+
+  /** Writes the batched beats (and the latest metrics) to PostgreSQL in one statement. */
+  async flush(): Promise<void> {
+    if (this.batch.size === 0) return;
+    const beats = this.batch;
+    this.batch = new Map();
+    const rows = [...beats].map(([id, beat]) => ({ id, at: new Date(beat.at).toISOString(), metrics: beat.metrics ?? null }));
+    try {
+      await this.deps.db.execute(sql`
+        update ${hosts} as h
+        set last_heartbeat_at = greatest(h.last_heartbeat_at, v.at),
+            metrics = coalesce(v.metrics, h.metrics)
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz, metrics jsonb)
+        where h.id = v.id and h.deleted_at is null`);
+    } catch (error) {
+      // Keep the beats for the next flush, unless newer ones arrived meanwhile.
+      for (const [id, beat] of beats) if (!this.batch.has(id)) this.batch.set(id, beat);
+      throw error;
+    }
+  }
+
+  /** One pass of the offline sweeper; returns how many hosts it marked offline. */
+  async sweepOnce(): Promise<number> {
+    const now = this.deps.clock.now();
+    if (!(await this.holdLease(now))) return 0;
+    const deadline = new Date(now.getTime() - this.deps.config.offlineAfterS * 1000);
+    let marked = 0;
+    for (;;) {
+      const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
+      marked += await this.markOffline(due.map((entry) => entry.member), deadline);
+      if (due.length < SWEEP_BATCH) break;
+    }
+    marked += await this.sweepUntracked(now, deadline);
+    return marked;
+  }
+
+  /**
+   * Hosts online in the database but absent from the liveness set: the KV store
+   * lost them (an embedded restart, a flushed Redis) or a sweeper died between
+   * its two steps. They get one full offline window after this process started
+   * to report in, so a control-plane restart never flips a healthy fleet offline.
+   */
+  private async sweepUntracked(now: Date, deadline: Date): Promise<number> {
+    if (now.getTime() - this.startedAt.getTime() < this.deps.config.offlineAfterS * 1000) return 0;
+    const stale = await this.deps.db
+      .select({ id: hosts.id })
+      .from(hosts)
+      .where(
+        and(eq(hosts.status, "online"), isNull(hosts.deletedAt), or(isNull(hosts.lastHeartbeatAt), lte(hosts.lastHeartbeatAt, deadline))),
+      )
+      .limit(SWEEP_BATCH);
+    if (stale.length === 0) return 0;
+    const ids = stale.map((row) => row.id);
+    const scores = await this.deps.kv.zScores(LIVENESS_KEY, ids);
+    return this.markOffline(ids.filter((_, i) => scores[i] === null), deadline);
+  }
+
+  private async markOffline(hostIds: string[], deadline: Date): Promise<number> {
+    if (hostIds.length === 0) return 0;
+    return withTransaction(this.deps.db, async (tx) => {
+      const now = this.deps.clock.now();
+      const changed = await tx
+        .update(hosts)
+        .set({ status: "offline", updatedAt: now })
+        .where(
+          and(
+            inArray(hosts.id, hostIds),
+            eq(hosts.status, "online"),
+            isNull(hosts.deletedAt),
+            or(isNull(hosts.lastHeartbeatAt), lte(hosts.lastHeartbeatAt, deadline)),
+          ),
+        )
+        .returning({ id: hosts.id, teamId: hosts.teamId, lastHeartbeatAt: hosts.lastHeartbeatAt });
+      await recordAudit(
+        tx,
+        this.deps,
+        changed.map((host) => ({
+          actor: SYSTEM_ACTOR,
+          action: "host.offline" as const,
+          targetType: "host" as const,
+          targetId: host.id,
+          teamId: host.teamId,
+          metadata: { last_heartbeat_at: host.lastHeartbeatAt?.toISOString() ?? null },
+        })),
+      );
+      this.deps.metrics.hostTransitions.inc({ to: "offline" }, changed.length);
+      return changed.length;
+    });
+  }
+
+  /** Takes or renews the sweeper lease; a dead holder's lease lapses after LEASE_TTL_MS. */
+  private async holdLease(now: Date): Promise<boolean> {
+    const expiresAt = new Date(now.getTime() + LEASE_TTL_MS);
+    const held = await this.deps.db
+      .insert(leases)
+      .values({ name: SWEEPER_LEASE, holder: this.instanceId, expiresAt })
+      .onConflictDoUpdate({
+        target: leases.name,
+        set: { holder: this.instanceId, expiresAt },
+        setWhere: or(eq(leases.holder, this.instanceId), lte(leases.expiresAt, now)),
+      })
+      .returning({ holder: leases.holder });
+    return held.length > 0;
+  }
+
+  private async releaseLease(): Promise<void> {
+    await this.deps.db.delete(leases).where(and(eq(leases.name, SWEEPER_LEASE), eq(leases.holder, this.instanceId)));
+  }
+
+  start(): void {
+    const every = (ms: number, task: () => Promise<unknown>, what: string) => {
+      const timer = setInterval(() => {
+        this.running = this.running
+          .then(task)
+          .catch((error: unknown) => this.deps.logger.warn({ err: error }, `${what} failed; retrying on the next tick`));
+      }, ms);
+      this.timers.push(timer);
+    };
+    every(this.deps.config.sweepIntervalMs, () => this.sweepOnce(), "offline sweep");
+    every(this.deps.config.heartbeatFlushMs, () => this.flush(), "heartbeat flush");
+  }
+
+  /** Stops the loops, writes the last beats and hands the lease over at once. */
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    await this.running;
+    await this.flush().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
+    await this.releaseLease().catch(() => {});
+  }
+}

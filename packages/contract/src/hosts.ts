@@ -1,0 +1,121 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { Body, Label, Nullable, PageQuery, Timestamp } from "./common.js";
+import { IdSchema } from "./ids.js";
+
+export const TAG_PATTERN = "^[a-z0-9][a-z0-9._:=-]{0,62}$";
+export const MAX_TAGS_PER_HOST = 64;
+
+export const Tag = Type.String({
+  pattern: TAG_PATTERN,
+  description: "1–63 of a-z 0-9 - _ . : =, starting with a letter or digit",
+});
+
+export const HostType = Type.Union([Type.Literal("regular"), Type.Literal("byoc")]);
+export type HostType = Static<typeof HostType>;
+
+export const HostStatus = Type.Union([Type.Literal("pending"), Type.Literal("online"), Type.Literal("offline")]);
+export type HostStatus = Static<typeof HostStatus>;
+
+/** Live figures an agent may attach to a heartbeat; the latest set is kept on the host. */
+export const HeartbeatMetrics = Body({
+  cpu_percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+  memory_used_mb: Type.Optional(Type.Integer({ minimum: 0 })),
+  disk_used_gb: Type.Optional(Type.Integer({ minimum: 0 })),
+  load_1m: Type.Optional(Type.Number({ minimum: 0 })),
+  uptime_s: Type.Optional(Type.Integer({ minimum: 0 })),
+});
+export type HeartbeatMetrics = Static<typeof HeartbeatMetrics>;
+
+export const Host = Type.Object(
+  {
+    id: IdSchema("host"),
+    type: HostType,
+    team_id: Nullable(IdSchema("team")),
+    provider: Nullable(Type.String()),
+    availability_zone: Nullable(Type.String()),
+    arch: Nullable(Type.String()),
+    cpu_cores: Nullable(Type.Integer()),
+    memory_mb: Nullable(Type.Integer()),
+    disk_gb: Nullable(Type.Integer()),
+    address: Nullable(Type.String()),
+    hostname: Nullable(Type.String()),
+    os: Nullable(Type.String()),
+    agent_version: Nullable(Type.String()),
+    status: HostStatus,
+    tags: Type.Array(Tag),
+    metrics: Nullable(HeartbeatMetrics),
+    last_heartbeat_at: Nullable(Timestamp),
+    registered_at: Nullable(Timestamp),
+    created_by: Type.String({ description: "ID of the user who created the host" }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { $id: "Host" },
+);
+export type Host = Static<typeof Host>;
+
+export const CreateHostBody = Body({
+  type: HostType,
+  team_id: Type.Optional(IdSchema("team")),
+  provider: Type.Optional(Label(100)),
+  availability_zone: Type.Optional(Label(100)),
+  tags: Type.Optional(Type.Array(Tag, { maxItems: MAX_TAGS_PER_HOST, uniqueItems: true })),
+});
+export type CreateHostBody = Static<typeof CreateHostBody>;
+
+export const HostWithRegistrationToken = Type.Object({
+  host: Host,
+  registration_token: Type.String({ description: "64 hex characters; valid 1 hour; one use. Shown once." }),
+  registration_token_expires_at: Timestamp,
+});
+export type HostWithRegistrationToken = Static<typeof HostWithRegistrationToken>;
+
+export const ListHostsQuery = Type.Object(
+  {
+    ...PageQuery,
+    status: Type.Optional(HostStatus),
+    type: Type.Optional(HostType),
+    tag: Type.Optional(Tag),
+    team_id: Type.Optional(IdSchema("team")),
+  },
+  { additionalProperties: false },
+);
+export type ListHostsQuery = Static<typeof ListHostsQuery>;
+
+export const HostParams = Type.Object({ id: IdSchema("host") });
+export const HostTagParams = Type.Object({ id: IdSchema("host"), tag: Tag });
+
+export const AddTagBody = Body({ tag: Tag });
+export type AddTagBody = Static<typeof AddTagBody>;
+
+export const TagList = Type.Array(Tag);
+
+export const RegisterHostBody = Body({
+  token: Type.String({ minLength: 1, maxLength: 256 }),
+  address: Type.String({
+    maxLength: 262,
+    pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+    description: "IP:PORT (or [IPv6]:PORT) where the host's agent listens",
+  }),
+  arch: Label(32),
+  cpu_cores: Type.Integer({ minimum: 1, maximum: 65536 }),
+  memory_mb: Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 }),
+  disk_gb: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }),
+  hostname: Type.Optional(Label(255)),
+  os: Type.Optional(Label(255)),
+  agent_version: Type.Optional(Label(64)),
+});
+export type RegisterHostBody = Static<typeof RegisterHostBody>;
+
+export const RefreshBody = Body({ refresh_token: Type.String({ minLength: 1, maxLength: 256 }) });
+export type RefreshBody = Static<typeof RefreshBody>;
+
+export const HostCredentials = Type.Object({
+  host: Host,
+  token: Type.String({ description: "Host JWT; send as X-Host-Token." }),
+  token_expires_at: Timestamp,
+  refresh_token: Type.String({ description: "Opaque; one use; rotate with POST /v1/hosts/auth/refresh." }),
+  refresh_token_expires_at: Timestamp,
+  heartbeat_interval_s: Type.Integer({ minimum: 1 }),
+});
+export type HostCredentials = Static<typeof HostCredentials>;

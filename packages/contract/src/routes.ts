@@ -1,0 +1,190 @@
+import { Type, type Static, type TObject, type TSchema } from "@sinclair/typebox";
+import { ApiKey, ApiKeyParams, CreateApiKeyBody, CreateApiKeyResponse } from "./api-keys.js";
+import { AuditEntry, ListAuditQuery } from "./audit.js";
+import { Page, PageQuery } from "./common.js";
+import type { ErrorCode } from "./errors.js";
+import {
+  AddTagBody,
+  CreateHostBody,
+  HeartbeatMetrics,
+  Host,
+  HostCredentials,
+  HostParams,
+  HostTagParams,
+  HostWithRegistrationToken,
+  ListHostsQuery,
+  RefreshBody,
+  RegisterHostBody,
+  TagList,
+} from "./hosts.js";
+import { MeResponse } from "./me.js";
+import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { CreateUserBody, User, UserResponse } from "./users.js";
+
+/**
+ * How a route authenticates:
+ * - `api_key`: an operator key as `Authorization: Bearer <key>`;
+ * - `host_token`: a host JWT as `X-Host-Token`;
+ * - `body_secret`: a one-time secret in the request body (registration or refresh token).
+ */
+export type RouteAuth = "api_key" | "host_token" | "body_secret" | "none";
+
+export interface RouteDef {
+  operationId: string;
+  method: "get" | "post" | "delete";
+  path: string;
+  auth: RouteAuth;
+  tag: string;
+  summary: string;
+  params?: TObject;
+  query?: TObject;
+  body?: TSchema;
+  /** The body may be left out altogether (heartbeat metrics). */
+  bodyOptional?: boolean;
+  status: 200 | 201 | 204;
+  response?: TSchema;
+  errors: readonly ErrorCode[];
+}
+
+const ListQuery = Type.Object({ ...PageQuery }, { additionalProperties: false });
+
+const OPERATOR_ERRORS = ["invalid_request", "unauthorized", "forbidden", "not_found"] as const;
+
+function route<const R extends RouteDef>(def: R): R {
+  return def;
+}
+
+export const routes = {
+  getMe: route({
+    operationId: "getMe", method: "get", path: "/v1/me", auth: "api_key", tag: "Identity",
+    summary: "Who the API key belongs to, the team it acts in and its role",
+    status: 200, response: MeResponse, errors: ["unauthorized"],
+  }),
+
+  createUser: route({
+    operationId: "createUser", method: "post", path: "/v1/users", auth: "api_key", tag: "Users",
+    summary: "Create a user (admin)", body: CreateUserBody,
+    status: 201, response: UserResponse, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listUsers: route({
+    operationId: "listUsers", method: "get", path: "/v1/users", auth: "api_key", tag: "Users",
+    summary: "List users (admin)", query: ListQuery,
+    status: 200, response: Page(User), errors: OPERATOR_ERRORS,
+  }),
+
+  createTeam: route({
+    operationId: "createTeam", method: "post", path: "/v1/teams", auth: "api_key", tag: "Teams",
+    summary: "Create a team (admin)", body: CreateTeamBody,
+    status: 201, response: TeamResponse, errors: OPERATOR_ERRORS,
+  }),
+  listTeams: route({
+    operationId: "listTeams", method: "get", path: "/v1/teams", auth: "api_key", tag: "Teams",
+    summary: "List teams: all for admins, the caller's own otherwise", query: ListQuery,
+    status: 200, response: Page(Team), errors: OPERATOR_ERRORS,
+  }),
+  addMember: route({
+    operationId: "addMember", method: "post", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
+    summary: "Add a user to a team as owner or member (admin, team owner)", params: TeamParams, body: AddMemberBody,
+    status: 201, response: MemberResponse, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  removeMember: route({
+    operationId: "removeMember", method: "delete", path: "/v1/teams/{team_id}/members/{user_id}", auth: "api_key",
+    tag: "Teams", summary: "Remove a user from a team (admin, team owner)", params: MemberParams,
+    status: 204, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+
+  createApiKey: route({
+    operationId: "createApiKey", method: "post", path: "/v1/api-keys", auth: "api_key", tag: "API keys",
+    summary: "Create an API key; the secret is in this response only", body: CreateApiKeyBody,
+    status: 201, response: CreateApiKeyResponse, errors: OPERATOR_ERRORS,
+  }),
+  listApiKeys: route({
+    operationId: "listApiKeys", method: "get", path: "/v1/api-keys", auth: "api_key", tag: "API keys",
+    summary: "List API keys: all for admins, the caller's own otherwise", query: ListQuery,
+    status: 200, response: Page(ApiKey), errors: OPERATOR_ERRORS,
+  }),
+  revokeApiKey: route({
+    operationId: "revokeApiKey", method: "delete", path: "/v1/api-keys/{id}", auth: "api_key", tag: "API keys",
+    summary: "Revoke an API key; it stops working at once", params: ApiKeyParams,
+    status: 204, errors: OPERATOR_ERRORS,
+  }),
+
+  createHost: route({
+    operationId: "createHost", method: "post", path: "/v1/hosts", auth: "api_key", tag: "Hosts",
+    summary: "Create a host and its one-time registration token", body: CreateHostBody,
+    status: 201, response: HostWithRegistrationToken, errors: OPERATOR_ERRORS,
+  }),
+  listHosts: route({
+    operationId: "listHosts", method: "get", path: "/v1/hosts", auth: "api_key", tag: "Hosts",
+    summary: "List the hosts the caller may see", query: ListHostsQuery,
+    status: 200, response: Page(Host), errors: OPERATOR_ERRORS,
+  }),
+  getHost: route({
+    operationId: "getHost", method: "get", path: "/v1/hosts/{id}", auth: "api_key", tag: "Hosts",
+    summary: "Get one host", params: HostParams,
+    status: 200, response: Host, errors: OPERATOR_ERRORS,
+  }),
+  deleteHost: route({
+    operationId: "deleteHost", method: "delete", path: "/v1/hosts/{id}", auth: "api_key", tag: "Hosts",
+    summary: "Delete a host; its credentials die at once", params: HostParams,
+    status: 204, errors: OPERATOR_ERRORS,
+  }),
+  regenerateHostToken: route({
+    operationId: "regenerateHostToken", method: "post", path: "/v1/hosts/{id}/token", auth: "api_key", tag: "Hosts",
+    summary: "Issue a new registration token; the earlier unused one dies", params: HostParams,
+    status: 201, response: HostWithRegistrationToken, errors: OPERATOR_ERRORS,
+  }),
+  addHostTag: route({
+    operationId: "addHostTag", method: "post", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",
+    summary: "Add a tag (idempotent)", params: HostParams, body: AddTagBody,
+    status: 204, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  removeHostTag: route({
+    operationId: "removeHostTag", method: "delete", path: "/v1/hosts/{id}/tags/{tag}", auth: "api_key", tag: "Hosts",
+    summary: "Remove a tag", params: HostTagParams,
+    status: 204, errors: OPERATOR_ERRORS,
+  }),
+  listHostTags: route({
+    operationId: "listHostTags", method: "get", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",
+    summary: "List a host's tags", params: HostParams,
+    status: 200, response: TagList, errors: OPERATOR_ERRORS,
+  }),
+
+  listAudit: route({
+    operationId: "listAudit", method: "get", path: "/v1/audit", auth: "api_key", tag: "Audit",
+    summary: "Audit log, newest first: all for admins, the team's for owners", query: ListAuditQuery,
+    status: 200, response: Page(AuditEntry), errors: OPERATOR_ERRORS,
+  }),
+
+  registerHost: route({
+    operationId: "registerHost", method: "post", path: "/v1/hosts/register", auth: "body_secret", tag: "Host agent",
+    summary: "Trade a registration token and the machine's specs for host credentials", body: RegisterHostBody,
+    status: 201, response: HostCredentials, errors: ["invalid_request", "unauthorized"],
+  }),
+  refreshHostCredentials: route({
+    operationId: "refreshHostCredentials", method: "post", path: "/v1/hosts/auth/refresh", auth: "body_secret",
+    tag: "Host agent", summary: "Rotate a refresh token into fresh credentials", body: RefreshBody,
+    status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized"],
+  }),
+  heartbeat: route({
+    operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
+    summary: "Report the host alive, optionally with live metrics", params: HostParams,
+    body: HeartbeatMetrics, bodyOptional: true,
+    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+  }),
+} as const;
+
+export type Routes = typeof routes;
+export type RouteName = keyof Routes;
+
+type StaticOr<S, Fallback> = S extends TSchema ? Static<S> : Fallback;
+
+/** The validated inputs of a route, as its handler receives them. */
+export interface RouteInput<R extends RouteDef> {
+  params: StaticOr<R["params"], Record<string, never>>;
+  query: StaticOr<R["query"], Record<string, never>>;
+  body: R["bodyOptional"] extends true ? StaticOr<R["body"], undefined> | undefined : StaticOr<R["body"], undefined>;
+}
+
+/** The success body of a route (`undefined` for 204). */
+export type RouteResponse<R extends RouteDef> = StaticOr<R["response"], undefined>;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 + Redis for tests/benchmarks, everything inside DIR.
+#   scripts/services.sh start DIR   -> prints DATABASE_URL=... and REDIS_URL=... on stdout
+#   scripts/services.sh stop DIR    -> stops what start started (idempotent)
+# Ports: PG_PORT (default 55432), REDIS_PORT (default 56379). All chatter goes to stderr.
+set -euo pipefail
+
+PG_PORT=${PG_PORT:-55432}
+REDIS_PORT=${REDIS_PORT:-56379}
+WAIT_SECS=30
+
+die() { echo "services.sh: $*" >&2; exit 1; }
+
+# initdb/pg_ctl/postgres refuse to run as root; run them as the postgres user then.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pid PIDFILE EXPECTED_COMM SIGNAL NAME
+stop_pid() {
+  local pidfile=$1 comm=$2 sig=$3 name=$4 pid i
+  [ -s "$pidfile" ] || return 0
+  pid=$(head -n1 "$pidfile")
+  # Only signal the pid if it is still the process we started (guards against pid reuse).
+  if [[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < WAIT_SECS * 5; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "services.sh: $name (pid $pid) did not exit in ${WAIT_SECS}s, killing" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+stop_all() {
+  local dir=$1
+  # postgres.pid is only written once PG is up; fall back to postmaster.pid after a half-done start.
+  if [ -s "$dir/postgres.pid" ]; then
+    stop_pid "$dir/postgres.pid" postgres INT postgres   # SIGINT = fast shutdown
+  elif [ -s "$dir/pg/postmaster.pid" ]; then
+    stop_pid "$dir/pg/postmaster.pid" postgres INT postgres
+  fi
+  stop_pid "$dir/redis.pid" redis-server TERM redis
+}
+
+start_all() {
+  local dir=$1 pgdata i
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  pgdata=$dir/pg
+  cd "$dir"   # so the postgres user never starts in an unreadable cwd such as /root
+  # If anything below fails, clean up whatever already started (logs stay in DIR).
+  trap "stop_all $(printf %q "$dir")" EXIT
+
+  port_busy "$PG_PORT" && die "port $PG_PORT (PG_PORT) already in use on 127.0.0.1"
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT) already in use on 127.0.0.1"
+
+  if ! command -v redis-server >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "redis-server not installed (need root to apt-get install it)"
+    echo "services.sh: installing redis-server (log: $dir/apt.log)" >&2
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
+      >"$dir/apt.log" 2>&1 || die "installing redis-server failed, see $dir/apt.log"
+  fi
+
+  # --- PostgreSQL ---
+  mkdir -p "$pgdata"
+  touch "$dir/postgres.log"
+  if [ "$(id -u)" = 0 ]; then
+    chmod a+x "$dir"   # mktemp -d gives 0700; postgres must be able to traverse into DIR
+    chown postgres: "$pgdata" "$dir/postgres.log"
+    chmod 700 "$pgdata"
+    as_pg test -w "$pgdata" || die "postgres user cannot access $pgdata (a parent dir is not traversable?)"
+  fi
+  if [ ! -s "$pgdata/PG_VERSION" ]; then
+    as_pg initdb -D "$pgdata" -U postgres --auth=trust -E UTF8 --locale=C --no-sync \
+      >"$dir/initdb.log" 2>&1 || die "initdb failed, see $dir/initdb.log"
+    # TCP on loopback only; no unix socket (keeps us out of /var/run/postgresql).
+    printf "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n" >>"$pgdata/postgresql.conf"
+  fi
+  as_pg pg_ctl start -D "$pgdata" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t "$WAIT_SECS" -s >&2 \
+    || die "PostgreSQL failed to start or was not ready within ${WAIT_SECS}s (port $PG_PORT), see $dir/postgres.log"
+  head -n1 "$pgdata/postmaster.pid" >"$dir/postgres.pid"
+
+  # --- Redis ---
+  mkdir -p "$dir/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" \
+    --save '' --appendonly no --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    || die "redis-server failed to launch (port $REDIS_PORT), see the error above or $dir/redis.log"
+  for ((i = 0; i < WAIT_SECS * 5; i++)); do
+    [ -s "$dir/redis.pid" ] && [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    sleep 0.2
+  done
+  [ "$i" -lt $((WAIT_SECS * 5)) ] \
+    || die "Redis did not answer PING within ${WAIT_SECS}s on port $REDIS_PORT, see $dir/redis.log"
+
+  trap - EXIT
+  echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+}
+
+case "${1:-}" in
+  start) [ -n "${2:-}" ] || die "usage: $0 start DIR"; start_all "$2" ;;
+  stop)  [ -n "${2:-}" ] || die "usage: $0 stop DIR"; [ -d "$2" ] && stop_all "$2"; exit 0 ;;
+  *)     die "usage: $0 {start|stop} DIR" ;;
+esac
