@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Kv } from "../src/kv/kv.js";
+import { MemoryKv } from "../src/kv/memory.js";
+import { createTestKv, storageMode } from "./support/stores.js";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis" : "in-process"})`, () => {
+  let kv: Kv;
+  beforeAll(async () => {
+    kv = await createTestKv();
+  });
+  afterAll(() => kv.close());
+
+  it("sets, gets and deletes", async () => {
+    expect(await kv.set("a", "1")).toBe(true);
+    expect(await kv.get("a")).toBe("1");
+    await kv.del(["a"]);
+    expect(await kv.get("a")).toBeNull();
+  });
+
+  it("writes only-if-absent once", async () => {
+    expect(await kv.set("nx", "first", { onlyIfAbsent: true })).toBe(true);
+    expect(await kv.set("nx", "second", { onlyIfAbsent: true })).toBe(false);
+    expect(await kv.get("nx")).toBe("first");
+  });
+
+  it("forgets a key when its TTL runs out", async () => {
+    await kv.set("ttl", "v", { ttlMs: 60 });
+    expect(await kv.get("ttl")).toBe("v");
+    await sleep(150);
+    expect(await kv.get("ttl")).toBeNull();
+    expect(await kv.set("ttl", "again", { onlyIfAbsent: true, ttlMs: 1000 })).toBe(true);
+  });
+
+  it("hands a value to exactly one of many concurrent get-and-deletes", async () => {
+    await kv.set("once", "secret");
+    const results = await Promise.all(Array.from({ length: 40 }, () => kv.getDel("once")));
+    expect(results.filter((value) => value === "secret")).toHaveLength(1);
+    expect(results.filter((value) => value === null)).toHaveLength(39);
+  });
+
+  it("keeps a sorted set: add reports newcomers, scores read back, pop takes only the due members", async () => {
+    expect(await kv.zAdd("z", "h1", 100)).toBe(true);
+    expect(await kv.zAdd("z", "h1", 150)).toBe(false);
+    await kv.zAdd("z", "h2", 200);
+    await kv.zAdd("z", "h3", 300);
+    expect(await kv.zScores("z", ["h1", "h2", "nope"])).toEqual([150, 200, null]);
+    expect(await kv.zCard("z")).toBe(3);
+
+    expect(await kv.zPopUpTo("z", 200, 10)).toEqual([
+      { member: "h1", score: 150 },
+      { member: "h2", score: 200 },
+    ]);
+    expect(await kv.zPopUpTo("z", 200, 10)).toEqual([]);
+    expect(await kv.zScores("z", ["h3"])).toEqual([300]);
+    await kv.zRem("z", ["h3"]);
+    expect(await kv.zCard("z")).toBe(0);
+  });
+
+  it("pops at most the limit, oldest first, and never the same member twice under concurrency", async () => {
+    for (let i = 0; i < 50; i++) await kv.zAdd("zl", `m${i}`, i);
+    const batches = await Promise.all(Array.from({ length: 10 }, () => kv.zPopUpTo("zl", 1000, 7)));
+    const popped = batches.flat().map((entry) => entry.member);
+    expect(new Set(popped).size).toBe(popped.length);
+    expect(popped).toHaveLength(50);
+    for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
+  });
+
+  it("answers ping", async () => {
+    await expect(kv.ping()).resolves.toBeUndefined();
+  });
+});
+
+describe("in-process KV expiry", () => {
+  it("is exact to the millisecond of its clock", async () => {
+    let now = 1_000;
+    const kv = new MemoryKv(() => now);
+    await kv.set("k", "v", { ttlMs: 500 });
+    now = 1_499;
+    expect(await kv.get("k")).toBe("v");
+    now = 1_500;
+    expect(await kv.get("k")).toBeNull();
+    expect(await kv.getDel("k")).toBeNull();
+    await kv.close();
+  });
+});

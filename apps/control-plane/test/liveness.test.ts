@@ -1,0 +1,207 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eq } from "drizzle-orm";
+import type { HostCredentials } from "@muster/contract";
+import { hosts } from "../src/db/schema/index.js";
+import type { Kv } from "../src/kv/kv.js";
+import { LIVENESS_KEY } from "../src/services/kv-keys.js";
+import { Liveness } from "../src/services/liveness.js";
+import { startTestApp, type TestApp } from "./support/app.js";
+import { FakeClock } from "./support/clock.js";
+import { Factories } from "./support/factories.js";
+
+describe("liveness with a hand-driven clock", () => {
+  let t: TestApp;
+  let f: Factories;
+  const clock = new FakeClock();
+  const offlineAfterMs = () => t.config.offlineAfterS * 1000;
+  const liveness = () => t.runtime.deps.liveness;
+
+  beforeAll(async () => {
+    t = await startTestApp({ clock });
+    f = new Factories(t);
+  });
+  afterAll(() => t.close());
+
+  const status = async (id: string) => (await t.http.get(`/v1/hosts/${id}`, { key: t.adminKey })).body;
+  const storedRow = async (id: string) => (await t.stores.database.db.select().from(hosts).where(eq(hosts.id, id)))[0]!;
+
+  it("turns a host online at its first heartbeat, with one audit entry", async () => {
+    const creds = await f.enrolledHost();
+    expect((await status(creds.host.id)).status).toBe("pending");
+    expect((await f.heartbeat(creds)).status).toBe(204);
+    expect((await status(creds.host.id)).status).toBe("online");
+    clock.advance(1000);
+    expect((await f.heartbeat(creds)).status).toBe(204);
+    const online = await f.auditOf(creds.host.id, "host.online");
+    expect(online).toHaveLength(1);
+    expect(online[0]!.actor).toBe(creds.host.id);
+  });
+
+  it("batches beats: the database sees them at the flush, reads see them at once", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    await liveness().flush();
+    const firstBeat = (await storedRow(creds.host.id)).lastHeartbeatAt!;
+
+    clock.advance(5000);
+    expect((await f.heartbeat(creds, { cpu_percent: 42.5, memory_used_mb: 1024 })).status).toBe(204);
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(firstBeat);
+    expect((await status(creds.host.id)).last_heartbeat_at).toBe(clock.now().toISOString());
+
+    await liveness().flush();
+    const row = await storedRow(creds.host.id);
+    expect(row.lastHeartbeatAt).toEqual(clock.now());
+    expect(row.metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
+    expect((await status(creds.host.id)).metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
+  });
+
+  it("marks a silent host offline at its deadline, not before, and only once", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(offlineAfterMs() - 1);
+    await liveness().sweepOnce();
+    expect((await status(creds.host.id)).status).toBe("online");
+
+    clock.advance(1);
+    await liveness().sweepOnce();
+    await liveness().sweepOnce();
+    expect((await status(creds.host.id)).status).toBe("offline");
+    const offline = await f.auditOf(creds.host.id, "host.offline");
+    expect(offline).toHaveLength(1);
+    expect(offline[0]!.actor).toBe("system");
+  });
+
+  it("brings an offline host back online at its next heartbeat", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(offlineAfterMs());
+    await liveness().sweepOnce();
+    expect((await status(creds.host.id)).status).toBe("offline");
+    await f.heartbeat(creds);
+    expect((await status(creds.host.id)).status).toBe("online");
+    expect(await f.auditOf(creds.host.id, "host.online")).toHaveLength(2);
+  });
+
+  it("keeps a host online when its beat lands between the sweeper's two steps", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(offlineAfterMs() + 1);
+    // A sweeper whose KV answers, then lets the host beat before the database write.
+    const racingKv: Kv = Object.create(t.stores.kv) as Kv;
+    racingKv.zPopUpTo = async (key, max, limit) => {
+      const due = await t.stores.kv.zPopUpTo(key, max, limit);
+      if (due.some((entry) => entry.member === creds.host.id)) expect((await f.heartbeat(creds)).status).toBe(204);
+      return due;
+    };
+    const sweeper = new Liveness({ ...t.runtime.deps, kv: racingKv }, "racer", new Date(0));
+    await t.runtime.deps.liveness.stop();
+    await sweeper.sweepOnce();
+    await sweeper.stop();
+    expect((await status(creds.host.id)).status).toBe("online");
+    expect(await f.auditOf(creds.host.id, "host.offline")).toHaveLength(0);
+    const [score] = await t.stores.kv.zScores(LIVENESS_KEY, [creds.host.id]);
+    expect(score).toBe(clock.now().getTime());
+  });
+
+  it("gives hosts the KV store lost one full window after start-up before marking them offline", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    await liveness().flush();
+    await t.stores.kv.zRem(LIVENESS_KEY, [creds.host.id]);
+    clock.advance(offlineAfterMs() * 3);
+
+    const restarted = new Liveness(t.runtime.deps, "restarted", clock.now());
+    await t.runtime.deps.liveness.stop();
+    await restarted.sweepOnce();
+    expect((await status(creds.host.id)).status).toBe("online");
+
+    clock.advance(offlineAfterMs());
+    await restarted.sweepOnce();
+    expect((await status(creds.host.id)).status).toBe("offline");
+    expect(await f.auditOf(creds.host.id, "host.offline")).toHaveLength(1);
+    await restarted.stop();
+  });
+
+  it("lets one sweeper at a time work, and another take over when the holder's lease lapses", async () => {
+    const holder = new Liveness(t.runtime.deps, "holder", new Date(0));
+    const standby = new Liveness(t.runtime.deps, "standby", new Date(0));
+    await t.runtime.deps.liveness.stop();
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(offlineAfterMs() - 1000);
+    expect(await holder.sweepOnce()).toBe(0);
+
+    clock.advance(1001);
+    expect(await standby.sweepOnce()).toBe(0);
+    expect((await status(creds.host.id)).status).toBe("online");
+
+    // The holder dies without handing over; its lease runs out within seconds.
+    clock.advance(5000);
+    expect(await standby.sweepOnce()).toBe(1);
+    expect((await status(creds.host.id)).status).toBe("offline");
+    await standby.stop();
+  });
+
+  it("refuses a heartbeat for another host's path with 403", async () => {
+    const a = await f.enrolledHost();
+    const b = await f.enrolledHost();
+    const res = await t.http.post(`/v1/hosts/${b.host.id}/heartbeat`, { hostToken: a.token });
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe("forbidden");
+  });
+});
+
+describe("two control planes on one database and KV store, in real time", () => {
+  const fast = { heartbeatIntervalS: 1, offlineAfterS: 2, sweepIntervalMs: 200, heartbeatFlushMs: 200 };
+  let a: TestApp;
+  let b: TestApp;
+
+  beforeAll(async () => {
+    a = await startTestApp({ config: fast, startLoops: true });
+    b = await startTestApp({ config: fast, stores: a.stores, startLoops: true });
+  });
+  afterAll(async () => {
+    await b.close();
+    await a.close();
+  });
+
+  it("marks each silent host offline once, with one audit entry, within 2 s of its deadline", async () => {
+    const fa = new Factories(a);
+    const fb = new Factories(b);
+    const fleet: HostCredentials[] = [];
+    for (let i = 0; i < 6; i++) fleet.push(await fa.enrolledHost());
+    const planeFor = (i: number) => (i % 2 === 0 ? fa : fb);
+    const silenced = fleet.slice(0, 4);
+    const alive = fleet.slice(4);
+    const lastBeat = new Map<string, number>();
+    for (const [i, creds] of fleet.entries()) {
+      expect((await planeFor(i).heartbeat(creds)).status).toBe(204);
+      lastBeat.set(creds.host.id, Date.now());
+    }
+
+    // Keep two hosts beating (through both planes) while the other four fall silent.
+    const deadline = Date.now() + 2000 * 3;
+    let offline: string[] = [];
+    for (let round = 0; Date.now() < deadline && offline.length < silenced.length; round++) {
+      for (const [i, creds] of alive.entries()) expect((await planeFor(i + round).heartbeat(creds)).status).toBe(204);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const list = await a.http.get("/v1/hosts?status=offline&limit=500", { key: a.adminKey });
+      offline = (list.body.items as { id: string }[]).map((h) => h.id).filter((id) => lastBeat.has(id));
+    }
+
+    expect(offline.sort()).toEqual(silenced.map((c) => c.host.id).sort());
+    for (const creds of silenced) {
+      const entries = await fa.auditOf(creds.host.id, "host.offline");
+      expect(entries).toHaveLength(1);
+      const markedAt = Date.parse((entries[0] as unknown as { created_at: string }).created_at);
+      const dueAt = lastBeat.get(creds.host.id)! + fast.offlineAfterS * 1000;
+      expect(markedAt).toBeGreaterThanOrEqual(dueAt - 50);
+      expect(markedAt - dueAt).toBeLessThanOrEqual(2000);
+    }
+    for (const creds of alive) {
+      expect(await fa.auditOf(creds.host.id, "host.offline")).toHaveLength(0);
+      // The second plane shares the first one's database, so the first one's admin key works on both.
+      expect((await b.http.get(`/v1/hosts/${creds.host.id}`, { key: a.adminKey })).body.status).toBe("online");
+    }
+  });
+});

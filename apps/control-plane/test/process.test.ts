@@ -1,0 +1,133 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+/**
+ * The control plane as an operator starts it: `main.ts` in its own process,
+ * configured by the environment alone. These run on the embedded default, the
+ * mode `pnpm start` uses on a fresh machine.
+ */
+const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
+const TSX = join(APP_DIR, "node_modules", ".bin", "tsx");
+
+const dirs: string[] = [];
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of children) child.kill("SIGKILL");
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+interface Started {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(env: Record<string, string>): Started {
+  const clean = { ...process.env };
+  delete clean.DATABASE_URL;
+  delete clean.REDIS_URL;
+  delete clean.MUSTER_ADMIN_KEY;
+  const child = spawn(TSX, ["src/main.ts"], { cwd: APP_DIR, env: { ...clean, LOG_LEVEL: "info", ...env }, stdio: "pipe" });
+  children.push(child);
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
+}
+
+async function waitFor(started: Started, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!pattern.test(started.output())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output:\n${started.output()}`);
+    if (started.child.exitCode !== null) throw new Error(`process exited early; output:\n${started.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function stop(started: Started): Promise<number | null> {
+  started.child.kill("SIGTERM");
+  return started.exited;
+}
+
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "muster-process-"));
+  dirs.push(dir);
+  return dir;
+}
+
+describe("main.ts", () => {
+  it("prints the admin key once on first start, keeps its data, and shuts down cleanly", async () => {
+    const dir = dataDir();
+    const port = await freePort();
+    const first = start({ MUSTER_DATA_DIR: dir, PORT: String(port) });
+    await waitFor(first, /listening/);
+    const key = /(msk_[A-Za-z0-9_-]{40,})/.exec(first.output())?.[1];
+    expect(key).toBeDefined();
+
+    const me = await fetch(`http://127.0.0.1:${port}/v1/me`, { headers: { authorization: `Bearer ${key}` } });
+    expect(me.status).toBe(200);
+    const created = await fetch(`http://127.0.0.1:${port}/v1/hosts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ type: "regular" }),
+    });
+    expect(created.status).toBe(201);
+    expect(await stop(first)).toBe(0);
+
+    const second = start({ MUSTER_DATA_DIR: dir, PORT: String(port) });
+    await waitFor(second, /listening/);
+    expect(second.output()).not.toContain("msk_");
+    const list = await fetch(`http://127.0.0.1:${port}/v1/hosts`, { headers: { authorization: `Bearer ${key}` } });
+    expect(((await list.json()) as { items: unknown[] }).items).toHaveLength(1);
+    expect(await stop(second)).toBe(0);
+  });
+
+  it("seeds MUSTER_ADMIN_KEY as the admin's key without printing it", async () => {
+    const adminKey = "automation-admin-key-0123456789abcdef";
+    const port = await freePort();
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: String(port), MUSTER_ADMIN_KEY: adminKey });
+    await waitFor(started, /listening/);
+    expect(started.output()).not.toContain(adminKey);
+    const me = await fetch(`http://127.0.0.1:${port}/v1/me`, { headers: { authorization: `Bearer ${adminKey}` } });
+    expect(((await me.json()) as { role: string }).role).toBe("admin");
+    expect(await stop(started)).toBe(0);
+  });
+
+  it("refuses a second process on the same data folder with a message that says what to do", async () => {
+    const dir = dataDir();
+    const first = start({ MUSTER_DATA_DIR: dir, PORT: String(await freePort()) });
+    await waitFor(first, /listening/);
+    const second = start({ MUSTER_DATA_DIR: dir, PORT: String(await freePort()) });
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toContain("in use by another Muster process");
+    expect(second.output()).toContain("MUSTER_DATA_DIR");
+    expect(await stop(first)).toBe(0);
+  });
+
+  it("reports a bad configuration by variable name and exits 1", async () => {
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: "http", MUSTER_ADMIN_KEY: "short", MUSTER_OFFLINE_AFTER_S: "10", MUSTER_HEARTBEAT_INTERVAL_S: "30" });
+    expect(await started.exited).toBe(1);
+    const output = started.output();
+    expect(output).toContain("PORT must be a whole number");
+    expect(output).toContain("MUSTER_ADMIN_KEY must be at least 32 characters");
+    expect(output).toContain("MUSTER_OFFLINE_AFTER_S (10) must be longer than MUSTER_HEARTBEAT_INTERVAL_S (30)");
+    expect(output).not.toMatch(/\n\s+at /);
+  });
+});

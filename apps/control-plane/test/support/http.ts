@@ -1,0 +1,46 @@
+import type { Hono } from "hono";
+import type { AppEnv } from "../../src/http/env.js";
+
+export interface CallOptions {
+  key?: string;
+  hostToken?: string;
+  body?: unknown;
+  /** Sent as is, for malformed-input tests. */
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+export interface CallResult<T = any> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** Drives the app in-process through Hono's fetch interface: the full middleware stack, no socket. */
+export class HttpClient {
+  constructor(private readonly app: Hono<AppEnv>) {}
+
+  async call<T = any>(method: string, path: string, options: CallOptions = {}): Promise<CallResult<T>> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
+    if (options.hostToken !== undefined) headers["x-host-token"] = options.hostToken;
+    let body: string | undefined = options.rawBody;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers["content-type"] = "application/json";
+    }
+    const response = await this.app.request(path, { method, headers, body });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      // Not JSON (the docs page, metrics): keep the text.
+    }
+    return { status: response.status, body: parsed as T, headers: response.headers };
+  }
+
+  get = <T = any>(path: string, options?: CallOptions) => this.call<T>("GET", path, options);
+  post = <T = any>(path: string, options?: CallOptions) => this.call<T>("POST", path, options);
+  delete = <T = any>(path: string, options?: CallOptions) => this.call<T>("DELETE", path, options);
+}

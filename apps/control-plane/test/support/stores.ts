@@ -1,0 +1,61 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { openEmbedded, openPostgres } from "../../src/db/client.js";
+import type { Kv } from "../../src/kv/kv.js";
+import { MemoryKv } from "../../src/kv/memory.js";
+import { RedisKv } from "../../src/kv/redis.js";
+import type { Stores } from "../../src/runtime.js";
+
+/**
+ * The suite runs once per storage mode, chosen by the environment exactly as the
+ * control plane chooses: DATABASE_URL + REDIS_URL for PostgreSQL + Redis, neither
+ * for the embedded default.
+ */
+export const storageMode: "postgres" | "embedded" = process.env.DATABASE_URL ? "postgres" : "embedded";
+
+export interface TestStores extends Stores {
+  /** Drops what the stores hold and closes them. */
+  dispose(): Promise<void>;
+}
+
+const unique = () => randomBytes(6).toString("hex");
+
+/** A new Redis key space, or a fresh in-process KV. */
+export async function createTestKv(): Promise<Kv> {
+  if (storageMode === "embedded") return new MemoryKv();
+  const kv = new RedisKv({ url: requireEnv("REDIS_URL"), keyPrefix: `test-${unique()}:` });
+  await kv.connect();
+  return kv;
+}
+
+/** A fresh database (a new PostgreSQL database, or an in-memory PGlite) and a fresh KV. */
+export async function createTestStores(): Promise<TestStores> {
+  const kv = await createTestKv();
+  if (storageMode === "embedded") {
+    const database = await openEmbedded(null);
+    return { database, kv, dispose: async () => (await kv.close(), await database.close()) };
+  }
+  const serverUrl = requireEnv("DATABASE_URL");
+  const name = `muster_test_${unique()}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  const database = await openPostgres(url.toString());
+  return {
+    database,
+    kv,
+    async dispose() {
+      await kv.close();
+      await database.close();
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
+
+function requireEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} must be set when DATABASE_URL is (the PostgreSQL + Redis suite needs both)`);
+  return value;
+}

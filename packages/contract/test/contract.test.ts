@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { TObject, TSchema } from "@sinclair/typebox";
+import { CreateHostBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, type RouteDef } from "../src/index.js";
+
+const all = Object.values(routes) as RouteDef[];
+
+describe("route table", () => {
+  it("names every operation once and every method+path once", () => {
+    expect(new Set(all.map((r) => r.operationId)).size).toBe(all.length);
+    expect(new Set(all.map((r) => `${r.method} ${r.path}`)).size).toBe(all.length);
+  });
+
+  it("declares a schema for exactly the path parameters each path has", () => {
+    for (const route of all) {
+      const inPath = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
+      const declared = Object.keys(route.params?.properties ?? {}).sort();
+      expect(declared, route.operationId).toEqual(inPath);
+    }
+  });
+
+  it("rejects unknown fields in every request body and query", () => {
+    const closed = (schema: TSchema | undefined) => schema === undefined || (schema as TObject).additionalProperties === false;
+    for (const route of all) {
+      expect(closed(route.body), `${route.operationId} body`).toBe(true);
+      expect(closed(route.query), `${route.operationId} query`).toBe(true);
+    }
+  });
+
+  it("gives every response status but 204 a body schema", () => {
+    for (const route of all) expect(route.response === undefined, route.operationId).toBe(route.status === 204);
+  });
+});
+
+describe("errors", () => {
+  it("maps every code to the status SPEC §1 pins", () => {
+    expect(ERROR_STATUS).toEqual({
+      invalid_request: 400,
+      unauthorized: 401,
+      forbidden: 403,
+      not_found: 404,
+      conflict: 409,
+      payload_too_large: 413,
+      rate_limited: 429,
+      internal: 500,
+      unavailable: 503,
+    });
+    expect(ERROR_CODES).toHaveLength(9);
+  });
+});
+
+describe("shapes", () => {
+  it("accepts prefixed 128-bit IDs and nothing shorter", () => {
+    const hostId = TypeCompiler.Compile(IdSchema("host"));
+    expect(hostId.Check(`host-${"a".repeat(26)}`)).toBe(true);
+    expect(hostId.Check("host-deadbeef")).toBe(false);
+    expect(hostId.Check(`usr-${"a".repeat(26)}`)).toBe(false);
+  });
+
+  it("accepts tags of SPEC §5 only", () => {
+    const tag = TypeCompiler.Compile(Tag);
+    for (const good of ["gpu", "zone:eu-1", "a", "k=v", "x".repeat(63), "1st_pool.v2"]) expect(tag.Check(good), good).toBe(true);
+    for (const bad of ["", "GPU", "-lead", ".lead", "x".repeat(64), "has space", "ünï"]) expect(tag.Check(bad), bad).toBe(false);
+  });
+
+  it("caps tags given at host creation at 64, without repeats", () => {
+    const body = TypeCompiler.Compile(CreateHostBody);
+    const tags = (n: number) => Array.from({ length: n }, (_, i) => `t${i}`);
+    expect(body.Check({ type: "regular", tags: tags(64) })).toBe(true);
+    expect(body.Check({ type: "regular", tags: tags(65) })).toBe(false);
+    expect(body.Check({ type: "regular", tags: ["a", "a"] })).toBe(false);
+  });
+});

@@ -1,0 +1,2 @@
+/** The one list of test projects; the root vitest.config.ts reads it. */
+export default ["packages/contract", "apps/control-plane"];
