@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Nullable, PageQuery, Timestamp } from "./common.js";
-import { IdSchema } from "./ids.js";
+import { ANY_ID_PATTERN, IdSchema } from "./ids.js";
 
 export const AUDIT_ACTIONS = [
   "host.created",
@@ -40,7 +40,7 @@ export type AuditEntry = Static<typeof AuditEntry>;
 export const ListAuditQuery = Type.Object(
   {
     ...PageQuery,
-    target_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    target_id: Type.Optional(Type.String({ pattern: ANY_ID_PATTERN, description: "any resource ID (host-…, usr-…, …)" })),
     action: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: "^[a-z_]+(\\.[a-z_]+)+$" })),
   },
   { additionalProperties: false },

@@ -24,6 +24,9 @@ export function idPattern(kind: IdKind): string {
   return `^${ID_PREFIX[kind]}-${BODY}$`;
 }
 
+/** Any of our IDs, whatever its kind (for filters that take several kinds). */
+export const ANY_ID_PATTERN = `^[a-z]{2,5}-${BODY}$`;
+
 export function IdSchema(kind: IdKind) {
   return Type.String({
     pattern: idPattern(kind),

@@ -1,3 +1,4 @@
+import "./formats.js";
 export * from "./api-keys.js";
 export * from "./audit.js";
 export * from "./common.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { TObject, TSchema } from "@sinclair/typebox";
-import { CreateHostBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, type RouteDef } from "../src/index.js";
+import { CreateHostBody, CreateUserBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, Timestamp, type RouteDef } from "../src/index.js";
 
 const all = Object.values(routes) as RouteDef[];
 
@@ -69,5 +69,16 @@ describe("shapes", () => {
     expect(body.Check({ type: "regular", tags: tags(64) })).toBe(true);
     expect(body.Check({ type: "regular", tags: tags(65) })).toBe(false);
     expect(body.Check({ type: "regular", tags: ["a", "a"] })).toBe(false);
+  });
+});
+
+describe("formats", () => {
+  it("checks emails and timestamps rather than refusing the formats as unknown", () => {
+    const body = TypeCompiler.Compile(CreateUserBody);
+    expect(body.Check({ email: "ada@example.com" })).toBe(true);
+    for (const bad of ["ada", "ada@", "@example.com", "a b@example.com", "ada@example"]) expect(body.Check({ email: bad }), bad).toBe(false);
+    const timestamp = TypeCompiler.Compile(Timestamp);
+    expect(timestamp.Check("2026-11-23T17:00:00.000Z")).toBe(true);
+    expect(timestamp.Check("yesterday")).toBe(false);
   });
 });

@@ -1,5 +1,8 @@
 import { and, eq, gt, lt, or, type AnyColumn, type SQL } from "drizzle-orm";
+import { ANY_ID_PATTERN } from "@muster/contract";
 import { invalid } from "../errors.js";
+
+const ANY_ID = new RegExp(ANY_ID_PATTERN);
 
 /** Keyset position in a list ordered by (time, id); opaque to clients. */
 export interface Cursor {
@@ -16,7 +19,11 @@ export function decodeCursor(raw: string | undefined): Cursor | null {
   try {
     const [at, id] = JSON.parse(Buffer.from(raw, "base64url").toString("utf8")) as unknown[];
     const date = new Date(String(at));
-    if (typeof id !== "string" || Number.isNaN(date.getTime())) throw new Error("bad cursor");
+    // Cursors come back from clients: hold them to what this API could have issued before they reach SQL.
+    const year = date.getUTCFullYear();
+    if (typeof id !== "string" || !ANY_ID.test(id) || Number.isNaN(date.getTime()) || year < 2000 || year > 9999) {
+      throw new Error("bad cursor");
+    }
     return { at: date, id };
   } catch {
     throw invalid("cursor: not a cursor this API returned; start again without it");
