@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import { errorResponse, handleError } from "./http/errors.js";
@@ -19,6 +20,8 @@ export const VERSION = "0.1.0";
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
+  // Every response names its request (X-Request-Id), so a client's error report can be found in the logs.
+  app.use(requestId());
   app.use(async (c, next) => {
     c.set("deps", deps);
     const started = performance.now();

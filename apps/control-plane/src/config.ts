@@ -5,6 +5,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** Prepended to every Redis key, so several deployments can share one Redis. */
+  kvPrefix: string;
   adminKey: string | null;
   heartbeatIntervalS: number;
   offlineAfterS: number;
@@ -29,6 +31,7 @@ export const defaultConfig: Config = {
   dataDir: "./.muster",
   databaseUrl: null,
   redisUrl: null,
+  kvPrefix: "muster:",
   adminKey: null,
   heartbeatIntervalS: 30,
   offlineAfterS: 90,
@@ -67,6 +70,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
     databaseUrl: text("DATABASE_URL"),
     redisUrl: text("REDIS_URL"),
+    kvPrefix: text("MUSTER_KV_PREFIX") ?? defaultConfig.kvPrefix,
     adminKey: text("MUSTER_ADMIN_KEY"),
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
     offlineAfterS: integer("MUSTER_OFFLINE_AFTER_S", defaultConfig.offlineAfterS, 2, 86400),

@@ -25,7 +25,7 @@ export async function openStores(config: Config): Promise<Stores> {
   const database = config.databaseUrl ? await openPostgres(config.databaseUrl) : await openEmbedded(config.dataDir);
   let kv: Kv;
   if (config.redisUrl) {
-    const redis = new RedisKv({ url: config.redisUrl });
+    const redis = new RedisKv({ url: config.redisUrl, keyPrefix: config.kvPrefix });
     try {
       await redis.connect();
     } catch (error) {

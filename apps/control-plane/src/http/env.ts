@@ -15,6 +15,7 @@ export type { Database };
 
 export interface AppEnv {
   Variables: {
+    requestId: string;
     deps: AppDeps;
     actor: Actor;
     hostClaims: HostClaims;

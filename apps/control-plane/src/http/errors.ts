@@ -65,6 +65,6 @@ export function handleError(error: Error, c: Context, logger: Logger): Response 
   if (isUniqueViolation(error)) {
     return errorResponse(c, "conflict", "the request conflicts with a concurrent change; retry it");
   }
-  logger.error({ err: error, method: c.req.method, path: c.req.path }, "unhandled error");
+  logger.error({ err: error, method: c.req.method, path: c.req.path, request_id: c.get("requestId") }, "unhandled error");
   return errorResponse(c, "internal", "internal error; it has been logged");
 }

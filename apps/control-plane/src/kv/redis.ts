@@ -10,7 +10,7 @@ return due`;
 export interface RedisKvOptions {
   url: string;
   /** Prepended to every key, so several deployments or test runs can share one Redis. */
-  keyPrefix?: string;
+  keyPrefix: string;
 }
 
 export class RedisKv implements Kv {
@@ -18,7 +18,7 @@ export class RedisKv implements Kv {
 
   constructor(options: RedisKvOptions) {
     this.redis = new Redis(options.url, {
-      keyPrefix: options.keyPrefix ?? "muster:",
+      keyPrefix: options.keyPrefix,
       lazyConnect: true,
       maxRetriesPerRequest: 2,
       // Fail fast while Redis is away, so callers answer 503 instead of hanging.

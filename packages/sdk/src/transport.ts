@@ -1,0 +1,144 @@
+import { ERROR_CODES, type ErrorCode, type RouteDef, type RouteResponse } from "@muster/contract";
+import type { Static, TSchema } from "@sinclair/typebox";
+import { MusterApiError, MusterConnectionError, MusterError } from "./errors.js";
+
+/** The inputs a caller gives for a route: exactly the parts the contract declares. */
+export type CallInput<R extends RouteDef> = (R["params"] extends TSchema ? { params: Static<R["params"]> } : unknown) &
+  (R["query"] extends TSchema ? { query?: Static<R["query"]> } : unknown) &
+  (R["body"] extends TSchema
+    ? R["bodyOptional"] extends true
+      ? { body?: Static<R["body"]> }
+      : { body: Static<R["body"]> }
+    : unknown);
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** Overrides the transport's timeout for this call. */
+  timeoutMs?: number;
+}
+
+export interface TransportOptions {
+  baseUrl: string;
+  /** Headers that authenticate a call, asked for on every attempt (credentials may rotate). */
+  authHeaders?: () => Record<string, string>;
+  fetch?: typeof fetch;
+  timeoutMs?: number;
+  /** Retries of a failed attempt, where a retry is safe. */
+  maxRetries?: number;
+  userAgent?: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_RETRIES = 2;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_CAP_MS = 10_000;
+
+const KNOWN_CODES = new Set<string>(ERROR_CODES);
+
+/**
+ * Calls one route of the contract over fetch (no Node built-ins, so it runs in
+ * browsers too). Retries only where it is safe: 429 and 503 (the request was not
+ * processed) for any method, honouring Retry-After; network failures and other
+ * 5xx only for GET and DELETE, which are idempotent.
+ */
+export class Transport {
+  private readonly fetch: typeof fetch;
+  readonly baseUrl: string;
+
+  constructor(private readonly options: TransportOptions) {
+    this.fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+  }
+
+  async call<R extends RouteDef>(route: R, input: CallInput<R>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
+    const { params, query, body } = input as unknown as { params?: Record<string, string>; query?: Record<string, unknown>; body?: unknown };
+    const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) search.set(key, String(value));
+    const target = search.size > 0 ? `${url}?${search}` : url;
+    const idempotent = route.method === "get" || route.method === "delete";
+    const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
+
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        response = await this.attempt(route.method, target, body, options);
+      } catch (error) {
+        if (error instanceof MusterConnectionError && idempotent && attempt < maxRetries && !options.signal?.aborted) {
+          await sleep(backoffMs(attempt), options.signal);
+          continue;
+        }
+        throw error;
+      }
+      if (response.ok) {
+        return (response.status === 204 ? undefined : await response.json()) as RouteResponse<R>;
+      }
+      const error = await apiError(response);
+      const retryable = error.status === 429 || error.status === 503 || (idempotent && error.status >= 500);
+      if (retryable && attempt < maxRetries) {
+        await sleep(error.retryAfterS !== null ? error.retryAfterS * 1000 : backoffMs(attempt), options.signal);
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  private async attempt(method: string, url: string, body: unknown, options: RequestOptions): Promise<Response> {
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    const headers: Record<string, string> = { accept: "application/json", ...this.options.authHeaders?.() };
+    if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    try {
+      return await this.fetch(url, {
+        method: method.toUpperCase(),
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason ?? error;
+      const timedOut = timeout.aborted;
+      const reason = timedOut ? `timed out after ${timeoutMs} ms` : describe(error);
+      throw new MusterConnectionError(`cannot reach the Muster control plane at ${this.baseUrl}: ${reason}`, timedOut, { cause: error });
+    }
+  }
+}
+
+async function apiError(response: Response): Promise<MusterApiError> {
+  const requestId = response.headers.get("x-request-id");
+  const retryAfter = Number(response.headers.get("retry-after"));
+  const retryAfterS = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null;
+  const text = await response.text().catch(() => "");
+  let code: ErrorCode = response.status >= 500 ? "internal" : "invalid_request";
+  let message = `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+  try {
+    const envelope = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof envelope.error?.code === "string" && KNOWN_CODES.has(envelope.error.code)) code = envelope.error.code as ErrorCode;
+    if (typeof envelope.error?.message === "string") message = envelope.error.message;
+  } catch {
+    // Not an envelope (a proxy's error page): keep the status line.
+  }
+  return new MusterApiError(response.status, code, message, requestId, retryAfterS);
+}
+
+function describe(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message ?? String(error);
+}
+
+/** Exponential backoff with full jitter. */
+export function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => (clearTimeout(timer), reject(signal.reason)), { once: true });
+  });
+}
+
+export { MusterError };

@@ -1,0 +1,103 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+
+/**
+ * Starts a real control plane in its own process, the way an operator does, for
+ * the tests of the SDK, the CLI and the agent (which must not import the app).
+ * It follows the suite's storage mode: with DATABASE_URL and REDIS_URL set it
+ * gets a fresh database and its own Redis key prefix, otherwise the embedded
+ * default in a temporary data folder.
+ */
+export interface ControlPlane {
+  url: string;
+  adminKey: string;
+  process: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+const MAIN = fileURLToPath(new URL("../../../apps/control-plane/src/main.ts", import.meta.url));
+const TSX_CLI = createRequire(import.meta.url).resolve("tsx/cli");
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
+  const unique = randomBytes(6).toString("hex");
+  const dataDir = mkdtempSync(join(tmpdir(), "muster-cp-"));
+  const port = await freePort();
+  const adminKey = `testkit-admin-${randomBytes(24).toString("hex")}`;
+  const childEnv: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    PORT: String(port),
+    MUSTER_DATA_DIR: dataDir,
+    MUSTER_ADMIN_KEY: adminKey,
+    MUSTER_KV_PREFIX: `testkit-${unique}:`,
+    LOG_LEVEL: "warn",
+    ...env,
+  };
+
+  let dropDatabase = async () => {};
+  if (process.env.DATABASE_URL) {
+    const name = `muster_testkit_${unique}`;
+    const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database ${name}`);
+    const url = new URL(process.env.DATABASE_URL);
+    url.pathname = `/${name}`;
+    childEnv.DATABASE_URL = url.toString();
+    dropDatabase = async () => {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    };
+  }
+
+  const child = spawn(process.execPath, [TSX_CLI, MAIN], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`control plane exited at start:\n${output}`);
+    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ready) break;
+    if (Date.now() > until) {
+      child.kill("SIGKILL");
+      throw new Error(`control plane not ready after 60 s:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  return {
+    url,
+    adminKey,
+    process: child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGTERM");
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+      await dropDatabase();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
