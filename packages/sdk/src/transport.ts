@@ -50,7 +50,7 @@ export class Transport {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
   }
 
-  async call<R extends RouteDef>(route: R, input: CallInput<R>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
+  async call<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
     const { params, query, body } = input as unknown as { params?: Record<string, string>; query?: Record<string, unknown>; body?: unknown };
     const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
     const search = new URLSearchParams();
