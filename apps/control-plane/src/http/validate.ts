@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { RouteDef } from "@muster/contract";
-import type { TSchema } from "@sinclair/typebox";
+import type { TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { invalid } from "../errors.js";
@@ -18,6 +18,44 @@ function describe(where: string, check: TypeCheck<TSchema>, value: unknown): str
   const schema = error.schema as { pattern?: string; description?: string };
   const hint = schema.description ? ` (${schema.description})` : "";
   return field ? `${where} field '${field}': ${error.message}${hint}` : `${where}: ${error.message}${hint}`;
+}
+
+// In unicode mode only an unpaired surrogate is a "surrogate" code point; PostgreSQL cannot store one.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+const MAX_DEPTH = 32;
+
+/**
+ * Walks a parsed body without recursion (hostile bodies nest thousands deep):
+ * refuses nesting past MAX_DEPTH, and strings or keys that are not well-formed.
+ */
+function refuseMalformedJson(root: unknown): void {
+  const pending: { value: unknown; path: string; depth: number }[] = [{ value: root, path: "", depth: 0 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value, path, depth } = next;
+    const where = path ? `body field '${path}'` : "body";
+    if (typeof value === "string" && LONE_SURROGATE.test(value)) {
+      throw invalid(`${where}: not well-formed unicode (unpaired surrogate)`);
+    }
+    if (value === null || typeof value !== "object") continue;
+    if (depth >= MAX_DEPTH) throw invalid(`${where}: nested deeper than ${MAX_DEPTH} levels`);
+    for (const [key, item] of Object.entries(value)) {
+      if (LONE_SURROGATE.test(key)) throw invalid(`${where}: a key is not well-formed unicode (unpaired surrogate)`);
+      pending.push({ value: item, path: path ? `${path}.${key}` : key, depth: depth + 1 });
+    }
+  }
+}
+
+const WHOLE_NUMBER = /^-?\d+$/;
+
+/** TypeBox converts integers with parseInt ("1.5" → 1); refuse what is not a whole number first. */
+function refuseNonIntegers(schema: TObject, raw: Record<string, string>): void {
+  for (const [name, property] of Object.entries(schema.properties)) {
+    const value = raw[name];
+    if (value !== undefined && (property as { type?: string }).type === "integer" && !WHOLE_NUMBER.test(value)) {
+      throw invalid(`query parameter '${name}': expected a whole number, got "${value}"`);
+    }
+  }
 }
 
 /**
@@ -38,7 +76,9 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       input.params = raw;
     }
     if (query && route.query) {
-      const raw = Value.Default(route.query, Value.Convert(route.query, { ...c.req.query() }));
+      const given = c.req.query();
+      refuseNonIntegers(route.query, given);
+      const raw = Value.Default(route.query, Value.Convert(route.query, { ...given }));
       if (!query.Check(raw)) throw invalid(describe("query parameter", query, raw));
       input.query = raw;
     }
@@ -54,6 +94,7 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       } catch {
         throw invalid("request body is not valid JSON");
       }
+      refuseMalformedJson(parsed);
       if (!body.Check(parsed)) throw invalid(describe("body", body, parsed));
       input.body = parsed;
     }
