@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { routePath } from "hono/route";
+import { declaresBody } from "./http/body.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import { errorResponse, handleError } from "./http/errors.js";
 import { apiKeyRoutes } from "./routes/api-keys.js";
@@ -30,12 +31,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     deps.metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     deps.metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
   });
-  app.use(
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(c, "payload_too_large", "request body is larger than 64 KiB"),
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => errorResponse(c, "payload_too_large", "request body is larger than 64 KiB"),
+  });
+  app.use((c, next) => (declaresBody(c) ? limitBody(c, next) : next()));
 
   systemRoutes(app, VERSION);
   identityRoutes(app);

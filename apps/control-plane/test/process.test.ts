@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { request } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -97,6 +98,37 @@ describe("main.ts", () => {
     const list = await fetch(`http://127.0.0.1:${port}/v1/hosts`, { headers: { authorization: `Bearer ${key}` } });
     expect(((await list.json()) as { items: unknown[] }).items).toHaveLength(1);
     expect(await stop(second)).toBe(0);
+  });
+
+  it("holds bodies to 64 KiB over a real socket, whether sized by content-length or chunked", async () => {
+    const adminKey = "socket-admin-key-0123456789abcdef0123";
+    const port = await freePort();
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: String(port), MUSTER_ADMIN_KEY: adminKey });
+    await waitFor(started, /listening/);
+    const post = (body: string, chunked: boolean) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const headers: Record<string, string> = { authorization: `Bearer ${adminKey}`, "content-type": "application/json" };
+        if (!chunked) headers["content-length"] = String(Buffer.byteLength(body));
+        const req = request({ host: "127.0.0.1", port, method: "POST", path: "/v1/teams", headers }, (res) => {
+          let text = "";
+          res.on("data", (chunk) => (text += chunk));
+          res.on("end", () => resolve({ status: res.statusCode!, body: text }));
+        });
+        req.on("error", reject);
+        if (chunked) {
+          // Two writes without content-length: Node sends Transfer-Encoding: chunked.
+          req.write(body.slice(0, 10));
+          req.end(body.slice(10));
+        } else req.end(body);
+      });
+    const oversized = JSON.stringify({ name: "x".repeat(70 * 1024) });
+    for (const chunked of [false, true]) {
+      const refused = await post(oversized, chunked);
+      expect(refused.status).toBe(413);
+      expect(JSON.parse(refused.body).error.code).toBe("payload_too_large");
+      expect((await post(JSON.stringify({ name: "fits" }), chunked)).status).toBe(201);
+    }
+    expect(await stop(started)).toBe(0);
   });
 
   it("seeds MUSTER_ADMIN_KEY as the admin's key without printing it", async () => {

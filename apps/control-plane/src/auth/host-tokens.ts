@@ -20,6 +20,9 @@ export interface HostClaims {
   expiresAt: Date;
 }
 
+/** Verified tokens kept, so a host's beats verify its signature once per token rather than per request. */
+const VERIFIED_CACHE_MAX = 100_000;
+
 const BAD_TOKEN = "host token is missing, malformed, expired or revoked; refresh it with POST /v1/hosts/auth/refresh";
 
 /**
@@ -28,6 +31,8 @@ const BAD_TOKEN = "host token is missing, malformed, expired or revoked; refresh
  * verification than raw bytes).
  */
 export class HostTokens {
+  private readonly verified = new Map<string, HostClaims>();
+
   private constructor(
     private readonly keys: Map<string, CryptoKey>,
     private readonly currentKid: string,
@@ -65,7 +70,22 @@ export class HostTokens {
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
+  /**
+   * Checks signature and claims. A token that passed is remembered until its
+   * `exp`: a signature cannot stop being valid, and revocation is decided by the
+   * credential family on every request, not here.
+   */
   async verify(token: string): Promise<HostClaims> {
+    const known = this.verified.get(token);
+    if (known && known.expiresAt > this.clock.now()) return known;
+    if (known) this.verified.delete(token);
+    const claims = await this.verifySignature(token);
+    if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  private async verifySignature(token: string): Promise<HostClaims> {
     try {
       const { payload } = await jwtVerify(token, (header: JWTHeaderParameters) => this.keyFor(header), {
         algorithms: [ALGORITHM],

@@ -4,6 +4,7 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { invalid } from "../errors.js";
+import { declaresBody } from "./body.js";
 
 export interface ValidatedInput {
   params: unknown;
@@ -83,7 +84,7 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       input.query = raw;
     }
     if (body) {
-      const text = await c.req.text();
+      const text = declaresBody(c) ? await c.req.text() : "";
       if (text.trim() === "") {
         if (!route.bodyOptional) throw invalid("request body is required: send a JSON object");
         return input;

@@ -1,0 +1,179 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { routes } from "@muster/contract";
+import { Transport } from "@muster/sdk";
+import { freePort } from "@muster/testkit";
+import postgres from "postgres";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CONTROL_PLANE = join(ROOT, "apps/control-plane/dist/main.js");
+const CLOCK_TICKS_PER_S = 100;
+
+export interface Server {
+  name: string;
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Waits for `ready` on stdout (bench servers) or for /readyz (the control plane). */
+async function waitReady(child: ChildProcess, url: string, probe: "stdout" | "readyz", log: () => string): Promise<void> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited:\n${log()}`);
+    if (probe === "stdout" ? log().includes("ready") : await fetch(`${url}/readyz`).then((r) => r.ok, () => false)) return;
+    if (Date.now() > until) throw new Error(`server not ready after 60 s:\n${log()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export async function startServer(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  probe: "stdout" | "readyz",
+  cleanup: () => Promise<void> = async () => {},
+): Promise<Server> {
+  const port = await freePort();
+  const child = spawn(process.execPath, args, {
+    env: { ...(process.env as Record<string, string>), PORT: String(port), LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stdout!.on("data", (chunk) => (log += chunk));
+  child.stderr!.on("data", (chunk) => (log += chunk));
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(child, url, probe, () => log);
+  return {
+    name,
+    url,
+    child,
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await cleanup();
+    },
+  };
+}
+
+/** A built control plane on the stores the environment names (embedded by default), with a known admin key. */
+export async function startControlPlane(name: string, env: Record<string, string> = {}, shared?: SharedStores) {
+  if (!existsSync(CONTROL_PLANE)) throw new Error("build first: pnpm build (the benchmark runs apps/control-plane/dist)");
+  const stores = shared ?? (await freshStores());
+  const server = await startServer(
+    name,
+    [CONTROL_PLANE],
+    { ...stores.env, MUSTER_ADMIN_KEY: stores.adminKey, ...env },
+    "readyz",
+    shared ? async () => {} : stores.dispose,
+  );
+  return { ...server, adminKey: stores.adminKey, stores };
+}
+
+export interface SharedStores {
+  env: Record<string, string>;
+  adminKey: string;
+  dispose(): Promise<void>;
+}
+
+/** A fresh database (and Redis key space) when DATABASE_URL/REDIS_URL are set, else a temporary data folder. */
+export async function freshStores(): Promise<SharedStores> {
+  const unique = randomBytes(6).toString("hex");
+  const adminKey = `bench-admin-${randomBytes(24).toString("hex")}`;
+  const dataDir = mkdtempSync(join(tmpdir(), "muster-bench-"));
+  const env: Record<string, string> = { MUSTER_DATA_DIR: dataDir, MUSTER_KV_PREFIX: `bench-${unique}:` };
+  let drop = async () => {};
+  if (process.env.DATABASE_URL) {
+    const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
+    const name = `muster_bench_${unique}`;
+    await admin.unsafe(`create database ${name}`);
+    const url = new URL(process.env.DATABASE_URL);
+    url.pathname = `/${name}`;
+    env.DATABASE_URL = url.toString();
+    drop = async () => {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    };
+  }
+  return {
+    env,
+    adminKey,
+    async dispose() {
+      await drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface EnrolledHost {
+  id: string;
+  token: string;
+  refreshToken: string;
+}
+
+/** Creates and registers `count` hosts through the real API, `parallel` at a time, reporting progress. */
+export async function enrollHosts(
+  url: string,
+  adminKey: string,
+  count: number,
+  parallel: number,
+  onProgress: (done: number) => void = () => {},
+): Promise<EnrolledHost[]> {
+  const operator = new Transport({ baseUrl: url, authHeaders: () => ({ authorization: `Bearer ${adminKey}` }), timeoutMs: 60_000 });
+  const anonymous = new Transport({ baseUrl: url, timeoutMs: 60_000 });
+  const hosts: EnrolledHost[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const created = await operator.call(routes.createHost, { body: { type: "regular", tags: ["bench"] } });
+      const creds = await anonymous.call(routes.registerHost, {
+        body: {
+          token: created.registration_token,
+          address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:7070`,
+          arch: "x86_64",
+          cpu_cores: 8,
+          memory_mb: 16384,
+          disk_gb: 100,
+          hostname: `sim-${i}`,
+        },
+      });
+      hosts.push({ id: creds.host.id, token: creds.token, refreshToken: creds.refresh_token });
+      onProgress(hosts.length);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  return hosts;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
+
+/** CPU seconds used by every PostgreSQL process on this machine (0 on the embedded default). */
+export function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres") total += cpuSeconds(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return total;
+}
+
+export const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+};
