@@ -159,7 +159,7 @@ describe("refresh token", () => {
 });
 
 describe("deleted host", () => {
-  it("loses its credentials at once; heartbeats get 404, refreshes 401", async () => {
+  it("loses its credentials at once; heartbeats and refreshes get 404 so the agent wipes them", async () => {
     const creds = await f.enrolledHost();
     expect((await f.heartbeat(creds)).status).toBe(204);
     expect((await t.http.delete(`/v1/hosts/${creds.host.id}`, { key: t.adminKey })).status).toBe(204);
@@ -168,7 +168,8 @@ describe("deleted host", () => {
     expect(beat.status).toBe(404);
     expect(beat.body.error.code).toBe("not_found");
     const refresh = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: creds.refresh_token } });
-    expect(refresh.status).toBe(401);
+    expect(refresh.status).toBe(404);
+    expect(refresh.body.error.message).toContain("remove its credentials");
     expect((await t.http.get(`/v1/hosts/${creds.host.id}`, { key: t.adminKey })).status).toBe(404);
     expect(await f.auditOf(creds.host.id, "host.deleted")).toHaveLength(1);
   });

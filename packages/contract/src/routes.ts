@@ -163,8 +163,8 @@ export const routes = {
   }),
   refreshHostCredentials: route({
     operationId: "refreshHostCredentials", method: "post", path: "/v1/hosts/auth/refresh", auth: "body_secret",
-    tag: "Host agent", summary: "Rotate a refresh token into fresh credentials", body: RefreshBody,
-    status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized"],
+    tag: "Host agent", summary: "Rotate a refresh token into fresh credentials (404: the host was deleted)", body: RefreshBody,
+    status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized", "not_found"],
   }),
   heartbeat: route({
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { TObject, TSchema } from "@sinclair/typebox";
-import { CreateHostBody, CreateUserBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, Timestamp, type RouteDef } from "../src/index.js";
+import { CreateHostBody, CreateTeamBody, CreateUserBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, Timestamp, type RouteDef } from "../src/index.js";
 
 const all = Object.values(routes) as RouteDef[];
 
@@ -80,5 +80,13 @@ describe("formats", () => {
     const timestamp = TypeCompiler.Compile(Timestamp);
     expect(timestamp.Check("2026-11-23T17:00:00.000Z")).toBe(true);
     expect(timestamp.Check("yesterday")).toBe(false);
+  });
+});
+
+describe("labels", () => {
+  it("refuse C0 and C1 control characters, which could drive an operator's terminal", () => {
+    const team = TypeCompiler.Compile(CreateTeamBody);
+    expect(team.Check({ name: "Research – Zürich 🚀" })).toBe(true);
+    for (const bad of ["a\u0000", "a\u001b[2J", "a\u007f", "a\u009b31m"]) expect(team.Check({ name: bad }), JSON.stringify(bad)).toBe(false);
   });
 });

@@ -32,6 +32,8 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_RETRIES = 2;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_CAP_MS = 10_000;
+/** A server asking for a longer pause than this gets its error back at once: the caller decides whether to wait. */
+const MAX_RETRY_AFTER_S = 60;
 
 const KNOWN_CODES = new Set<string>(ERROR_CODES);
 
@@ -74,7 +76,8 @@ export class Transport {
         return (response.status === 204 ? undefined : await response.json()) as RouteResponse<R>;
       }
       const error = await apiError(response);
-      const retryable = error.status === 429 || error.status === 503 || (idempotent && error.status >= 500);
+      const waitTooLong = error.retryAfterS !== null && error.retryAfterS > MAX_RETRY_AFTER_S;
+      const retryable = !waitTooLong && (error.status === 429 || error.status === 503 || (idempotent && error.status >= 500));
       if (retryable && attempt < maxRetries) {
         await sleep(error.retryAfterS !== null ? error.retryAfterS * 1000 : backoffMs(attempt), options.signal);
         continue;
@@ -108,8 +111,7 @@ export class Transport {
 
 async function apiError(response: Response): Promise<MusterApiError> {
   const requestId = response.headers.get("x-request-id");
-  const retryAfter = Number(response.headers.get("retry-after"));
-  const retryAfterS = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null;
+  const retryAfterS = parseRetryAfter(response.headers.get("retry-after"));
   const text = await response.text().catch(() => "");
   let code: ErrorCode = response.status >= 500 ? "internal" : "invalid_request";
   let message = `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
@@ -121,6 +123,15 @@ async function apiError(response: Response): Promise<MusterApiError> {
     // Not an envelope (a proxy's error page): keep the status line.
   }
   return new MusterApiError(response.status, code, message, requestId, retryAfterS);
+}
+
+/** Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3). */
+function parseRetryAfter(header: string | null): number | null {
+  if (header === null || header.trim() === "") return null;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return seconds > 0 ? seconds : null;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, (at - Date.now()) / 1000);
 }
 
 function describe(error: unknown): string {

@@ -71,3 +71,24 @@ describe("Transport against a real control plane", () => {
     expect((error as MusterConnectionError).timedOut).toBe(true);
   });
 });
+
+describe("Retry-After", () => {
+  const busy = (retryAfter: string) =>
+    new Response(JSON.stringify({ error: { code: "rate_limited", message: "slow down" } }), { status: 429, headers: { "retry-after": retryAfter } });
+  const ok = () => new Response(JSON.stringify({ team: { id: "team-x", name: "x", created_at: "2026-01-01T00:00:00Z" } }), { status: 201 });
+
+  it("understands the HTTP-date form", async () => {
+    const answers = [busy(new Date(Date.now() + 20).toUTCString()), ok()];
+    const transport = new Transport({ baseUrl: "http://127.0.0.1:1", fetch: async () => answers.shift()! });
+    await transport.call(routes.createTeam, { body: { name: "x" } });
+    expect(answers).toHaveLength(0);
+  });
+
+  it("hands back at once a pause longer than a minute instead of sleeping through it", async () => {
+    let attempts = 0;
+    const transport = new Transport({ baseUrl: "http://127.0.0.1:1", fetch: async () => (attempts++, busy("3600")) });
+    const error = await transport.call(routes.createTeam, { body: { name: "x" } }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ status: 429, code: "rate_limited", retryAfterS: 3600 });
+    expect(attempts).toBe(1);
+  });
+});

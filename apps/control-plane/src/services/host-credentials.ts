@@ -101,7 +101,11 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
   }
 }
 
-type RefreshOutcome = { ok: HostCredentials } | { refused: true };
+type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: true };
+
+// The caller holds a refresh token, a secret only the host's agent has: telling it the host is gone
+// lets the agent wipe its credentials (SPEC §7) instead of asking an operator to re-register it.
+const HOST_DELETED = "the host was deleted; its agent should remove its credentials";
 
 /**
  * Rotates a refresh token. Each token works once; presenting one that was
@@ -125,13 +129,21 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
       )
       .returning();
     if (!token) {
+      const [known] = await tx
+        .select({ deletedAt: hosts.deletedAt })
+        .from(hostRefreshTokens)
+        .innerJoin(hosts, eq(hosts.id, hostRefreshTokens.hostId))
+        .where(eq(hostRefreshTokens.tokenHash, tokenHash));
+      if (known?.deletedAt) return { deleted: true };
       await revokeFamilyOnReuse(tx, deps, tokenHash);
       return { refused: true };
     }
-    const [host] = await tx.select().from(hosts).where(and(eq(hosts.id, token.hostId), isNull(hosts.deletedAt))).for("update");
-    if (!host || host.credentialFamily !== token.family) return { refused: true };
+    const [host] = await tx.select().from(hosts).where(eq(hosts.id, token.hostId)).for("update");
+    if (!host || host.deletedAt) return { deleted: true };
+    if (host.credentialFamily !== token.family) return { refused: true };
     return { ok: await issueCredentials(tx, deps, host, token.family) };
   });
+  if ("deleted" in outcome) throw new DomainError("not_found", HOST_DELETED);
   if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
   return outcome.ok;
 }

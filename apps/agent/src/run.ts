@@ -1,0 +1,93 @@
+import {
+  createMetricsSampler,
+  CredentialsFileError,
+  detectHostSpecs,
+  FileCredentialStore,
+  HostAgent,
+  RegistrationError,
+  type AgentExit,
+} from "@muster/sdk";
+import type { AgentConfig } from "./cli.js";
+import { EXIT } from "./exit-codes.js";
+import type { Logger } from "./log.js";
+import { AGENT_VERSION } from "./version.js";
+
+export interface RunIo {
+  log: Logger;
+  /** Calls `handler` on SIGTERM/SIGINT. */
+  onSignal(handler: (signal: string) => void): void;
+  fetch?: typeof fetch;
+}
+
+/**
+ * The whole life of `muster-agent`: register if asked, then heartbeat until a
+ * signal, a deletion or a refused refresh. Returns the exit status; logs why.
+ */
+export async function runAgent(config: AgentConfig, io: RunIo): Promise<number> {
+  const { log } = io;
+  const agent = new HostAgent({
+    controlPlane: config.controlPlane,
+    credentials: new FileCredentialStore(config.credentialsFile),
+    specs: () => detectHostSpecs(),
+    metrics: createMetricsSampler(),
+    agentVersion: AGENT_VERSION,
+    userAgent: `muster-agent/${AGENT_VERSION}`,
+    logger: log,
+    fetch: io.fetch,
+  });
+
+  let signalled: string | null = null;
+  io.onSignal((signal) => {
+    if (signalled) return;
+    signalled = signal;
+    log.info({ signal }, "stopping");
+    void agent.stop();
+  });
+
+  log.info(
+    { version: AGENT_VERSION, control_plane: config.controlPlane, credentials_file: config.credentialsFile, pid: process.pid },
+    "muster-agent starting",
+  );
+
+  try {
+    if (config.registrationToken) {
+      await agent.register({ token: config.registrationToken, address: config.address! });
+      if (config.registerOnly) {
+        log.info({ host_id: agent.hostId }, "registered; exiting as --register-only asks");
+        return EXIT.ok;
+      }
+    }
+    if (signalled) return EXIT.ok;
+    await agent.start();
+  } catch (error) {
+    if (error instanceof RegistrationError) {
+      log.error({}, `registration failed: ${error.message}`);
+      return EXIT.registration;
+    }
+    if (error instanceof CredentialsFileError) {
+      const hint = error.problem === "missing" ? " (--register TOKEN --address IP:PORT)" : "";
+      log.error({ problem: error.problem }, `${error.message}${hint}`);
+      return EXIT.credentials;
+    }
+    if (signalled) return EXIT.ok;
+    throw error;
+  }
+
+  return exitStatus(await agent.done, log);
+}
+
+function exitStatus(exit: AgentExit, log: Logger): number {
+  switch (exit.reason) {
+    case "stopped":
+      return EXIT.ok;
+    case "reregistration_required":
+      log.error(
+        { host_id: exit.hostId, exit_code: EXIT.reregister },
+        `re-registration needed: ask an operator for a new registration token (POST /v1/hosts/${exit.hostId}/token), then run muster-agent --register TOKEN --address IP:PORT`,
+      );
+      return EXIT.reregister;
+    case "host_deleted":
+      log.error({ host_id: exit.hostId, exit_code: EXIT.deleted }, `host ${exit.hostId} was deleted in the control plane; its credentials are removed; exiting`);
+      return EXIT.deleted;
+  }
+}

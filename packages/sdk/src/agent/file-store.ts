@@ -1,0 +1,120 @@
+import * as nodeFs from "node:fs";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join } from "node:path";
+import { CredentialsFileError, parseStoredCredentials, type CredentialStore, type StoredCredentials } from "./credentials.js";
+
+/** The file operations the store uses; injectable so tests can make a write fail halfway. */
+export type CredentialFs = Pick<
+  typeof nodeFs,
+  "readFileSync" | "openSync" | "writeSync" | "fsyncSync" | "fchmodSync" | "closeSync" | "renameSync" | "unlinkSync" | "mkdirSync"
+>;
+
+/**
+ * Credentials in a JSON file of mode 0600, written atomically: a temporary file
+ * beside it, fsync, rename over the old one, fsync of the folder. Whatever
+ * happens mid-write (crash, power loss, a full disk), the file holds either the
+ * previous credentials or the new ones. All I/O is synchronous, so a signal
+ * handler never runs in the middle of a write.
+ */
+export class FileCredentialStore implements CredentialStore {
+  readonly description: string;
+  private readonly fs: CredentialFs;
+
+  constructor(
+    readonly path: string,
+    options: { fs?: CredentialFs } = {},
+  ) {
+    this.description = path;
+    this.fs = options.fs ?? nodeFs;
+  }
+
+  async load(): Promise<StoredCredentials | null> {
+    let text: string;
+    try {
+      text = this.fs.readFileSync(this.path, "utf8");
+    } catch (error) {
+      if (errno(error) === "ENOENT") return null;
+      throw new CredentialsFileError("unreadable", `cannot read the credentials file ${this.path}: ${describe(error)}`, { cause: error });
+    }
+    let document: unknown;
+    try {
+      document = JSON.parse(text);
+    } catch (error) {
+      throw new CredentialsFileError(
+        "corrupt",
+        `the credentials file ${this.path} is not valid JSON (${(error as Error).message}); delete it and register again with a new registration token`,
+        { cause: error },
+      );
+    }
+    return parseStoredCredentials(document, `the credentials file ${this.path}`);
+  }
+
+  async save(credentials: StoredCredentials): Promise<void> {
+    const directory = dirname(this.path);
+    const temporary = join(directory, `.${basename(this.path)}.${randomBytes(6).toString("hex")}.tmp`);
+    const data = `${JSON.stringify(credentials, null, 2)}\n`;
+    let fd: number | null = null;
+    try {
+      this.fs.mkdirSync(directory, { recursive: true, mode: 0o700 });
+      fd = this.fs.openSync(temporary, "wx", 0o600);
+      this.fs.fchmodSync(fd, 0o600);
+      this.fs.writeSync(fd, data);
+      this.fs.fsyncSync(fd);
+      this.fs.closeSync(fd);
+      fd = null;
+      this.fs.renameSync(temporary, this.path);
+    } catch (error) {
+      if (fd !== null) ignore(() => this.fs.closeSync(fd!));
+      ignore(() => this.fs.unlinkSync(temporary));
+      throw new CredentialsFileError("unwritable", `cannot save the credentials file ${this.path}: ${describe(error)}`, { cause: error });
+    }
+    this.syncDirectory(directory);
+  }
+
+  async remove(): Promise<void> {
+    try {
+      this.fs.unlinkSync(this.path);
+    } catch (error) {
+      if (errno(error) === "ENOENT") return;
+      throw new CredentialsFileError("unwritable", `cannot remove the credentials file ${this.path}: ${describe(error)}`, { cause: error });
+    }
+    this.syncDirectory(dirname(this.path));
+  }
+
+  /** Makes the rename itself durable. Some file systems refuse to fsync a folder; the rename has happened regardless. */
+  private syncDirectory(directory: string): void {
+    ignore(() => {
+      const fd = this.fs.openSync(directory, "r");
+      try {
+        this.fs.fsyncSync(fd);
+      } finally {
+        this.fs.closeSync(fd);
+      }
+    });
+  }
+}
+
+function errno(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code;
+}
+
+function describe(error: unknown): string {
+  const code = errno(error);
+  const reasons: Record<string, string> = {
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    EISDIR: "it is a directory",
+    ENOTDIR: "a parent is not a directory",
+    ENOSPC: "no space left on the device",
+    EROFS: "the file system is read-only",
+  };
+  return (code && reasons[code]) ?? (error as Error).message ?? String(error);
+}
+
+function ignore(action: () => void): void {
+  try {
+    action();
+  } catch {
+    // Best effort: the caller has already decided the outcome.
+  }
+}

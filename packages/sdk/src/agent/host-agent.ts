@@ -1,0 +1,455 @@
+import { routes, type HeartbeatMetrics, type RegisterHostBody } from "@muster/contract";
+import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js";
+import { Transport } from "../transport.js";
+import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
+import { systemClock, type AgentClock } from "./clock.js";
+import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
+import { TypedEmitter } from "./emitter.js";
+import type { AgentExit, AgentLogger, HostAgentEvents, HostAgentOptions, HostAgentState, RefreshReason } from "./types.js";
+
+const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Registration did not happen; nothing was saved. `cause` holds the underlying MusterApiError or MusterConnectionError. */
+export class RegistrationError extends MusterError {
+  override name = "RegistrationError";
+}
+
+type RefreshOutcome = { kind: "ok" } | { kind: "ended" } | { kind: "failed"; error: MusterError };
+type BeatOutcome = { kind: "ok" } | { kind: "unauthorized"; error: MusterApiError } | { kind: "deleted"; error: MusterApiError } | { kind: "failed"; error: MusterError };
+
+interface InFlight {
+  controller: AbortController;
+  /** Registration and refresh: the server may act on them, so stop() lets them finish and be saved. */
+  critical: boolean;
+  settled: Promise<void>;
+}
+
+/**
+ * The agent runtime of SPEC §7, for `muster-agent` and any Node daemon that
+ * embeds it: registers with the machine's specs, keeps the credentials in a
+ * store, heartbeats at the interval the control plane gives (first beat at
+ * once, then with jitter), refreshes ahead of expiry, and reacts to 401
+ * (refresh, then give up), 404 (wipe, report deletion) and network failures
+ * (backoff 1 s → 60 s with jitter; lost after 3 in a row, restored on the next
+ * success). What happens is told through typed events and the optional logger.
+ *
+ * One timer drives everything, and one step (refresh if due, then beat) runs at
+ * a time, so there is never more than one request in flight.
+ */
+export class HostAgent {
+  private readonly clock: AgentClock;
+  private readonly random: () => number;
+  private readonly log: AgentLogger;
+  private readonly events: TypedEmitter<HostAgentEvents>;
+  private readonly anonymous: Transport;
+  private readonly authenticated: Transport;
+  private readonly baseUrl: string;
+
+  private status: HostAgentState = "idle";
+  private creds: StoredCredentials | null = null;
+  private refreshAt = Infinity;
+  private refreshRetryAt = 0;
+  private refreshFailures = 0;
+  private unsaved = false;
+  private failures = 0;
+  private accepted = 0;
+  private firstFailureAt = 0;
+  private lost = false;
+  private timer: unknown = null;
+  private step: Promise<void> | null = null;
+  private readonly inFlight = new Set<InFlight>();
+  private resolveDone!: (exit: AgentExit) => void;
+
+  /** Settles once, when the agent stops, with the reason. */
+  readonly done: Promise<AgentExit>;
+
+  constructor(private readonly options: HostAgentOptions) {
+    if (!options.controlPlane) throw new TypeError("HostAgent: controlPlane is required");
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.log = options.logger ?? silentLogger;
+    this.events = new TypedEmitter((event, error) =>
+      this.log.error({ event, err: describe(error) }, "a HostAgent event listener failed; the agent carries on"),
+    );
+    const transport = { baseUrl: options.controlPlane, fetch: options.fetch, maxRetries: 0, userAgent: options.userAgent };
+    this.anonymous = new Transport(transport);
+    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ "x-host-token": this.creds?.token ?? "" }) });
+    this.baseUrl = this.anonymous.baseUrl;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  on<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): () => void {
+    return this.events.on(event, listener);
+  }
+
+  once<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): () => void {
+    return this.events.once(event, listener);
+  }
+
+  off<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): void {
+    this.events.off(event, listener);
+  }
+
+  get state(): HostAgentState {
+    return this.status;
+  }
+
+  get hostId(): string | null {
+    return this.creds?.host_id ?? null;
+  }
+
+  /** The credentials in use (a copy). */
+  get credentials(): StoredCredentials | null {
+    return this.creds ? { ...this.creds } : null;
+  }
+
+  /**
+   * Trades a registration token and the machine's specs for credentials and
+   * saves them, replacing any saved before. Throws `RegistrationError` when the
+   * control plane says no or cannot be reached; then nothing is written.
+   */
+  async register(input: { token: string; address: string }): Promise<StoredCredentials> {
+    if (this.status !== "idle") throw new MusterError(`HostAgent.register: the agent is ${this.status}`);
+    if (!this.options.specs) throw new TypeError("HostAgent.register: the `specs` option is required to register");
+    const specs = await this.options.specs();
+    const body: RegisterHostBody = { ...specs, token: input.token, address: input.address };
+    if (this.options.agentVersion) body.agent_version = this.options.agentVersion;
+
+    let response;
+    try {
+      response = await this.request(true, (signal) =>
+        this.anonymous.call(routes.registerHost, { body }, { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 }),
+      );
+    } catch (error) {
+      throw new RegistrationError(registrationMessage(error, this.baseUrl), { cause: error });
+    }
+    const credentials = toStoredCredentials(response, this.baseUrl, this.clock.now());
+    try {
+      await this.options.credentials.save(credentials);
+    } catch (error) {
+      throw new CredentialsFileError(
+        "unwritable",
+        `registered as ${credentials.host_id}, but the credentials could not be saved (${(error as Error).message}); the registration token is used up: ask an operator for a new one (POST /v1/hosts/${credentials.host_id}/token)`,
+        { cause: error },
+      );
+    }
+    this.adopt(credentials);
+    this.log.info({ host_id: credentials.host_id, credentials: this.options.credentials.description }, "host registered; credentials saved");
+    this.events.emit("registered", { hostId: credentials.host_id, host: response.host, credentials: { ...credentials } });
+    return credentials;
+  }
+
+  /**
+   * Starts heartbeating with the credentials from `register()`, or else the
+   * saved ones. Throws `CredentialsFileError` when there are none or they
+   * cannot be read. The first heartbeat goes out at once.
+   */
+  async start(): Promise<void> {
+    if (this.status !== "idle") throw new MusterError(`HostAgent.start: the agent is ${this.status}`);
+    if (!this.creds) {
+      const saved = await this.options.credentials.load();
+      if (!saved) {
+        throw new CredentialsFileError(
+          "missing",
+          `no saved credentials in ${this.options.credentials.description}: register this host first with a registration token`,
+        );
+      }
+      this.adopt(saved);
+    }
+    const creds = this.creds!;
+    if (creds.control_plane.replace(/\/+$/, "") !== this.baseUrl) {
+      this.log.warn(
+        { issued_by: creds.control_plane, using: this.baseUrl },
+        "the saved credentials were issued by another control plane address; using them with this one",
+      );
+    }
+    this.status = "running";
+    this.log.info({ host_id: creds.host_id, heartbeat_interval_s: creds.heartbeat_interval_s }, "agent started");
+    this.events.emit("started", { hostId: creds.host_id, heartbeatIntervalS: creds.heartbeat_interval_s });
+    this.schedule(0);
+  }
+
+  /**
+   * Stops: no new request starts, a heartbeat in flight is aborted at once, a
+   * registration or refresh in flight gets `stopGraceMs` to finish and be saved.
+   * Resolves when nothing is left running.
+   */
+  async stop(): Promise<AgentExit> {
+    if (this.status === "stopped" || this.status === "stopping") return this.done;
+    const wasIdle = this.status === "idle";
+    this.status = "stopping";
+    this.clearTimer();
+    const critical = [...this.inFlight].filter((request) => request.critical);
+    for (const request of this.inFlight) if (!request.critical) request.controller.abort(stopReason());
+    if (critical.length > 0) {
+      let graceTimer: unknown = null;
+      const grace = new Promise<void>((resolve) => (graceTimer = this.clock.setTimeout(resolve, this.options.stopGraceMs ?? 600)));
+      await Promise.race([Promise.all(critical.map((request) => request.settled)), grace]);
+      this.clock.clearTimeout(graceTimer);
+      for (const request of this.inFlight) request.controller.abort(stopReason());
+    }
+    await this.step;
+    if (!wasIdle || this.creds) this.log.info({ host_id: this.hostId }, "agent stopped");
+    this.finish({ reason: "stopped" });
+    return this.done;
+  }
+
+  private adopt(credentials: StoredCredentials): void {
+    this.creds = credentials;
+    this.refreshAt = refreshDueAt(credentials, this.options.refreshRatio ?? 0.8);
+    this.refreshRetryAt = 0;
+    this.refreshFailures = 0;
+  }
+
+  private schedule(delayMs: number): void {
+    this.clearTimer();
+    if (!this.running) return;
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = null;
+      this.step = this.runStep().finally(() => (this.step = null));
+    }, delayMs);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private get running(): boolean {
+    return this.status === "running";
+  }
+
+  /** One step: refresh if due, heartbeat, then schedule the next step. */
+  private async runStep(): Promise<void> {
+    try {
+      if (this.unsaved) await this.saveAgain();
+      const now = this.clock.now();
+      if (this.running && now >= this.refreshAt && now >= this.refreshRetryAt) {
+        const refreshed = await this.refresh("proactive");
+        if (refreshed.kind === "ended" || !this.running) return;
+        if (refreshed.kind === "failed") {
+          // The token is still good until it expires: keep beating, retry the refresh later.
+          this.refreshFailures++;
+          const retryInMs = backoffDelayMs(this.refreshFailures, this.random);
+          this.refreshRetryAt = this.clock.now() + retryInMs;
+          this.log.warn({ host_id: this.hostId, err: refreshed.error.message, retry_in_ms: Math.round(retryInMs) }, "credential refresh failed; will retry");
+        }
+      }
+      if (!this.running) return;
+
+      let beat = await this.beat();
+      if (!this.running) return;
+      if (beat.kind === "unauthorized") {
+        this.log.warn({ host_id: this.hostId, status: beat.error.status, err: beat.error.message }, "heartbeat refused; refreshing the credentials");
+        const refreshed = await this.refresh("unauthorized");
+        if (refreshed.kind === "ended" || !this.running) return;
+        if (refreshed.kind === "failed") {
+          beat = refreshed;
+        } else {
+          beat = await this.beat();
+          if (!this.running) return;
+          if (beat.kind === "unauthorized") {
+            await this.endReregistration(`the control plane refuses even fresh credentials (${beat.error.message})`);
+            return;
+          }
+        }
+      }
+      if (beat.kind === "deleted") return await this.endDeleted(beat.error);
+      if (beat.kind === "ok") return this.beatAccepted();
+      this.beatFailed(beat.error);
+    } catch (error) {
+      if (!this.running) return;
+      // Nothing above should throw; if something does, treat it as one more failure rather than dying.
+      this.log.error({ host_id: this.hostId, err: describe(error) }, "unexpected error in the heartbeat loop");
+      this.beatFailed(error instanceof MusterError ? error : new MusterError(describe(error), { cause: error }));
+    }
+  }
+
+  private async beat(): Promise<BeatOutcome> {
+    const creds = this.creds!;
+    let metrics: HeartbeatMetrics | undefined;
+    try {
+      metrics = await this.options.metrics?.();
+    } catch (error) {
+      this.log.debug({ err: describe(error) }, "metrics unavailable; heartbeat sent without them");
+    }
+    try {
+      await this.request(false, (signal) =>
+        this.authenticated.call(
+          routes.heartbeat,
+          { params: { id: creds.host_id }, body: metrics },
+          { signal, timeoutMs: this.options.heartbeatTimeoutMs ?? 10_000 },
+        ),
+      );
+      return { kind: "ok" };
+    } catch (error) {
+      if (error instanceof MusterApiError) {
+        if (error.status === 401 || error.status === 403) return { kind: "unauthorized", error };
+        if (error.status === 404) return { kind: "deleted", error };
+      }
+      return { kind: "failed", error: asMusterError(error) };
+    }
+  }
+
+  private async refresh(reason: RefreshReason): Promise<RefreshOutcome> {
+    const creds = this.creds!;
+    let response;
+    try {
+      response = await this.request(true, (signal) =>
+        this.anonymous.call(
+          routes.refreshHostCredentials,
+          { body: { refresh_token: creds.refresh_token } },
+          { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 },
+        ),
+      );
+    } catch (error) {
+      if (!this.running) return { kind: "ended" };
+      if (error instanceof MusterApiError && error.status === 404) {
+        await this.endDeleted(error);
+        return { kind: "ended" };
+      }
+      if (error instanceof MusterApiError && (error.status === 401 || error.status === 400)) {
+        await this.endReregistration(`the control plane refused the refresh token (${error.message})`);
+        return { kind: "ended" };
+      }
+      return { kind: "failed", error: asMusterError(error) };
+    }
+    // Saved even when stop() is waiting: the old refresh token is spent, only the new one works.
+    const next = toStoredCredentials(response, creds.control_plane, this.clock.now());
+    this.adopt(next);
+    const saved = await this.save(next);
+    this.log.info({ host_id: next.host_id, reason, token_expires_at: next.token_expires_at, saved }, "credentials refreshed");
+    this.events.emit("credentialsRefreshed", { hostId: next.host_id, credentials: { ...next }, reason, saved });
+    return { kind: "ok" };
+  }
+
+  /** Saves credentials; if the store refuses, keeps them in memory and tries again on every step. */
+  private async save(credentials: StoredCredentials): Promise<boolean> {
+    try {
+      await this.options.credentials.save(credentials);
+      this.unsaved = false;
+      return true;
+    } catch (error) {
+      this.unsaved = true;
+      this.log.error(
+        { host_id: credentials.host_id, err: describe(error) },
+        "cannot save the refreshed credentials; they live in memory only, and a restart now would need a new registration",
+      );
+      return false;
+    }
+  }
+
+  private async saveAgain(): Promise<void> {
+    if (this.creds && (await this.save(this.creds))) this.log.info({ host_id: this.hostId }, "refreshed credentials saved");
+  }
+
+  private beatAccepted(): void {
+    const hostId = this.creds!.host_id;
+    const now = this.clock.now();
+    if (this.lost) {
+      const downtimeMs = now - this.firstFailureAt;
+      this.log.info({ host_id: hostId, failed_attempts: this.failures, downtime_ms: downtimeMs }, "control plane reachable again");
+      this.events.emit("controlPlaneRestored", { hostId, failedAttempts: this.failures, downtimeMs });
+    } else if (this.failures > 0) {
+      this.log.info({ host_id: hostId, failed_attempts: this.failures }, "heartbeat accepted after failures");
+    }
+    this.failures = 0;
+    this.lost = false;
+    if (++this.accepted === 1) this.log.info({ host_id: hostId }, "first heartbeat accepted");
+    this.log.debug({ host_id: hostId }, "heartbeat accepted");
+    this.events.emit("heartbeat", { hostId, at: new Date(now) });
+    this.schedule(heartbeatDelayMs(this.creds!.heartbeat_interval_s, this.random));
+  }
+
+  private beatFailed(error: MusterError): void {
+    const hostId = this.creds!.host_id;
+    this.failures++;
+    if (this.failures === 1) this.firstFailureAt = this.clock.now();
+    let retryInMs = backoffDelayMs(this.failures, this.random);
+    if (error instanceof MusterApiError && error.retryAfterS !== null) {
+      retryInMs = Math.min(BACKOFF_MAX_MS, Math.max(retryInMs, error.retryAfterS * 1000));
+    }
+    this.log.warn(
+      { host_id: hostId, err: error.message, consecutive_failures: this.failures, retry_in_ms: Math.round(retryInMs) },
+      "heartbeat failed",
+    );
+    this.events.emit("heartbeatFailed", { hostId, error, consecutiveFailures: this.failures, retryInMs });
+    if (!this.lost && this.failures >= (this.options.lostAfterFailures ?? 3)) {
+      this.lost = true;
+      this.log.error(
+        { host_id: hostId, consecutive_failures: this.failures, err: error.message },
+        "control plane unreachable; still retrying",
+      );
+      this.events.emit("controlPlaneLost", { hostId, error, consecutiveFailures: this.failures });
+    }
+    this.schedule(retryInMs);
+  }
+
+  private async endReregistration(detail: string): Promise<void> {
+    const hostId = this.creds!.host_id;
+    const message = `${detail}: the host must be registered again with a new registration token`;
+    this.log.error({ host_id: hostId }, message);
+    this.events.emit("reregistrationRequired", { hostId, message });
+    this.finish({ reason: "reregistration_required", hostId, message });
+  }
+
+  private async endDeleted(error: MusterApiError): Promise<void> {
+    const hostId = this.creds!.host_id;
+    let message = `the control plane no longer knows host ${hostId} (${error.message}): it was deleted; the credentials were removed`;
+    try {
+      await this.options.credentials.remove();
+    } catch (removeError) {
+      message = `the control plane no longer knows host ${hostId}: it was deleted, but the credentials could not be removed (${describe(removeError)})`;
+    }
+    this.creds = null;
+    this.log.error({ host_id: hostId }, message);
+    this.events.emit("hostDeleted", { hostId, message });
+    this.finish({ reason: "host_deleted", hostId, message });
+  }
+
+  private finish(exit: AgentExit): void {
+    if (this.status === "stopped") return;
+    this.status = "stopped";
+    this.clearTimer();
+    for (const request of this.inFlight) request.controller.abort(stopReason());
+    this.events.emit("stopped", exit);
+    this.resolveDone(exit);
+  }
+
+  private async request<T>(critical: boolean, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const promise = send(controller.signal);
+    const entry: InFlight = { controller, critical, settled: promise.then(ignore, ignore) };
+    this.inFlight.add(entry);
+    try {
+      return await promise;
+    } finally {
+      this.inFlight.delete(entry);
+    }
+  }
+}
+
+function registrationMessage(error: unknown, baseUrl: string): string {
+  if (error instanceof MusterApiError) {
+    const what = error.status === 401 ? "refused the registration token" : `refused the registration (HTTP ${error.status})`;
+    return `the control plane at ${baseUrl} ${what}: ${error.message}. Nothing was saved.`;
+  }
+  if (error instanceof MusterConnectionError) return `${error.message}. Nothing was saved.`;
+  return `registration did not complete (${describe(error)}). Nothing was saved.`;
+}
+
+function asMusterError(error: unknown): MusterError {
+  return error instanceof MusterError ? error : new MusterConnectionError(describe(error), false, { cause: error });
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function stopReason(): Error {
+  const error = new Error("the agent is stopping");
+  error.name = "AbortError";
+  return error;
+}
+
+function ignore(): void {}

@@ -1,0 +1,20 @@
+/*
+ * The host agent runtime (SPEC §7). `HostAgent` itself uses fetch only; the
+ * Node-only pieces (FileCredentialStore, detectHostSpecs, createMetricsSampler)
+ * live in their own modules and are handed to it.
+ */
+export { HostAgent, RegistrationError } from "./host-agent.js";
+export type { AgentExit, AgentLogger, HostAgentEvents, HostAgentOptions, HostAgentState, RefreshReason } from "./types.js";
+export {
+  CredentialsFileError,
+  MemoryCredentialStore,
+  StoredCredentials,
+  parseStoredCredentials,
+  refreshDueAt,
+  type CredentialStore,
+  type CredentialsProblem,
+} from "./credentials.js";
+export { FileCredentialStore, type CredentialFs } from "./file-store.js";
+export { createMetricsSampler, detectHostSpecs, type HostSpecs } from "./specs.js";
+export { backoffDelayMs, heartbeatDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HEARTBEAT_JITTER_MIN } from "./backoff.js";
+export { systemClock, type AgentClock } from "./clock.js";

@@ -1,0 +1,73 @@
+import type { HeartbeatMetrics, Host } from "@muster/contract";
+import type { MusterError } from "../errors.js";
+import type { AgentClock } from "./clock.js";
+import type { CredentialStore, StoredCredentials } from "./credentials.js";
+import type { HostSpecs } from "./specs.js";
+
+/** pino-shaped: a logger of the embedding daemon drops in as it is. */
+export interface AgentLogger {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export interface HostAgentOptions {
+  /** The control plane's address, e.g. `https://muster.example.com`. */
+  controlPlane: string;
+  /** Where the credentials live between starts (`FileCredentialStore` for a file). */
+  credentials: CredentialStore;
+  /** The machine's specs, asked for when registering (`detectHostSpecs` on Node). */
+  specs?: () => HostSpecs | Promise<HostSpecs>;
+  /** Reported at registration as `agent_version`. */
+  agentVersion?: string;
+  /** Live figures sent with each heartbeat (`createMetricsSampler()` on Node); a failure sends the beat without them. */
+  metrics?: () => HeartbeatMetrics | undefined | Promise<HeartbeatMetrics | undefined>;
+  logger?: AgentLogger;
+  clock?: AgentClock;
+  /** Uniform in [0, 1); drives every jitter. */
+  random?: () => number;
+  fetch?: typeof fetch;
+  userAgent?: string;
+  /** Timeout of one heartbeat (default 10 s). */
+  heartbeatTimeoutMs?: number;
+  /** Timeout of a registration or refresh (default 30 s: giving up early on one that went through burns the token). */
+  credentialTimeoutMs?: number;
+  /** Refresh once this fraction of the host token's lifetime has passed (default 0.8). */
+  refreshRatio?: number;
+  /** Consecutive failed heartbeats after which the control plane counts as lost (default 3). */
+  lostAfterFailures?: number;
+  /** How long `stop()` lets a registration or refresh in flight finish, so its new credentials are saved (default 600 ms). */
+  stopGraceMs?: number;
+}
+
+/** Why the agent stopped. Only `stopped` (asked to) is a clean end. */
+export type AgentExit =
+  | { reason: "stopped" }
+  | { reason: "host_deleted"; hostId: string; message: string }
+  | { reason: "reregistration_required"; hostId: string; message: string };
+
+export type RefreshReason = "proactive" | "unauthorized";
+
+/** The hooks of an embedding daemon: pause work when the control plane is lost, swap credentials, shut down when deleted. */
+export interface HostAgentEvents {
+  registered: { hostId: string; host: Host; credentials: StoredCredentials };
+  started: { hostId: string; heartbeatIntervalS: number };
+  /** The control plane accepted a heartbeat. */
+  heartbeat: { hostId: string; at: Date };
+  /** New credentials, already saved (unless `saved` is false: the store refused them and they live in memory only). */
+  credentialsRefreshed: { hostId: string; credentials: StoredCredentials; reason: RefreshReason; saved: boolean };
+  /** One heartbeat failed for a reason worth retrying; the next attempt comes after `retryInMs`. */
+  heartbeatFailed: { hostId: string; error: MusterError; consecutiveFailures: number; retryInMs: number };
+  /** `lostAfterFailures` heartbeats in a row failed. The agent keeps retrying. */
+  controlPlaneLost: { hostId: string; error: MusterError; consecutiveFailures: number };
+  /** A heartbeat got through after the control plane was lost. */
+  controlPlaneRestored: { hostId: string; failedAttempts: number; downtimeMs: number };
+  /** The refresh token was refused: the host must be registered again. The agent stops. */
+  reregistrationRequired: { hostId: string; message: string };
+  /** The control plane no longer knows the host; the credentials are removed. The agent stops. */
+  hostDeleted: { hostId: string; message: string };
+  stopped: AgentExit;
+}
+
+export type HostAgentState = "idle" | "running" | "stopping" | "stopped";

@@ -1,0 +1,31 @@
+/*
+ * The public API of MusterClient. This entry imports no Node built-in (fetch
+ * only), so it is also the browser-safe entry point of the published package.
+ */
+export { MusterClient, type MusterClientOptions } from "./client.js";
+export { Hosts, HostTags } from "./hosts.js";
+export { Teams, TeamMembers } from "./teams.js";
+export { Users } from "./users.js";
+export { ApiKeys } from "./api-keys.js";
+export { Audit } from "./audit.js";
+export { Paginator, paginate, type ItemOf, type ListFilters, type ListRoute, type PageOf } from "./pagination.js";
+export { MusterWaitTimeoutError, type WaitOptions } from "./wait.js";
+export type { BodyOf, QueryOf, ResponseOf } from "./types.js";
+export * from "../errors.js";
+export { Transport, type CallInput, type RequestOptions, type TransportOptions } from "../transport.js";
+export type {
+  ApiKey,
+  AuditEntry,
+  CreateApiKeyResponse,
+  ErrorCode,
+  Host,
+  HostStatus,
+  HostType,
+  HostWithRegistrationToken,
+  Member,
+  MeResponse,
+  Role,
+  Team,
+  TeamRole,
+  User,
+} from "@muster/contract";

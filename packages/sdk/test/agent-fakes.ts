@@ -1,0 +1,226 @@
+import type { HostCredentials } from "@muster/contract";
+import type { AgentClock } from "../src/agent/clock.js";
+import type { StoredCredentials } from "../src/agent/credentials.js";
+
+/**
+ * Test doubles for the agent runtime: a clock whose time moves only when the
+ * test says so, and a control plane that lives in a fetch function. Nothing
+ * here sleeps; every wait is a bounded number of event-loop turns.
+ */
+
+interface Timer {
+  at: number;
+  callback: () => void;
+}
+
+export class FakeClock implements AgentClock {
+  private nowMs: number;
+  private readonly timers = new Map<number, Timer>();
+  private nextId = 1;
+
+  constructor(start = Date.parse("2026-03-01T00:00:00Z")) {
+    this.nowMs = start;
+  }
+
+  now(): number {
+    return this.nowMs;
+  }
+
+  setTimeout(callback: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.nowMs + Math.max(0, ms), callback });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+
+  get pendingTimers(): number {
+    return this.timers.size;
+  }
+
+  /** Lets promises and I/O callbacks run until a timer is pending, or `done()` says to stop waiting. */
+  async waitForTimer(done: () => boolean = () => false): Promise<void> {
+    for (let turn = 0; turn < 2_000; turn++) {
+      if (this.timers.size > 0 || done()) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    throw new Error("FakeClock: no timer was set within 2000 event-loop turns");
+  }
+
+  /**
+   * Waits for the next timer, moves time to it and runs it, then lets the work
+   * it started run until it sets another timer (or a bounded number of turns
+   * passed: the agent may have stopped). Returns how far time moved.
+   */
+  async next(): Promise<number> {
+    await this.waitForTimer();
+    const [id, timer] = [...this.timers].sort((a, b) => a[1].at - b[1].at)[0]!;
+    this.timers.delete(id);
+    const delay = timer.at - this.nowMs;
+    this.nowMs = timer.at;
+    timer.callback();
+    for (let turn = 0; turn < 2_000 && this.timers.size === 0; turn++) await new Promise((resolve) => setImmediate(resolve));
+    return delay;
+  }
+
+  /** Moves time forward without running timers (the machine was asleep, say). */
+  jump(ms: number): void {
+    this.nowMs += ms;
+  }
+}
+
+/** A deterministic random source: cycles through the given values. */
+export function sequence(...values: number[]): () => number {
+  let i = 0;
+  return () => values[i++ % values.length]!;
+}
+
+export const HOST_ID = `host-${"a".repeat(26)}`;
+
+type Reply = { status: number; retryAfter?: number; message?: string } | "down" | "hang";
+type RouteName = "register" | "refresh" | "heartbeat";
+
+export interface Call {
+  route: RouteName;
+  at: number;
+  token: string | null;
+  body: Record<string, unknown> | undefined;
+}
+
+/**
+ * The three host endpoints of the control plane, as a fetch function. By default
+ * it behaves like the real one: registration tokens work once, refresh tokens
+ * rotate, heartbeats need a live, unexpired host JWT. `replies` overrides the
+ * next answers of a route, one per call.
+ */
+export class FakeControlPlane {
+  readonly url = "http://control-plane.test";
+  readonly calls: Call[] = [];
+  readonly replies: Record<RouteName, Reply[]> = { register: [], refresh: [], heartbeat: [] };
+  registrationTokens = new Set(["reg-token-1"]);
+  intervalS = 30;
+  tokenTtlS = 3600;
+  private liveJwts = new Map<string, number>();
+  private liveRefresh = new Set<string>();
+  private serial = 0;
+
+  constructor(private readonly clock: FakeClock) {}
+
+  /** Credentials as the control plane would issue them now, for seeding a store. */
+  issue(): StoredCredentials {
+    const response = this.credentials();
+    return {
+      version: 1,
+      host_id: HOST_ID,
+      control_plane: this.url,
+      token: response.token,
+      token_expires_at: response.token_expires_at,
+      refresh_token: response.refresh_token,
+      refresh_token_expires_at: response.refresh_token_expires_at,
+      heartbeat_interval_s: response.heartbeat_interval_s,
+      obtained_at: new Date(this.clock.now()).toISOString(),
+    };
+  }
+
+  /** Every credential of the host dies (re-registration elsewhere, refresh-token reuse). */
+  revokeAll(): void {
+    this.liveJwts.clear();
+    this.liveRefresh.clear();
+  }
+
+  callsTo(route: RouteName): Call[] {
+    return this.calls.filter((call) => call.route === route);
+  }
+
+  readonly fetch: typeof fetch = async (input, init) => {
+    const url = new URL(String(input));
+    const headers = new Headers(init?.headers);
+    const body = typeof init?.body === "string" ? (JSON.parse(init.body) as Record<string, unknown>) : undefined;
+    const route: RouteName | null =
+      url.pathname === "/v1/hosts/register"
+        ? "register"
+        : url.pathname === "/v1/hosts/auth/refresh"
+          ? "refresh"
+          : /^\/v1\/hosts\/[^/]+\/heartbeat$/.test(url.pathname)
+            ? "heartbeat"
+            : null;
+    if (!route) return error(404, "not_found", "no such route");
+    this.calls.push({ route, at: this.clock.now(), token: headers.get("x-host-token"), body });
+
+    const reply = this.replies[route].shift();
+    if (reply === "down") throw new TypeError("fetch failed", { cause: { code: "ECONNREFUSED" } });
+    if (reply === "hang") {
+      return new Promise((_, reject) => {
+        const signal = init!.signal!;
+        if (signal.aborted) return reject(signal.reason);
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      });
+    }
+    if (reply) {
+      const headers: Record<string, string> = reply.retryAfter ? { "retry-after": String(reply.retryAfter) } : {};
+      return error(reply.status, codeFor(reply.status), reply.message ?? `status ${reply.status}`, headers);
+    }
+
+    if (route === "register") {
+      if (!this.registrationTokens.delete(String(body?.token))) return error(401, "unauthorized", "registration token is invalid, already used or expired");
+      this.revokeAll();
+      return json(201, this.credentials());
+    }
+    if (route === "refresh") {
+      const token = String(body?.refresh_token);
+      if (!this.liveRefresh.delete(token)) {
+        this.revokeAll();
+        return error(401, "unauthorized", "refresh token is invalid, expired or revoked");
+      }
+      return json(200, this.credentials());
+    }
+    const jwt = headers.get("x-host-token") ?? "";
+    const expiresAt = this.liveJwts.get(jwt);
+    if (expiresAt === undefined || expiresAt <= this.clock.now()) return error(401, "unauthorized", "host token expired or revoked");
+    if (!url.pathname.includes(HOST_ID)) return error(403, "forbidden", "another host");
+    return new Response(null, { status: 204 });
+  };
+
+  private credentials(): HostCredentials {
+    const now = this.clock.now();
+    const iat = Math.floor(now / 1000);
+    const exp = iat + this.tokenTtlS;
+    const serial = ++this.serial;
+    const payload = Buffer.from(JSON.stringify({ sub: HOST_ID, host_id: HOST_ID, typ: "host", iat, exp, jti: `j${serial}` })).toString("base64url");
+    const token = `eyJhbGciOiJIUzI1NiJ9.${payload}.sig${serial}`;
+    const refreshToken = `mrt_refresh_${serial}`;
+    this.liveJwts.set(token, exp * 1000);
+    this.liveRefresh.add(refreshToken);
+    return {
+      host: hostView(new Date(now).toISOString()),
+      token,
+      token_expires_at: new Date(exp * 1000).toISOString(),
+      refresh_token: refreshToken,
+      refresh_token_expires_at: new Date(now + 90 * 86_400_000).toISOString(),
+      heartbeat_interval_s: this.intervalS,
+    };
+  }
+}
+
+function hostView(at: string): HostCredentials["host"] {
+  return {
+    id: HOST_ID, type: "regular", team_id: null, provider: null, availability_zone: null, arch: "x86_64", cpu_cores: 4,
+    memory_mb: 8192, disk_gb: 100, address: "10.0.0.7:7070", hostname: "worker", os: "Linux", agent_version: "test",
+    status: "pending", tags: [], metrics: null, last_heartbeat_at: null, registered_at: at, created_by: `usr-${"b".repeat(26)}`,
+    created_at: at, updated_at: at,
+  };
+}
+
+function codeFor(status: number): string {
+  return { 400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limited", 503: "unavailable" }[status] ?? "internal";
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+}
+
+function error(status: number, code: string, message: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ error: { code, message } }), { status, headers: { "content-type": "application/json", ...headers } });
+}
