@@ -1,8 +1,8 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { requestId } from "hono/request-id";
+import { randomUUID } from "node:crypto";
 import { routePath } from "hono/route";
-import { declaresBody } from "./http/body.js";
+import { declaresBody } from "./http/node-request.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import { errorResponse, handleError } from "./http/errors.js";
 import { apiKeyRoutes } from "./routes/api-keys.js";
@@ -21,10 +21,12 @@ export const VERSION = "0.1.0";
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
-  // Every response names its request (X-Request-Id), so a client's error report can be found in the logs.
-  app.use(requestId());
   app.use(async (c, next) => {
     c.set("deps", deps);
+    // Every response names its request, so a client's error report can be found in the logs.
+    const requestId = randomUUID();
+    c.set("requestId", requestId);
+    c.header("X-Request-Id", requestId);
     const started = performance.now();
     await next();
     const route = routePath(c);

@@ -4,7 +4,7 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { invalid } from "../errors.js";
-import { declaresBody } from "./body.js";
+import { declaresBody } from "./node-request.js";
 
 export interface ValidatedInput {
   params: unknown;
