@@ -37,6 +37,28 @@ describe("liveness with a hand-driven clock", () => {
     expect(online[0]!.actor).toBe(creds.host.id);
   });
 
+  it("group-commits a stampede of first beats: every host online once, in a few transactions", async () => {
+    const fleet: HostCredentials[] = [];
+    for (let i = 0; i < 50; i++) fleet.push(await f.enrolledHost());
+    // Verified once already, so the 50 beats reach the status change together, as a fleet does after a start.
+    for (const creds of fleet) await t.runtime.deps.hostTokens.verify(creds.token);
+    const db = t.stores.database.db;
+    const transaction = db.transaction.bind(db);
+    let transactions = 0;
+    db.transaction = ((work: Parameters<typeof transaction>[0]) => (transactions++, transaction(work))) as typeof db.transaction;
+    try {
+      const beats = await Promise.all(fleet.map((creds) => f.heartbeat(creds)));
+      expect(beats.map((res) => res.status)).toEqual(fleet.map(() => 204));
+    } finally {
+      db.transaction = transaction;
+    }
+    expect(transactions).toBeLessThanOrEqual(5);
+    for (const creds of fleet) {
+      expect((await status(creds.host.id)).status).toBe("online");
+      expect(await f.auditOf(creds.host.id, "host.online")).toHaveLength(1);
+    }
+  });
+
   it("batches beats: the database sees them at the flush, reads see them at once", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);

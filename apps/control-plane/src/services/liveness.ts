@@ -14,6 +14,11 @@ const SWEEP_BATCH = 1_000;
 
 const REVOKED = "host credentials were revoked; refresh them, or register the host again if the refresh is refused";
 
+interface PendingOnline {
+  at: Date;
+  waiters: { resolve: () => void; reject: (error: unknown) => void }[];
+}
+
 interface PendingBeat {
   at: number;
   metrics: HeartbeatMetrics | undefined;
@@ -33,6 +38,8 @@ interface PendingBeat {
  */
 export class Liveness {
   private batch = new Map<string, PendingBeat>();
+  private onlineQueue = new Map<string, PendingOnline>();
+  private onlineWriter: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private running: Promise<unknown> = Promise.resolve();
 
@@ -63,28 +70,65 @@ export class Liveness {
     }
   }
 
-  /** First beat after registration or after an offline spell. */
-  private async markOnline(hostId: string, at: Date): Promise<void> {
+  /**
+   * First beat after registration or after an offline spell. Transitions are
+   * group-committed: those that arrive while a write is under way share the
+   * next one, so a fleet reporting in at once after a start costs a handful of
+   * transactions rather than one per host.
+   */
+  private markOnline(hostId: string, at: Date): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const queued = this.onlineQueue.get(hostId);
+      this.onlineQueue.set(hostId, {
+        at: queued && queued.at > at ? queued.at : at,
+        waiters: [...(queued?.waiters ?? []), { resolve, reject }],
+      });
+      this.onlineWriter ??= this.writeOnlineQueue().finally(() => (this.onlineWriter = null));
+    });
+  }
+
+  private async writeOnlineQueue(): Promise<void> {
+    while (this.onlineQueue.size > 0) {
+      const batch = this.onlineQueue;
+      this.onlineQueue = new Map();
+      try {
+        await this.writeOnline(batch);
+        for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.resolve();
+      } catch (error) {
+        for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.reject(error);
+      }
+    }
+  }
+
+  private async writeOnline(batch: Map<string, PendingOnline>): Promise<void> {
     await withTransaction(this.deps.db, async (tx) => {
-      const [host] = await tx
-        .select({ status: hosts.status, teamId: hosts.teamId })
+      const previous = await tx
+        .select({ id: hosts.id, status: hosts.status, teamId: hosts.teamId })
         .from(hosts)
-        .where(and(eq(hosts.id, hostId), isNull(hosts.deletedAt)))
+        .where(and(inArray(hosts.id, [...batch.keys()]), isNull(hosts.deletedAt)))
         .for("update");
-      if (!host) return;
-      await tx
-        .update(hosts)
-        .set({
-          status: "online",
-          lastHeartbeatAt: sql`greatest(${hosts.lastHeartbeatAt}, ${at.toISOString()}::timestamptz)`,
-          updatedAt: host.status === "online" ? undefined : at,
-        })
-        .where(eq(hosts.id, hostId));
-      if (host.status === "online") return;
-      await recordAudit(tx, this.deps, [
-        { actor: hostId, action: "host.online", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { previous: host.status } },
-      ]);
-      this.deps.metrics.hostTransitions.inc({ to: "online" });
+      const rows = previous.map((host) => ({ id: host.id, at: batch.get(host.id)!.at.toISOString() }));
+      await tx.execute(sql`
+        update ${hosts} as h
+        set status = 'online',
+            last_heartbeat_at = greatest(h.last_heartbeat_at, v.at),
+            updated_at = case when h.status = 'online' then h.updated_at else v.at end
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz)
+        where h.id = v.id`);
+      const cameOnline = previous.filter((host) => host.status !== "online");
+      await recordAudit(
+        tx,
+        this.deps,
+        cameOnline.map((host) => ({
+          actor: host.id,
+          action: "host.online" as const,
+          targetType: "host" as const,
+          targetId: host.id,
+          teamId: host.teamId,
+          metadata: { previous: host.status },
+        })),
+      );
+      this.deps.metrics.hostTransitions.inc({ to: "online" }, cameOnline.length);
     });
   }
 
