@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     );
   }
 
-  runtime.start();
+  await runtime.start();
   const server = serve({ fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" }, (info) => {
     logger.info(
       { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process" },

@@ -52,8 +52,8 @@ export interface Runtime {
   app: Hono<AppEnv>;
   deps: AppDeps;
   bootstrap: BootstrapResult;
-  /** Starts the background loops (heartbeat flush, offline sweeper). */
-  start(): void;
+  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper. */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 

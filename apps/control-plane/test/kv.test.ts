@@ -67,6 +67,20 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     for (const batch of batches) expect(batch.length).toBeLessThanOrEqual(7);
   });
 
+  it("delivers published messages to subscribers until they close, and says delivery is reliable", async () => {
+    const received: string[] = [];
+    const deliveries: boolean[] = [];
+    const subscription = await kv.subscribe("news", (message) => received.push(message), (reliable) => deliveries.push(reliable));
+    expect(deliveries).toEqual([true]);
+    await kv.publish("news", "first");
+    await kv.publish("other", "not for us");
+    await expect.poll(() => received).toEqual(["first"]);
+    await subscription.close();
+    await kv.publish("news", "after close");
+    await sleep(50);
+    expect(received).toEqual(["first"]);
+  });
+
   it("answers ping", async () => {
     await expect(kv.ping()).resolves.toBeUndefined();
   });

@@ -187,6 +187,41 @@ describe("two control planes on one database and KV store, in real time", () => 
     await a.close();
   });
 
+  /** Polls `check` until it holds or `ms` pass; returns whether it held. */
+  async function within(ms: number, check: () => Promise<boolean>): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      if (await check()) return true;
+      if (Date.now() > until) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it("refuses a re-registered, reused or deleted host's old token within 1 s on the other control plane", async () => {
+    const fa = new Factories(a);
+    const fb = new Factories(b);
+    const creds = await fa.enrolledHost();
+    expect((await fb.heartbeat(creds)).status).toBe(204);
+
+    // Re-registered through plane A: B must drop the family it cached.
+    const token = await a.http.post(`/v1/hosts/${creds.host.id}/token`, { key: a.adminKey });
+    const second = await fa.register(token.body.registration_token);
+    expect(await within(1000, async () => (await fb.heartbeat(creds)).status === 401)).toBe(true);
+    expect((await fb.heartbeat(second)).status).toBe(204);
+
+    // A refresh token replayed through A revokes the family; B refuses the rotated token.
+    const rotated = await a.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: second.refresh_token } });
+    expect((await fb.heartbeat(rotated.body)).status).toBe(204);
+    expect((await a.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: second.refresh_token } })).status).toBe(401);
+    expect(await within(1000, async () => (await fb.heartbeat(rotated.body)).status === 401)).toBe(true);
+
+    // Deleted through A: B answers 404 so the agent wipes its credentials.
+    const third = await fa.enrolledHost();
+    expect((await fb.heartbeat(third)).status).toBe(204);
+    expect((await a.http.delete(`/v1/hosts/${third.host.id}`, { key: a.adminKey })).status).toBe(204);
+    expect(await within(1000, async () => (await fb.heartbeat(third)).status === 404)).toBe(true);
+  });
+
   it("marks each silent host offline once, with one audit entry, within 2 s of its deadline", async () => {
     const fa = new Factories(a);
     const fb = new Factories(b);

@@ -15,6 +15,10 @@ export interface SetOptions {
   onlyIfAbsent?: boolean;
 }
 
+export interface Subscription {
+  close(): Promise<void>;
+}
+
 export interface Kv {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, options?: SetOptions): Promise<boolean>;
@@ -28,6 +32,15 @@ export interface Kv {
   /** Atomically remove and return up to `limit` members whose score is ≤ maxScore. */
   zPopUpTo(key: string, maxScore: number, limit: number): Promise<ScoredMember[]>;
   zCard(key: string): Promise<number>;
+  /** Delivers a message to every current subscriber of the channel, in every process. */
+  publish(channel: string, message: string): Promise<void>;
+  /**
+   * Calls `onMessage` for each message published on the channel. `onDelivery`
+   * says whether delivery is reliable right now: false while the connection is
+   * down (messages may be lost), true once it is back; caches fed by the
+   * channel must not be trusted in between.
+   */
+  subscribe(channel: string, onMessage: (message: string) => void, onDelivery: (reliable: boolean) => void): Promise<Subscription>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

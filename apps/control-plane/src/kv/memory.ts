@@ -1,4 +1,5 @@
-import type { Kv, ScoredMember, SetOptions } from "./kv.js";
+import { EventEmitter } from "node:events";
+import type { Kv, ScoredMember, SetOptions, Subscription } from "./kv.js";
 
 interface Entry {
   value: string;
@@ -16,6 +17,7 @@ export class MemoryKv implements Kv {
   private readonly strings = new Map<string, Entry>();
   private readonly sortedSets = new Map<string, Map<string, number>>();
   private readonly purgeTimer: NodeJS.Timeout;
+  private readonly channels = new EventEmitter().setMaxListeners(0);
 
   constructor(private readonly now: () => number = Date.now) {
     this.purgeTimer = setInterval(() => this.purgeExpired(), PURGE_INTERVAL_MS);
@@ -76,6 +78,17 @@ export class MemoryKv implements Kv {
 
   async zCard(key: string): Promise<number> {
     return this.sortedSets.get(key)?.size ?? 0;
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    this.channels.emit(channel, message);
+  }
+
+  async subscribe(channel: string, onMessage: (message: string) => void, onDelivery: (reliable: boolean) => void): Promise<Subscription> {
+    this.channels.on(channel, onMessage);
+    // In one process nothing can be lost between publisher and subscriber.
+    onDelivery(true);
+    return { close: async () => void this.channels.off(channel, onMessage) };
   }
 
   async ping(): Promise<void> {}

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import type { Kv, ScoredMember, SetOptions } from "./kv.js";
+import type { Kv, ScoredMember, SetOptions, Subscription } from "./kv.js";
 
 // Runs inside Redis, so reading the due members and removing them is one atomic step.
 const Z_POP_UP_TO = `
@@ -15,8 +15,10 @@ export interface RedisKvOptions {
 
 export class RedisKv implements Kv {
   private readonly redis: Redis;
+  private readonly keyPrefix: string;
 
   constructor(options: RedisKvOptions) {
+    this.keyPrefix = options.keyPrefix;
     this.redis = new Redis(options.url, {
       keyPrefix: options.keyPrefix,
       lazyConnect: true,
@@ -78,6 +80,27 @@ export class RedisKv implements Kv {
 
   async zCard(key: string): Promise<number> {
     return this.redis.zcard(key);
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    // Channels are not keys: ioredis does not prefix them, so we do.
+    await this.redis.publish(this.keyPrefix + channel, message);
+  }
+
+  async subscribe(channel: string, onMessage: (message: string) => void, onDelivery: (reliable: boolean) => void): Promise<Subscription> {
+    const name = this.keyPrefix + channel;
+    // A subscribed connection can do nothing else, so each subscription gets its own; it resubscribes by itself after a reconnect.
+    const subscriber = this.redis.duplicate({ enableOfflineQueue: true });
+    subscriber.on("error", () => {});
+    subscriber.on("message", (from: string, message: string) => {
+      if (from === name) onMessage(message);
+    });
+    subscriber.on("close", () => onDelivery(false));
+    await subscriber.connect();
+    await subscriber.subscribe(name);
+    subscriber.on("ready", () => onDelivery(true));
+    onDelivery(true);
+    return { close: async () => void (await subscriber.quit().catch(() => subscriber.disconnect())) };
   }
 
   async ping(): Promise<void> {

@@ -1,8 +1,8 @@
 import { eq } from "drizzle-orm";
 import { hosts } from "../db/schema/index.js";
-import type { Kv } from "../kv/kv.js";
+import type { Kv, Subscription } from "../kv/kv.js";
 import type { DbOrTx } from "./context.js";
-import { credentialStateKey } from "./kv-keys.js";
+import { CREDENTIAL_CHANGES_CHANNEL, credentialStateKey } from "./kv-keys.js";
 
 /**
  * What the heartbeat path needs to know about a host's credentials, cached in
@@ -32,8 +32,10 @@ function decode(raw: string): CredentialState {
   return { kind: "live", family: raw };
 }
 
+/** Records the new state, then tells every process to drop what it cached for the host. */
 export async function publishCredentialState(kv: Kv, hostId: string, state: CredentialState): Promise<void> {
   await kv.set(credentialStateKey(hostId), encode(state), { ttlMs: CACHE_TTL_MS });
+  await kv.publish(CREDENTIAL_CHANGES_CHANNEL, hostId);
 }
 
 export async function credentialState(db: DbOrTx, kv: Kv, hostId: string): Promise<CredentialState> {
@@ -47,4 +49,60 @@ export async function credentialState(db: DbOrTx, kv: Kv, hostId: string): Promi
     !row || row.deletedAt ? { kind: "deleted" } : row.family ? { kind: "live", family: row.family } : { kind: "none" };
   await kv.set(credentialStateKey(hostId), encode(state), { ttlMs: CACHE_TTL_MS, onlyIfAbsent: true });
   return state;
+}
+
+const LOCAL_CACHE_MAX = 200_000;
+
+/**
+ * This process's copy of credential states, so a heartbeat costs no KV read.
+ * Every change is announced on the credential-changes channel and drops the
+ * host's entry in every process at once. While delivery on that channel is in
+ * doubt (Redis reconnecting) the copy is emptied and bypassed; a read that
+ * raced an announcement is not kept (the epoch moved), so the copy can never
+ * outlive a revocation.
+ */
+export class CredentialCache {
+  private readonly local = new Map<string, CredentialState>();
+  private epoch = 0;
+  private reliable = false;
+  private subscription: Subscription | null = null;
+
+  constructor(
+    private readonly db: DbOrTx,
+    private readonly kv: Kv,
+  ) {}
+
+  async start(): Promise<void> {
+    this.subscription = await this.kv.subscribe(
+      CREDENTIAL_CHANGES_CHANNEL,
+      (hostId) => {
+        this.epoch++;
+        this.local.delete(hostId);
+      },
+      (reliable) => {
+        this.epoch++;
+        this.local.clear();
+        this.reliable = reliable;
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.reliable = false;
+    this.local.clear();
+    await this.subscription?.close();
+    this.subscription = null;
+  }
+
+  async get(hostId: string): Promise<CredentialState> {
+    const known = this.reliable ? this.local.get(hostId) : undefined;
+    if (known) return known;
+    const epoch = this.epoch;
+    const state = await credentialState(this.db, this.kv, hostId);
+    if (this.reliable && epoch === this.epoch) {
+      if (this.local.size >= LOCAL_CACHE_MAX) this.local.delete(this.local.keys().next().value!);
+      this.local.set(hostId, state);
+    }
+    return state;
+  }
 }

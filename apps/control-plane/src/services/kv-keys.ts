@@ -8,3 +8,6 @@ export const registrationTokenKey = (tokenHash: string) => `regtoken:${tokenHash
 
 /** The cached credential state of a host (see credential-state.ts). */
 export const credentialStateKey = (hostId: string) => `hostcred:${hostId}`;
+
+/** Pub/sub channel announcing a host whose credential state changed (the message is its ID). */
+export const CREDENTIAL_CHANGES_CHANNEL = "credential-changes";

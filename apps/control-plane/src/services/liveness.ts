@@ -5,7 +5,7 @@ import { forbidden, notFound, unauthorized } from "../errors.js";
 import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
-import { credentialState } from "./credential-state.js";
+import { CredentialCache } from "./credential-state.js";
 import { LIVENESS_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
@@ -42,17 +42,20 @@ export class Liveness {
   private onlineWriter: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private running: Promise<unknown> = Promise.resolve();
+  private readonly credentials: CredentialCache;
 
   constructor(
     private readonly deps: ServiceDeps,
     /** Names this process in the sweeper lease. */
     private readonly instanceId: string,
     private readonly startedAt: Date,
-  ) {}
+  ) {
+    this.credentials = new CredentialCache(deps.db, deps.kv);
+  }
 
   async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
     if (claims.hostId !== pathHostId) throw forbidden("the host token belongs to another host than the one in the path");
-    const state = await credentialState(this.deps.db, this.deps.kv, claims.hostId);
+    const state = await this.credentials.get(claims.hostId);
     if (state.kind === "deleted") throw notFound("host");
     if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
 
@@ -240,7 +243,8 @@ export class Liveness {
     await this.deps.db.delete(leases).where(and(eq(leases.name, SWEEPER_LEASE), eq(leases.holder, this.instanceId)));
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.credentials.start();
     const every = (ms: number, task: () => Promise<unknown>, what: string) => {
       const timer = setInterval(() => {
         this.running = this.running
@@ -260,5 +264,6 @@ export class Liveness {
     await this.running;
     await this.flush().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
     await this.releaseLease().catch(() => {});
+    await this.credentials.stop();
   }
 }

@@ -40,7 +40,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     migrationsFolder: MIGRATIONS,
     ...(options.clock ? { clock: options.clock } : {}),
   });
-  if (options.startLoops) runtime.start();
+  if (options.startLoops) await runtime.start();
   return {
     runtime,
     stores,
