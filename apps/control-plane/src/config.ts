@@ -10,6 +10,8 @@ export interface Config {
   adminKey: string | null;
   heartbeatIntervalS: number;
   offlineAfterS: number;
+  /** Cap on the fleet's total heartbeats per second; null: no cap. */
+  maxHeartbeatsPerS: number | null;
   hostTokenTtlS: number;
   refreshTokenTtlS: number;
   registrationTokenTtlS: number;
@@ -35,6 +37,7 @@ export const defaultConfig: Config = {
   adminKey: null,
   heartbeatIntervalS: 30,
   offlineAfterS: 90,
+  maxHeartbeatsPerS: null,
   hostTokenTtlS: 3600,
   refreshTokenTtlS: 90 * 24 * 3600,
   registrationTokenTtlS: 3600,
@@ -74,6 +77,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     adminKey: text("MUSTER_ADMIN_KEY"),
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
     offlineAfterS: integer("MUSTER_OFFLINE_AFTER_S", defaultConfig.offlineAfterS, 2, 86400),
+    maxHeartbeatsPerS: env.MUSTER_MAX_HEARTBEATS_PER_S ? integer("MUSTER_MAX_HEARTBEATS_PER_S", 0, 1, 10_000_000) : null,
     hostTokenTtlS: integer("MUSTER_HOST_TOKEN_TTL_S", defaultConfig.hostTokenTtlS, 60, 7 * 86400),
     refreshTokenTtlS: integer("MUSTER_REFRESH_TOKEN_TTL_S", defaultConfig.refreshTokenTtlS, 3600, 3650 * 86400),
     logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,

@@ -14,6 +14,7 @@ import { createMetrics } from "./metrics.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
+import { Pacing } from "./services/pacing.js";
 
 export interface Stores {
   database: Database;
@@ -74,7 +75,8 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, clock, random, config);
   const metrics = createMetrics(() => countHostsByStatus(db));
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens };
+  const pacing = new Pacing(db, config, logger);
+  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,
@@ -85,7 +87,13 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     app: createApp(deps),
     deps,
     bootstrap,
-    start: () => liveness.start(),
-    stop: () => liveness.stop(),
+    async start() {
+      await pacing.start();
+      await liveness.start();
+    },
+    async stop() {
+      pacing.stop();
+      await liveness.stop();
+    },
   };
 }

@@ -5,6 +5,7 @@ import type { Kv } from "../kv/kv.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
+import type { Pacing } from "./pacing.js";
 
 /** Everything a service needs, built once in main.ts (or a test) and passed in. */
 export interface ServiceDeps {
@@ -16,6 +17,7 @@ export interface ServiceDeps {
   logger: Logger;
   metrics: Metrics;
   hostTokens: HostTokens;
+  pacing: Pacing;
 }
 
 export type DbOrTx = Db | Tx;

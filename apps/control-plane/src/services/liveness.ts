@@ -159,14 +159,15 @@ export class Liveness {
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
     if (!(await this.holdLease(now))) return 0;
-    const deadline = new Date(now.getTime() - this.deps.config.offlineAfterS * 1000);
+    const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
+    const deadline = new Date(now.getTime() - offlineAfterMs);
     let marked = 0;
     for (;;) {
       const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
       marked += await this.markOffline(due.map((entry) => entry.member), deadline);
       if (due.length < SWEEP_BATCH) break;
     }
-    marked += await this.sweepUntracked(now, deadline);
+    marked += await this.sweepUntracked(now, deadline, offlineAfterMs);
     return marked;
   }
 
@@ -176,8 +177,8 @@ export class Liveness {
    * its two steps. They get one full offline window after this process started
    * to report in, so a control-plane restart never flips a healthy fleet offline.
    */
-  private async sweepUntracked(now: Date, deadline: Date): Promise<number> {
-    if (now.getTime() - this.startedAt.getTime() < this.deps.config.offlineAfterS * 1000) return 0;
+  private async sweepUntracked(now: Date, deadline: Date, offlineAfterMs: number): Promise<number> {
+    if (now.getTime() - this.startedAt.getTime() < offlineAfterMs) return 0;
     const stale = await this.deps.db
       .select({ id: hosts.id })
       .from(hosts)
