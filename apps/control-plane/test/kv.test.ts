@@ -58,6 +58,20 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     expect(await kv.zCard("z")).toBe(0);
   });
 
+  it("adds many members at once, only ever raising a score, and names the newcomers", async () => {
+    await kv.zAdd("zm", "old", 500);
+    const added = await kv.zAddMany("zm", [
+      { member: "old", score: 400 },
+      { member: "new-1", score: 100 },
+      { member: "new-2", score: 200 },
+    ]);
+    expect(added.sort()).toEqual(["new-1", "new-2"]);
+    expect(await kv.zScores("zm", ["old", "new-1", "new-2"])).toEqual([500, 100, 200]);
+    expect(await kv.zAddMany("zm", [{ member: "old", score: 600 }])).toEqual([]);
+    expect(await kv.zScores("zm", ["old"])).toEqual([600]);
+    expect(await kv.zAddMany("zm", [])).toEqual([]);
+  });
+
   it("pops at most the limit, oldest first, and never the same member twice under concurrency", async () => {
     for (let i = 0; i < 50; i++) await kv.zAdd("zl", `m${i}`, i);
     const batches = await Promise.all(Array.from({ length: 10 }, () => kv.zPopUpTo("zl", 1000, 7)));

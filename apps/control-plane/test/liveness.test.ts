@@ -4,7 +4,7 @@ import type { HostCredentials } from "@muster/contract";
 import { hosts } from "../src/db/schema/index.js";
 import type { Kv } from "../src/kv/kv.js";
 import { LIVENESS_KEY } from "../src/services/kv-keys.js";
-import { Liveness } from "../src/services/liveness.js";
+import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories } from "./support/factories.js";
@@ -14,6 +14,8 @@ describe("liveness with a hand-driven clock", () => {
   let f: Factories;
   const clock = new FakeClock();
   const offlineAfterMs = () => t.config.offlineAfterS * 1000;
+  /** How long after its last beat a host may be marked offline: its window plus the allowance for batched beats. */
+  const pastDeadline = () => offlineAfterMs() + UNFLUSHED_ALLOWANCE_MS;
   const liveness = () => t.runtime.deps.liveness;
 
   beforeAll(async () => {
@@ -59,7 +61,7 @@ describe("liveness with a hand-driven clock", () => {
     }
   });
 
-  it("batches beats: the database sees them at the flush, reads see them at once", async () => {
+  it("batches beats: reads see them at the score flush, the database at its own flush", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
     await liveness().flush();
@@ -67,8 +69,11 @@ describe("liveness with a hand-driven clock", () => {
 
     clock.advance(5000);
     expect((await f.heartbeat(creds, { cpu_percent: 42.5, memory_used_mb: 1024 })).status).toBe(204);
-    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(firstBeat);
+    expect((await status(creds.host.id)).last_heartbeat_at).toBe(firstBeat.toISOString());
+
+    await liveness().flushScores();
     expect((await status(creds.host.id)).last_heartbeat_at).toBe(clock.now().toISOString());
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(firstBeat);
 
     await liveness().flush();
     const row = await storedRow(creds.host.id);
@@ -77,10 +82,42 @@ describe("liveness with a hand-driven clock", () => {
     expect((await status(creds.host.id)).metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
   });
 
-  it("marks a silent host offline at its deadline, not before, and only once", async () => {
+  it("does not count a host silent while its latest beat waits in a batch", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
-    clock.advance(offlineAfterMs() - 1);
+    await t.runtime.deps.liveness.stop();
+    clock.advance(offlineAfterMs() - 100);
+    await f.heartbeat(creds);
+    clock.advance(101);
+    // Another process sweeps: it cannot see this process's batch, only the allowance for it.
+    const elsewhere = new Liveness(t.runtime.deps, "elsewhere", new Date(0));
+    await elsewhere.sweepOnce();
+    await elsewhere.stop();
+    expect((await status(creds.host.id)).status).toBe("online");
+    expect(await f.auditOf(creds.host.id, "host.offline")).toHaveLength(0);
+  });
+
+  it("brings back online a host whose batched beat finds it swept out of the liveness set", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(pastDeadline());
+    // This process's loops stop (stopping flushes), so the next beat waits in its batch while another process sweeps.
+    await t.runtime.deps.liveness.stop();
+    await f.heartbeat(creds);
+    const elsewhere = new Liveness(t.runtime.deps, "elsewhere", new Date(0));
+    await elsewhere.sweepOnce();
+    await elsewhere.stop();
+    expect((await status(creds.host.id)).status).toBe("offline");
+
+    await liveness().flushScores();
+    expect((await status(creds.host.id)).status).toBe("online");
+    expect(await f.auditOf(creds.host.id, "host.online")).toHaveLength(2);
+  });
+
+  it("marks a silent host offline past its deadline (and the allowance for batched beats), not before, and only once", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(pastDeadline() - 1);
     await liveness().sweepOnce();
     expect((await status(creds.host.id)).status).toBe("online");
 
@@ -96,7 +133,7 @@ describe("liveness with a hand-driven clock", () => {
   it("brings an offline host back online at its next heartbeat", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
-    clock.advance(offlineAfterMs());
+    clock.advance(pastDeadline());
     await liveness().sweepOnce();
     expect((await status(creds.host.id)).status).toBe("offline");
     await f.heartbeat(creds);
@@ -107,12 +144,14 @@ describe("liveness with a hand-driven clock", () => {
   it("keeps a host online when its beat lands between the sweeper's two steps", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
-    clock.advance(offlineAfterMs() + 1);
-    // A sweeper whose KV answers, then lets the host beat before the database write.
+    clock.advance(pastDeadline());
+    // A sweeper whose KV answers, then lets the host beat (at a process that has not seen it yet) before the database write.
+    const claims = await t.runtime.deps.hostTokens.verify(creds.token);
+    const newcomer = new Liveness(t.runtime.deps, "newcomer", new Date(0));
     const racingKv: Kv = Object.create(t.stores.kv) as Kv;
     racingKv.zPopUpTo = async (key, max, limit) => {
       const due = await t.stores.kv.zPopUpTo(key, max, limit);
-      if (due.some((entry) => entry.member === creds.host.id)) expect((await f.heartbeat(creds)).status).toBe(204);
+      if (due.some((entry) => entry.member === creds.host.id)) await newcomer.heartbeat(claims, creds.host.id, undefined);
       return due;
     };
     const sweeper = new Liveness({ ...t.runtime.deps, kv: racingKv }, "racer", new Date(0));

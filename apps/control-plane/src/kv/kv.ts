@@ -27,6 +27,11 @@ export interface Kv {
   del(keys: string[]): Promise<void>;
   /** Set a member's score in a sorted set; true when the member was not there before. */
   zAdd(key: string, member: string, score: number): Promise<boolean>;
+  /**
+   * Sets many members' scores at once, each only upwards (a late batch never
+   * moves a score back); returns the members that were not there before.
+   */
+  zAddMany(key: string, entries: ScoredMember[]): Promise<string[]>;
   zRem(key: string, members: string[]): Promise<void>;
   zScores(key: string, members: string[]): Promise<(number | null)[]>;
   /** Atomically remove and return up to `limit` members whose score is ≤ maxScore. */

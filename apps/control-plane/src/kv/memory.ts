@@ -52,6 +52,17 @@ export class MemoryKv implements Kv {
     return added;
   }
 
+  async zAddMany(key: string, entries: ScoredMember[]): Promise<string[]> {
+    const set = this.sortedSet(key);
+    const added: string[] = [];
+    for (const { member, score } of entries) {
+      const current = set.get(member);
+      if (current === undefined) added.push(member);
+      if (current === undefined || score > current) set.set(member, score);
+    }
+    return added;
+  }
+
   async zRem(key: string, members: string[]): Promise<void> {
     const set = this.sortedSets.get(key);
     if (!set) return;

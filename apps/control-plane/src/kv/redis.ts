@@ -7,6 +7,14 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 
 for i = 1, #due, 2 do redis.call('ZREM', KEYS[1], due[i]) end
 return due`;
 
+// ZADD GT only ever raises a score; its reply counts the members that were new.
+const Z_ADD_MANY = `
+local added = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[1], 'GT', ARGV[i], ARGV[i + 1]) == 1 then added[#added + 1] = ARGV[i + 1] end
+end
+return added`;
+
 export interface RedisKvOptions {
   url: string;
   /** Prepended to every key, so several deployments or test runs can share one Redis. */
@@ -27,6 +35,7 @@ export class RedisKv implements Kv {
       enableOfflineQueue: false,
     });
     this.redis.defineCommand("zPopUpTo", { numberOfKeys: 1, lua: Z_POP_UP_TO });
+    this.redis.defineCommand("zAddMany", { numberOfKeys: 1, lua: Z_ADD_MANY });
     // ioredis reconnects by itself; errors reach callers through rejected commands.
     this.redis.on("error", () => {});
   }
@@ -59,6 +68,12 @@ export class RedisKv implements Kv {
 
   async zAdd(key: string, member: string, score: number): Promise<boolean> {
     return (await this.redis.zadd(key, score, member)) === 1;
+  }
+
+  async zAddMany(key: string, entries: ScoredMember[]): Promise<string[]> {
+    if (entries.length === 0) return [];
+    const args = entries.flatMap(({ member, score }) => [score, member]);
+    return (await (this.redis as unknown as RedisWithScripts).zAddMany(key, ...args)) as string[];
   }
 
   async zRem(key: string, members: string[]): Promise<void> {
@@ -114,4 +129,5 @@ export class RedisKv implements Kv {
 
 interface RedisWithScripts {
   zPopUpTo(key: string, maxScore: number, limit: number): Promise<unknown>;
+  zAddMany(key: string, ...scoresAndMembers: (string | number)[]): Promise<unknown>;
 }

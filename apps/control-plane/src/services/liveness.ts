@@ -11,6 +11,11 @@ import { LIVENESS_KEY } from "./kv-keys.js";
 const SWEEPER_LEASE = "offline-sweeper";
 const LEASE_TTL_MS = 5_000;
 const SWEEP_BATCH = 1_000;
+/** How long a beat may wait in this process before its score reaches the KV store. */
+export const SCORE_FLUSH_MS = 100;
+/** The sweeper's allowance for beats still waiting in some process (the flush, plus room for a stalled event loop). */
+export const UNFLUSHED_ALLOWANCE_MS = 5 * SCORE_FLUSH_MS;
+const KNOWN_HOSTS_MAX = 1_000_000;
 
 const REVOKED = "host credentials were revoked; refresh them, or register the host again if the refresh is refused";
 
@@ -25,10 +30,12 @@ interface PendingBeat {
 }
 
 /**
- * Host liveness. A heartbeat touches only the KV store: its time goes into the
- * liveness sorted set, shared by every control plane, and into this process's
- * batch, which reaches PostgreSQL every `heartbeatFlushMs` in one statement.
- * Only a status change (offline → online) writes at once.
+ * Host liveness. A heartbeat writes nothing synchronously once its host is
+ * known to this process: its time joins two batches, one that reaches the KV
+ * store's liveness sorted set (shared by every control plane) every
+ * SCORE_FLUSH_MS, and one that reaches PostgreSQL every `heartbeatFlushMs`.
+ * A host's first beat in this process goes to the sorted set at once, so the
+ * status change it may bring (offline → online) is written before the answer.
  *
  * The sweeper, run by whichever process holds the lease, removes hosts whose
  * last beat is past the deadline from the sorted set atomically and marks them
@@ -38,10 +45,14 @@ interface PendingBeat {
  */
 export class Liveness {
   private batch = new Map<string, PendingBeat>();
+  /** Hosts this process has put into the liveness set; their later beats are batched. */
+  private known = new Set<string>();
+  private pendingScores = new Map<string, number>();
   private onlineQueue = new Map<string, PendingOnline>();
   private onlineWriter: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private running: Promise<unknown> = Promise.resolve();
+  /** Each loop's run in progress; a loop never overlaps itself, and loops never wait for each other. */
+  private inFlight = new Map<string, Promise<unknown>>();
   private readonly credentials: CredentialCache;
 
   constructor(
@@ -60,17 +71,40 @@ export class Liveness {
     if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
 
     const at = this.deps.clock.now().getTime();
-    const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
     this.batch.set(claims.hostId, { at, metrics: metrics ?? this.batch.get(claims.hostId)?.metrics });
     this.deps.metrics.heartbeats.inc();
-    if (!wasAbsent) return;
+    if (this.known.has(claims.hostId)) {
+      this.pendingScores.set(claims.hostId, at);
+      return;
+    }
+    const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
+    if (this.known.size >= KNOWN_HOSTS_MAX) this.known.delete(this.known.values().next().value!);
+    this.known.add(claims.hostId);
+    if (wasAbsent) await this.cameBack(claims.hostId, at);
+  }
+
+  /** A beat found its host out of the liveness set: it is online again (or for the first time). */
+  private async cameBack(hostId: string, at: number): Promise<void> {
     try {
-      await this.markOnline(claims.hostId, new Date(at));
+      await this.markOnline(hostId, new Date(at));
     } catch (error) {
       // Leave the host out of the set, so its next beat tries the transition again.
-      await this.deps.kv.zRem(LIVENESS_KEY, [claims.hostId]).catch(() => {});
+      this.known.delete(hostId);
+      await this.deps.kv.zRem(LIVENESS_KEY, [hostId]).catch(() => {});
       throw error;
     }
+  }
+
+  /** Sends the batched beats' times to the liveness set; hosts a sweeper removed meanwhile come back online. */
+  async flushScores(): Promise<void> {
+    if (this.pendingScores.size === 0) return;
+    const scores = this.pendingScores;
+    this.pendingScores = new Map();
+    const returned = await this.deps.kv.zAddMany(
+      LIVENESS_KEY,
+      [...scores].map(([member, score]) => ({ member, score })),
+    );
+    await Promise.all(returned.map((hostId) => this.cameBack(hostId, scores.get(hostId)!)));
   }
 
   /**
@@ -159,11 +193,13 @@ export class Liveness {
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
     if (!(await this.holdLease(now))) return 0;
+    await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
-    const deadline = new Date(now.getTime() - offlineAfterMs);
+    const deadline = new Date(now.getTime() - offlineAfterMs - UNFLUSHED_ALLOWANCE_MS);
     let marked = 0;
     for (;;) {
       const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
+      for (const { member } of due) this.known.delete(member);
       marked += await this.markOffline(due.map((entry) => entry.member), deadline);
       if (due.length < SWEEP_BATCH) break;
     }
@@ -248,12 +284,15 @@ export class Liveness {
     await this.credentials.start();
     const every = (ms: number, task: () => Promise<unknown>, what: string) => {
       const timer = setInterval(() => {
-        this.running = this.running
-          .then(task)
-          .catch((error: unknown) => this.deps.logger.warn({ err: error }, `${what} failed; retrying on the next tick`));
+        if (this.inFlight.has(what)) return;
+        const run = task()
+          .catch((error: unknown) => this.deps.logger.warn({ err: error }, `${what} failed; retrying on the next tick`))
+          .finally(() => this.inFlight.delete(what));
+        this.inFlight.set(what, run);
       }, ms);
       this.timers.push(timer);
     };
+    every(SCORE_FLUSH_MS, () => this.flushScores(), "liveness score flush");
     every(this.deps.config.sweepIntervalMs, () => this.sweepOnce(), "offline sweep");
     every(this.deps.config.heartbeatFlushMs, () => this.flush(), "heartbeat flush");
   }
@@ -262,7 +301,8 @@ export class Liveness {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
-    await this.running;
+    await Promise.all(this.inFlight.values());
+    await this.flushScores().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final liveness score flush failed"));
     await this.flush().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
     await this.releaseLease().catch(() => {});
     await this.credentials.stop();
