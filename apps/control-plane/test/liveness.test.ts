@@ -82,6 +82,23 @@ describe("liveness with a hand-driven clock", () => {
     expect((await status(creds.host.id)).metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
   });
 
+  it("keeps batched scores for the next flush when the KV store refuses one", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    clock.advance(1000);
+    await f.heartbeat(creds);
+    // The beat waits in the runtime's batch; its KV store fails once.
+    const zAddMany = t.stores.kv.zAddMany.bind(t.stores.kv);
+    t.stores.kv.zAddMany = async () => {
+      throw new Error("connect ECONNREFUSED");
+    };
+    await expect(liveness().flushScores()).rejects.toThrow("ECONNREFUSED");
+    t.stores.kv.zAddMany = zAddMany;
+    await liveness().flushScores();
+    const [score] = await t.stores.kv.zScores(LIVENESS_KEY, [creds.host.id]);
+    expect(score).toBe(clock.now().getTime());
+  });
+
   it("does not count a host silent while its latest beat waits in a batch", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);

@@ -100,10 +100,17 @@ export class Liveness {
     if (this.pendingScores.size === 0) return;
     const scores = this.pendingScores;
     this.pendingScores = new Map();
-    const returned = await this.deps.kv.zAddMany(
-      LIVENESS_KEY,
-      [...scores].map(([member, score]) => ({ member, score })),
-    );
+    let returned: string[];
+    try {
+      returned = await this.deps.kv.zAddMany(
+        LIVENESS_KEY,
+        [...scores].map(([member, score]) => ({ member, score })),
+      );
+    } catch (error) {
+      // Keep the scores for the next flush, unless newer ones arrived meanwhile.
+      for (const [id, at] of scores) if (!this.pendingScores.has(id)) this.pendingScores.set(id, at);
+      throw error;
+    }
     await Promise.all(returned.map((hostId) => this.cameBack(hostId, scores.get(hostId)!)));
   }
 
