@@ -68,6 +68,15 @@ describe("muster hosts create --wait", () => {
     expect(stderr).toBe(`Waiting for ${credentials.host.id} to come online (pending)… press Ctrl-C to stop waiting\n`);
   });
 
+  /** Stops a process group; one that has already gone is fine. */
+  function stopGroup(leader: number): void {
+    try {
+      process.kill(-leader, "SIGTERM");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
+  }
+
   it("prints a muster-agent command that, run as printed by a shell, brings the host online", async () => {
     const { env } = await owner();
     // `muster-agent` on the PATH is the agent's source, run the way testkit runs the control plane.
@@ -78,17 +87,20 @@ describe("muster hosts create --wait", () => {
     chmodSync(join(bin, "muster-agent"), 0o755);
     const cli = startCli(["hosts", "create", "--wait", "--agent-address", "127.0.0.1:7070"], env);
     const [, command] = await cli.stdoutMatching(/^ {2}(muster-agent .*)$/m);
+    // Its own process group, so stopping it reaches the agent the shell started, not only the shell.
     const agent = spawn("sh", ["-c", command!], {
       env: { PATH: `${bin}:${process.env.PATH}`, MUSTER_CREDENTIALS_FILE: join(bin, "credentials.json"), MUSTER_LOG_LEVEL: "warn" },
       stdio: "ignore",
+      detached: true,
     });
     try {
       const { code, stdout } = await cli.exited;
       expect(code).toBe(0);
       expect(stdout).toMatch(/✔ host-\w+ is online: .+ at 127\.0\.0\.1:7070\n$/);
     } finally {
-      agent.kill("SIGTERM");
-      await new Promise((resolve) => (agent.exitCode !== null ? resolve(null) : agent.once("exit", resolve)));
+      const exited = new Promise((resolve) => (agent.exitCode !== null ? resolve(null) : agent.once("exit", resolve)));
+      stopGroup(agent.pid!);
+      await exited;
       rmSync(bin, { recursive: true, force: true });
     }
   });
