@@ -6,8 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { routes } from "@muster/contract";
 import { Transport } from "@muster/sdk";
-import { freePort } from "@muster/testkit";
-import postgres from "postgres";
+import { freePort, throwawayDatabase } from "@muster/testkit";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CONTROL_PLANE = join(ROOT, "apps/control-plane/dist/main.js");
@@ -88,24 +87,13 @@ export async function freshStores(): Promise<SharedStores> {
   const adminKey = `bench-admin-${randomBytes(24).toString("hex")}`;
   const dataDir = mkdtempSync(join(tmpdir(), "muster-bench-"));
   const env: Record<string, string> = { MUSTER_DATA_DIR: dataDir, MUSTER_KV_PREFIX: `bench-${unique}:` };
-  let drop = async () => {};
-  if (process.env.DATABASE_URL) {
-    const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
-    const name = `muster_bench_${unique}`;
-    await admin.unsafe(`create database ${name}`);
-    const url = new URL(process.env.DATABASE_URL);
-    url.pathname = `/${name}`;
-    env.DATABASE_URL = url.toString();
-    drop = async () => {
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    };
-  }
+  const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_bench") : null;
+  if (database) env.DATABASE_URL = database.url;
   return {
     env,
     adminKey,
     async dispose() {
-      await drop();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -37,6 +37,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface ThrowawayDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** A new, empty database on the PostgreSQL server at `serverUrl`, dropped (connections and all) by `drop`. */
+export async function throwawayDatabase(serverUrl: string, prefix: string): Promise<ThrowawayDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
+
 export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
   const unique = randomBytes(6).toString("hex");
   const dataDir = mkdtempSync(join(tmpdir(), "muster-cp-"));
@@ -52,19 +73,8 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     ...env,
   };
 
-  let dropDatabase = async () => {};
-  if (process.env.DATABASE_URL) {
-    const name = `muster_testkit_${unique}`;
-    const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
-    await admin.unsafe(`create database ${name}`);
-    const url = new URL(process.env.DATABASE_URL);
-    url.pathname = `/${name}`;
-    childEnv.DATABASE_URL = url.toString();
-    dropDatabase = async () => {
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    };
-  }
+  const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit") : null;
+  if (database) childEnv.DATABASE_URL = database.url;
 
   const child = spawn(process.execPath, [TSX_CLI, MAIN], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -96,7 +106,7 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
         await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
         if (child.exitCode === null) child.kill("SIGKILL");
       }
-      await dropDatabase();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

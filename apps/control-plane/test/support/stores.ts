@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import postgres from "postgres";
+import { throwawayDatabase } from "@muster/testkit";
 import { openEmbedded, openPostgres } from "../../src/db/client.js";
 import type { Kv } from "../../src/kv/kv.js";
 import { MemoryKv } from "../../src/kv/memory.js";
@@ -35,21 +35,15 @@ export async function createTestStores(): Promise<TestStores> {
     const database = await openEmbedded(null);
     return { database, kv, dispose: async () => (await kv.close(), await database.close()) };
   }
-  const serverUrl = requireEnv("DATABASE_URL");
-  const name = `muster_test_${unique()}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const database = await openPostgres(url.toString());
+  const throwaway = await throwawayDatabase(requireEnv("DATABASE_URL"), "muster_test");
+  const database = await openPostgres(throwaway.url);
   return {
     database,
     kv,
     async dispose() {
       await kv.close();
       await database.close();
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end();
+      await throwaway.drop();
     },
   };
 }
