@@ -1,9 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostCredentials } from "@muster/contract";
+import pino from "pino";
 import { UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
+import { Pacing } from "../src/services/pacing.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories } from "./support/factories.js";
+
+describe("pacing left alone", () => {
+  it("keeps the configured interval and offline window, whatever their ratio", () => {
+    const logger = pino({ level: "silent" });
+    const config = { heartbeatIntervalS: 2, offlineAfterS: 5 };
+    const uncapped = new Pacing(null as never, { ...config, maxHeartbeatsPerS: null }, logger);
+    expect([uncapped.intervalS(), uncapped.offlineAfterS()]).toEqual([2, 5]);
+    // Capped but under the cap (nothing counted yet): nothing stretches either.
+    const capped = new Pacing(null as never, { ...config, maxHeartbeatsPerS: 100 }, logger);
+    expect([capped.intervalS(), capped.offlineAfterS()]).toEqual([2, 5]);
+  });
+});
 
 describe("server-driven pacing (MUSTER_MAX_HEARTBEATS_PER_S)", () => {
   let t: TestApp;
@@ -41,7 +55,7 @@ describe("server-driven pacing (MUSTER_MAX_HEARTBEATS_PER_S)", () => {
     await recount();
     const creds = await f.enrolledHost();
     expect((await f.heartbeat(creds)).status).toBe(204);
-    // 81 hosts → 41 s interval → offline after 3 × 41 = 123 s (plus the batch allowance), not the configured 90.
+    // 81 hosts → 41 s interval → the 90 s window stretched by 41/30: 123 s (plus the batch allowance).
     clock.advance(122_000 + UNFLUSHED_ALLOWANCE_MS);
     await t.runtime.deps.liveness.sweepOnce();
     expect((await t.http.get(`/v1/hosts/${creds.host.id}`, { key: t.adminKey })).body.status).toBe("online");

@@ -9,8 +9,8 @@ const RECOUNT_EVERY_MS = 10_000;
 /**
  * Server-driven pacing. With MUSTER_MAX_HEARTBEATS_PER_S set, the interval
  * handed to agents grows with the fleet so that all of it together stays under
- * the cap, and the offline window grows with the interval (three missed beats,
- * never less than configured), so paced hosts are not marked offline. Agents
+ * the cap, and the offline window stretches by the same factor, so paced hosts
+ * are not marked offline; unstretched, both are exactly as configured. Agents
  * learn a new interval at their next registration or refresh. The fleet is
  * recounted in the background, so no request waits for the count.
  */
@@ -33,7 +33,7 @@ export class Pacing {
 
   /** Silence after which a host turns offline. */
   offlineAfterS(): number {
-    return Math.max(this.config.offlineAfterS, 3 * this.intervalS());
+    return Math.ceil((this.config.offlineAfterS * this.intervalS()) / this.config.heartbeatIntervalS);
   }
 
   /** Counts the registered, live hosts. */
