@@ -7,6 +7,7 @@ import type { AppDeps, AppEnv } from "./http/env.js";
 import { errorResponse, handleError } from "./http/errors.js";
 import { apiKeyRoutes } from "./routes/api-keys.js";
 import { auditRoutes } from "./routes/audit.js";
+import { commandRoutes } from "./routes/commands.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   apiKeyRoutes(app);
   hostAgentRoutes(app);
   hostRoutes(app);
+  commandRoutes(app);
   auditRoutes(app);
 
   app.notFound((c) => errorResponse(c, "not_found", `no such endpoint: ${c.req.method} ${c.req.path}`));

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
 
 export interface Config {
   port: number;
@@ -20,6 +21,12 @@ export interface Config {
   /** How often batched heartbeats reach PostgreSQL. */
   heartbeatFlushMs: number;
   logLevel: string;
+  /** Agents speaking an older channel protocol are refused, on the channel and on HTTP register / heartbeat. */
+  minProtocolVersion: number;
+  /** Where a refused agent is sent to learn how to upgrade. */
+  agentUpgradeUrl: string;
+  /** How long a new channel may stay silent before its hello. */
+  channelHelloTimeoutMs: number;
   jwtIssuer: string;
   jwtAudience: string;
 }
@@ -44,6 +51,9 @@ export const defaultConfig: Config = {
   sweepIntervalMs: 1000,
   heartbeatFlushMs: 1000,
   logLevel: "info",
+  minProtocolVersion: 1,
+  agentUpgradeUrl: "https://github.com/muster-dev/muster/blob/main/docs/agent.md#upgrading",
+  channelHelloTimeoutMs: HELLO_TIMEOUT_S * 1000,
   jwtIssuer: "muster",
   jwtAudience: "muster-host",
 };
@@ -81,6 +91,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     hostTokenTtlS: integer("MUSTER_HOST_TOKEN_TTL_S", defaultConfig.hostTokenTtlS, 60, 7 * 86400),
     refreshTokenTtlS: integer("MUSTER_REFRESH_TOKEN_TTL_S", defaultConfig.refreshTokenTtlS, 3600, 3650 * 86400),
     logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,
+    minProtocolVersion: integer("MUSTER_MIN_PROTOCOL_VERSION", defaultConfig.minProtocolVersion, 0, PROTOCOL_VERSION),
+    agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {

@@ -1,3 +1,4 @@
+import type { Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import pino from "pino";
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
       `control plane listening on http://localhost:${info.port} (API reference at /docs)`,
     );
   });
+
+  runtime.channels.attach(server as Server);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

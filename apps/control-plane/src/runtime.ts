@@ -3,6 +3,8 @@ import type { Hono } from "hono";
 import type { Logger } from "pino";
 import { createApp } from "./app.js";
 import { HostTokens } from "./auth/host-tokens.js";
+import { ChannelHub } from "./channel/hub.js";
+import { createChannelMetrics } from "./channel/metrics.js";
 import type { Config } from "./config.js";
 import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
@@ -12,6 +14,7 @@ import { RedisKv } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
+import { countCommandsByStatus } from "./services/commands.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
@@ -53,7 +56,9 @@ export interface Runtime {
   app: Hono<AppEnv>;
   deps: AppDeps;
   bootstrap: BootstrapResult;
-  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper. */
+  /** Agent channels: attach it to the HTTP server to serve GET /v1/hosts/{id}/channel. */
+  channels: ChannelHub;
+  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -83,15 +88,19 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     liveness,
     readiness: { database: () => database.ping(), kv: () => kv.ping() },
   };
+  const channels = new ChannelHub(deps, createChannelMetrics(metrics.registry, () => countCommandsByStatus(db)));
   return {
     app: createApp(deps),
     deps,
     bootstrap,
+    channels,
     async start() {
       await pacing.start();
       await liveness.start();
+      await channels.start();
     },
     async stop() {
+      await channels.stop();
       pacing.stop();
       await liveness.stop();
     },

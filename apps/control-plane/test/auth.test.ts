@@ -91,6 +91,11 @@ async function realPath(route: RouteDef): Promise<string> {
     const { host } = await f.regularHost({ tags: ["auth-case"] });
     values.set("host", host.id);
     values.set("tag", "auth-case");
+    if (kinds.has("command")) {
+      const command = await t.http.post(`/v1/hosts/${host.id}/commands`, { key: t.adminKey, body: { type: "ping" } });
+      expect(command.status).toBe(201);
+      values.set("command", command.body.id);
+    }
   }
   if (kinds.has("apiKey")) values.set("apiKey", (await newKey()).id);
   return params.reduce((path, [name, kind]) => path.replace(`{${name}}`, encodeURIComponent(values.get(kind)!)), route.path);

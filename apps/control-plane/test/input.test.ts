@@ -62,6 +62,7 @@ const TABLES = {
   host_tags: schema.hostTags,
   host_registration_tokens: schema.hostRegistrationTokens,
   host_refresh_tokens: schema.hostRefreshTokens,
+  host_commands: schema.hostCommands,
   audit_log: schema.auditLog,
 };
 
@@ -119,6 +120,7 @@ const VALID_BODIES: Record<string, () => Record<string, unknown>> = {
   registerHost: () => ({ token: fx.pendingToken, ...machineSpecs }),
   refreshHostCredentials: () => ({ refresh_token: fx.refreshToken }),
   heartbeat: () => ({ cpu_percent: 12.5, memory_used_mb: 1024, disk_used_gb: 10, load_1m: 0.5, uptime_s: 100 }),
+  sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
 };
 
 function validBody(route: RouteDef): Record<string, unknown> {
@@ -318,9 +320,11 @@ beforeAll(async () => {
   const refreshable = await f.enrolledHost();
   const user = await f.user();
   const member = await f.member(team.body.team.id, "member");
+  const command = await t.http.post(`/v1/hosts/${host.host.id}/commands`, { key: t.adminKey, body: { type: "ping" } });
+  expect(command.status).toBe(201);
   fx = {
     memberId: member.user.id,
-    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id },
+    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id, command: command.body.id },
     tag,
     host,
     pendingToken: pending.registration_token,

@@ -13,6 +13,7 @@ export const AUDIT_ACTIONS = [
   "host.tag_removed",
   "host.refreshed",
   "host.refresh_reused",
+  "host.command_sent",
   "user.created",
   "team.created",
   "member.added",

@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  upgrade_required: 426,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,

@@ -41,6 +41,7 @@ export const Host = Type.Object(
     hostname: Nullable(Type.String()),
     os: Nullable(Type.String()),
     agent_version: Nullable(Type.String()),
+    protocol_version: Nullable(Type.Integer({ description: "the agent channel protocol the host last spoke (register header or channel hello)" })),
     status: HostStatus,
     tags: Type.Array(Tag),
     metrics: Nullable(HeartbeatMetrics),

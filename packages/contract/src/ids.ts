@@ -13,6 +13,7 @@ export const ID_PREFIX = {
   hostRegistrationToken: "htok",
   hostRefreshToken: "hrt",
   audit: "aud",
+  command: "cmd",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

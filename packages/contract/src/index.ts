@@ -1,6 +1,8 @@
 import "./formats.js";
 export * from "./api-keys.js";
 export * from "./audit.js";
+export * from "./channel.js";
+export * from "./commands.js";
 export * from "./common.js";
 export * from "./errors.js";
 export * from "./hosts.js";

@@ -1,6 +1,7 @@
 import { Type, type Static, type TObject, type TSchema } from "@sinclair/typebox";
 import { ApiKey, ApiKeyParams, CreateApiKeyBody, CreateApiKeyResponse } from "./api-keys.js";
 import { AuditEntry, ListAuditQuery } from "./audit.js";
+import { Command, CommandParams, SendCommandBody } from "./commands.js";
 import { Page, PageQuery } from "./common.js";
 import type { ErrorCode } from "./errors.js";
 import {
@@ -150,6 +151,18 @@ export const routes = {
     status: 200, response: TagList, errors: OPERATOR_ERRORS,
   }),
 
+  sendCommand: route({
+    operationId: "sendCommand", method: "post", path: "/v1/hosts/{id}/commands", auth: "api_key", tag: "Commands",
+    summary: "Send a command to a host's agent over its channel; queued until the host is connected or the timeout passes",
+    params: HostParams, body: SendCommandBody,
+    status: 201, response: Command, errors: OPERATOR_ERRORS,
+  }),
+  getCommand: route({
+    operationId: "getCommand", method: "get", path: "/v1/hosts/{id}/commands/{command_id}", auth: "api_key", tag: "Commands",
+    summary: "A command's state: queued, delivered, succeeded, failed or expired, with its result", params: CommandParams,
+    status: 200, response: Command, errors: OPERATOR_ERRORS,
+  }),
+
   listAudit: route({
     operationId: "listAudit", method: "get", path: "/v1/audit", auth: "api_key", tag: "Audit",
     summary: "Audit log, newest first: all for admins, the team's for owners", query: ListAuditQuery,
@@ -159,7 +172,7 @@ export const routes = {
   registerHost: route({
     operationId: "registerHost", method: "post", path: "/v1/hosts/register", auth: "body_secret", tag: "Host agent",
     summary: "Trade a registration token and the machine's specs for host credentials", body: RegisterHostBody,
-    status: 201, response: HostCredentials, errors: ["invalid_request", "unauthorized"],
+    status: 201, response: HostCredentials, errors: ["invalid_request", "unauthorized", "upgrade_required"],
   }),
   refreshHostCredentials: route({
     operationId: "refreshHostCredentials", method: "post", path: "/v1/hosts/auth/refresh", auth: "body_secret",
@@ -170,7 +183,7 @@ export const routes = {
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
     summary: "Report the host alive, optionally with live metrics", params: HostParams,
     body: HeartbeatMetrics, bodyOptional: true,
-    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "upgrade_required"],
   }),
 } as const;
 

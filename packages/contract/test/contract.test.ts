@@ -41,11 +41,12 @@ describe("errors", () => {
       not_found: 404,
       conflict: 409,
       payload_too_large: 413,
+      upgrade_required: 426,
       rate_limited: 429,
       internal: 500,
       unavailable: 503,
     });
-    expect(ERROR_CODES).toHaveLength(9);
+    expect(ERROR_CODES).toHaveLength(10);
   });
 });
 

@@ -1,9 +1,11 @@
 import type { Context, Hono } from "hono";
 import { getConnInfo } from "@hono/node-server/conninfo";
-import { routes } from "@muster/contract";
+import { PROTOCOL_HEADER, routes } from "@muster/contract";
 import { mount } from "../http/mount.js";
 import type { AppEnv } from "../http/env.js";
+import { header } from "../http/node-request.js";
 import { refreshHostCredentials, registerHost } from "../services/host-credentials.js";
+import { checkProtocolHeader } from "../services/protocol.js";
 
 /** The peer's address, for the registration audit row; absent when the app is driven without a socket. */
 function peerAddress(c: Context): string | null {
@@ -15,9 +17,14 @@ function peerAddress(c: Context): string | null {
 }
 
 export function hostAgentRoutes(app: Hono<AppEnv>): void {
-  mount(app, routes.registerHost, async (c, { body }) => c.json(await registerHost(c.get("deps"), body, peerAddress(c)), 201));
+  mount(app, routes.registerHost, async (c, { body }) => {
+    const deps = c.get("deps");
+    const protocolVersion = checkProtocolHeader(deps.config, header(c, PROTOCOL_HEADER));
+    return c.json(await registerHost(deps, body, peerAddress(c), protocolVersion), 201);
+  });
   mount(app, routes.refreshHostCredentials, async (c, { body }) => c.json(await refreshHostCredentials(c.get("deps"), body), 200));
   mount(app, routes.heartbeat, async (c, { params, body }) => {
+    checkProtocolHeader(c.get("deps").config, header(c, PROTOCOL_HEADER));
     await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, body);
     return c.body(null, 204);
   });

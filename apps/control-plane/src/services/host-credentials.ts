@@ -28,7 +28,7 @@ interface TokenPointer {
  * database row is then checked too, so a token that expired, was superseded or
  * was already used is refused even if the KV store still held it.
  */
-export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null) {
+export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
   const tokenHash = hashSecret(body.token);
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
@@ -74,6 +74,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
           hostname: body.hostname ?? null,
           os: body.os ?? null,
           agentVersion: body.agent_version ?? null,
+          protocolVersion,
           registeredAt: now,
           credentialFamily: family,
           updatedAt: now,

@@ -43,6 +43,7 @@ function hostView(row: HostRow, tags: string[], liveBeatMs: number | null): Host
     hostname: row.hostname,
     os: row.os,
     agent_version: row.agentVersion,
+    protocol_version: row.protocolVersion,
     status: row.status,
     tags,
     metrics: row.metrics ?? null,

@@ -11,3 +11,13 @@ export const credentialStateKey = (hostId: string) => `hostcred:${hostId}`;
 
 /** Pub/sub channel announcing a host whose credential state changed (the message is its ID). */
 export const CREDENTIAL_CHANGES_CHANNEL = "credential-changes";
+
+/**
+ * Pub/sub channel between control-plane processes about agent channels: a new
+ * channel claiming its host (older ones elsewhere close), and hosts with
+ * commands waiting (the process holding the host's channel delivers them).
+ */
+export const AGENT_CHANNEL_BUS = "agent-channels";
+
+/** The ID of a host's newest channel; the last writer wins, and older channels close when they see another ID here. */
+export const channelOwnerKey = (hostId: string) => `channel:${hostId}`;

@@ -19,6 +19,7 @@ export const hosts = pgTable(
     hostname: text("hostname"),
     os: text("os"),
     agentVersion: text("agent_version"),
+    protocolVersion: integer("protocol_version"),
     status: text("status", { enum: ["pending", "online", "offline"] }).notNull(),
     metrics: jsonb("metrics").$type<HeartbeatMetrics>(),
     lastHeartbeatAt: optionalTime("last_heartbeat_at"),

@@ -1,4 +1,5 @@
 export * from "./api-keys.js";
+export * from "./commands.js";
 export * from "./hosts.js";
 export * from "./system.js";
 export * from "./users.js";

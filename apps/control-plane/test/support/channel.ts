@@ -1,0 +1,84 @@
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { serve } from "@hono/node-server";
+import { PROTOCOL_VERSION, type ControlPlaneMessage } from "@muster/contract";
+import WebSocket from "ws";
+import type { TestApp } from "./app.js";
+
+/** Serves a test app on a loopback port, with its agent channels attached, as main.ts does. */
+export async function listen(app: TestApp): Promise<{ baseUrl: string; close(): Promise<void> }> {
+  const server = serve({ fetch: app.runtime.app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
+  await once(server, "listening");
+  app.runtime.channels.attach(server);
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A raw agent end of a channel: messages in arrival order, the close code when it closes. */
+export class TestChannel {
+  private readonly inbox: ControlPlaneMessage[] = [];
+  private readonly waiters: ((message: ControlPlaneMessage) => void)[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  readonly opened: Promise<void>;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on("message", (data) => {
+      const message = JSON.parse(data.toString()) as ControlPlaneMessage;
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(message);
+      else this.inbox.push(message);
+    });
+    this.closed = new Promise((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.opened = new Promise((resolve, reject) => {
+      ws.on("open", () => resolve());
+      ws.on("unexpected-response", (_request, response) => reject(Object.assign(new Error("refused"), { status: response.statusCode })));
+      ws.on("error", reject);
+    });
+  }
+
+  static dial(baseUrl: string, hostId: string, token: string): TestChannel {
+    return new TestChannel(new WebSocket(`${baseUrl.replace(/^http/, "ws")}/v1/hosts/${hostId}/channel`, { headers: { "x-host-token": token } }));
+  }
+
+  /** Dials, says hello and waits for the welcome. */
+  static async open(baseUrl: string, hostId: string, token: string): Promise<TestChannel> {
+    const channel = TestChannel.dial(baseUrl, hostId, token);
+    await channel.opened;
+    channel.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: "test-1.0" });
+    const welcome = await channel.next();
+    if (welcome.type !== "welcome") throw new Error(`expected a welcome, got ${JSON.stringify(welcome)}`);
+    return channel;
+  }
+
+  send(message: unknown): void {
+    this.ws.send(JSON.stringify(message));
+  }
+
+  next(timeoutMs = 5_000): Promise<ControlPlaneMessage> {
+    const queued = this.inbox.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no message from the control plane in time")), timeoutMs);
+      this.waiters.push((message) => (clearTimeout(timer), resolve(message)));
+    });
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+/** Polls until `check` returns a value (not undefined), or fails after timeoutMs. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
