@@ -17,4 +17,7 @@ export default defineConfig({
   sourcemap: false,
   minify: true,
   noExternal: [/.*/],
+  // ws loads the optional native add-ons bufferutil and utf-8-validate when present; an executable can
+  // require only built-ins (and warns at every start when asked for more), so those branches are compiled out.
+  define: { "process.env.WS_NO_BUFFER_UTIL": '"1"', "process.env.WS_NO_UTF_8_VALIDATE": '"1"' },
 });

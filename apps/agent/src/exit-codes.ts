@@ -14,4 +14,6 @@ export const EXIT = {
   reregister: 5,
   /** The host was deleted in the control plane; the credentials are gone. */
   deleted: 6,
+  /** The control plane needs a newer agent (protocol too old): upgrade muster-agent. */
+  upgrade: 7,
 } as const;

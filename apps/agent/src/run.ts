@@ -89,5 +89,8 @@ function exitStatus(exit: AgentExit, log: Logger): number {
     case "host_deleted":
       log.error({ host_id: exit.hostId, exit_code: EXIT.deleted }, `host ${exit.hostId} was deleted in the control plane; its credentials are removed; exiting`);
       return EXIT.deleted;
+    case "protocol_rejected":
+      log.error({ host_id: exit.hostId, exit_code: EXIT.upgrade }, `the control plane refuses this agent: ${exit.message}`);
+      return EXIT.upgrade;
   }
 }

@@ -9,8 +9,10 @@ export const EXIT = {
   usage: 2,
   /** No answer from the control plane, or no API key to send it. */
   unreachable: 3,
-  /** `--wait` gave up before the host came online. */
+  /** `--wait` gave up before the host came online, or a command expired. */
   timeout: 4,
+  /** `hosts command`: the host ran the command and reported a failure. */
+  commandFailed: 5,
   /** Interrupted (Ctrl-C), the shell's convention: 128 + SIGINT. */
   interrupted: 130,
 } as const;

@@ -28,6 +28,8 @@ function setup(options: Partial<HostAgentOptions> & { saved?: "issue"; tokenTtlS
     fetch: cp.fetch,
     specs: () => SPECS,
     agentVersion: "9.9.9",
+    // The fake control plane speaks HTTP only; the channel is tested against a real one (agent-channel.test.ts).
+    channel: false,
     ...options,
   });
   const events: Recorded[] = [];
@@ -386,6 +388,7 @@ describe("HostAgent stop", () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     let refreshSent = false;
     const gated = new HostAgent({
+      channel: false,
       controlPlane: cp.url,
       credentials: store,
       clock,
@@ -444,7 +447,7 @@ describe("HostAgent with a store that refuses to save", () => {
         return super.save(credentials);
       }
     })(cp.issue());
-    const agent = new HostAgent({ controlPlane: cp.url, credentials: store, clock, fetch: cp.fetch });
+    const agent = new HostAgent({ controlPlane: cp.url, credentials: store, clock, fetch: cp.fetch, channel: false });
     const refreshed: boolean[] = [];
     agent.on("credentialsRefreshed", (event) => void refreshed.push(event.saved));
     cp.replies.heartbeat.push({ status: 401 });

@@ -14,6 +14,7 @@ const HOST = `host-${"a".repeat(26)}`;
 const TEAM = `team-${"b".repeat(26)}`;
 const USER = `usr-${"c".repeat(26)}`;
 const KEY = `key-${"d".repeat(26)}`;
+const COMMAND = `cmd-${"e".repeat(26)}`;
 
 interface Sent {
   method: string;
@@ -65,13 +66,15 @@ describe("MusterClient wiring", () => {
     await client.hosts.tags.add(HOST, "gpu");
     await client.hosts.tags.remove(HOST, "gpu");
     await client.hosts.tags.list(HOST);
+    await client.hosts.commands.send(HOST, { type: "ping" });
+    await client.hosts.commands.get(HOST, COMMAND);
     await client.audit.listPage();
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));
     const operatorRoutes = Object.values(routes).filter((route) => route.auth === "api_key");
     const expected = operatorRoutes.map((route) => {
       const path = route.path.replace("{id}", route.operationId.includes("ApiKey") ? KEY : HOST)
-        .replace("{team_id}", TEAM).replace("{user_id}", USER).replace("{tag}", "gpu");
+        .replace("{command_id}", COMMAND).replace("{team_id}", TEAM).replace("{user_id}", USER).replace("{tag}", "gpu");
       return `${route.method.toUpperCase()} ${path}`;
     });
     expect([...called].sort()).toEqual([...new Set(expected)].sort());

@@ -7,6 +7,7 @@ import { collect, duration, literals } from "../parse.js";
 import type { Io, Session } from "../session.js";
 import { startSpinner } from "../spinner.js";
 import { act, collectList, listOptions, type ListOptions } from "./common.js";
+import { hostCommandCommand } from "./host-commands.js";
 import { tagCommand } from "./tags.js";
 
 const POLL_INTERVAL_MS = 1000;
@@ -115,6 +116,7 @@ Examples:
     );
 
   tagCommand(hosts, io);
+  hostCommandCommand(hosts, io);
   return hosts;
 }
 

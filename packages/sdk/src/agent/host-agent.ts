@@ -1,11 +1,29 @@
-import { routes, type HeartbeatMetrics, type RegisterHostBody } from "@muster/contract";
+import {
+  BUILTIN_COMMANDS,
+  CHANNEL_CLOSE,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  routes,
+  type CommandMessage,
+  type HeartbeatMetrics,
+  type RegisterHostBody,
+} from "@muster/contract";
 import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js";
 import { Transport } from "../transport.js";
 import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
+import { AgentChannel } from "./channel.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
 import { TypedEmitter } from "./emitter.js";
-import type { AgentExit, AgentLogger, HostAgentEvents, HostAgentOptions, HostAgentState, RefreshReason } from "./types.js";
+import type {
+  AgentExit,
+  AgentLogger,
+  CommandHandler,
+  HostAgentEvents,
+  HostAgentOptions,
+  HostAgentState,
+  RefreshReason,
+} from "./types.js";
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -15,7 +33,15 @@ export class RegistrationError extends MusterError {
 }
 
 type RefreshOutcome = { kind: "ok" } | { kind: "ended" } | { kind: "failed"; error: MusterError };
-type BeatOutcome = { kind: "ok" } | { kind: "unauthorized"; error: MusterApiError } | { kind: "deleted"; error: MusterApiError } | { kind: "failed"; error: MusterError };
+type BeatOutcome =
+  | { kind: "ok" }
+  | { kind: "unauthorized"; error: MusterApiError }
+  | { kind: "deleted"; error: MusterApiError }
+  | { kind: "too_old"; error: MusterApiError }
+  | { kind: "failed"; error: MusterError };
+
+/** Command IDs remembered, so a command sent again after a lost acknowledgement does not run twice. */
+const SEEN_COMMANDS_MAX = 1_000;
 
 interface InFlight {
   controller: AbortController;
@@ -35,6 +61,12 @@ interface InFlight {
  *
  * One timer drives everything, and one step (refresh if due, then beat) runs at
  * a time, so there is never more than one request in flight.
+ *
+ * Alongside, it keeps the agent channel (a WebSocket it dials out) open: while
+ * the channel is up heartbeats travel over it and commands arrive on it; when
+ * it drops, heartbeats fall back to HTTP and the channel is redialed with
+ * backoff (1 s → 60 s, jittered). A control plane that refuses this agent's
+ * protocol version stops the agent: retrying cannot help.
  */
 export class HostAgent {
   private readonly clock: AgentClock;
@@ -60,6 +92,15 @@ export class HostAgent {
   private readonly inFlight = new Set<InFlight>();
   private resolveDone!: (exit: AgentExit) => void;
 
+  private channel: AgentChannel | null = null;
+  private channelUp = false;
+  private channelFailures = 0;
+  private redialTimer: unknown = null;
+  private readonly handlers = new Map<string, CommandHandler>();
+  private readonly seenCommands = new Set<string>();
+  /** Waiting for a refresh asked for by a `refresh_credentials` command; the next step does it. */
+  private refreshWaiters: ((outcome: RefreshOutcome) => void)[] = [];
+
   /** Settles once, when the agent stops, with the reason. */
   readonly done: Promise<AgentExit>;
 
@@ -72,8 +113,10 @@ export class HostAgent {
       this.log.error({ event, err: describe(error) }, "a HostAgent event listener failed; the agent carries on"),
     );
     const transport = { baseUrl: options.controlPlane, fetch: options.fetch, maxRetries: 0, userAgent: options.userAgent };
-    this.anonymous = new Transport(transport);
-    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ "x-host-token": this.creds?.token ?? "" }) });
+    // Every call names the protocol, so a control plane that no longer speaks it refuses at once (426) instead of half-working.
+    const protocol = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
+    this.anonymous = new Transport({ ...transport, authHeaders: () => protocol });
+    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...protocol, "x-host-token": this.creds?.token ?? "" }) });
     this.baseUrl = this.anonymous.baseUrl;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
@@ -88,6 +131,24 @@ export class HostAgent {
 
   off<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): void {
     this.events.off(event, listener);
+  }
+
+  /**
+   * Handles commands of `type` sent to this host (`POST /v1/hosts/{id}/commands`).
+   * The handler gets the payload; what it returns is the command's result, what
+   * it throws its failure. `ping` and `refresh_credentials` are built in.
+   */
+  onCommand(type: string, handler: CommandHandler): () => void {
+    if ((BUILTIN_COMMANDS as readonly string[]).includes(type)) throw new TypeError(`HostAgent.onCommand: '${type}' is built in`);
+    this.handlers.set(type, handler);
+    return () => {
+      if (this.handlers.get(type) === handler) this.handlers.delete(type);
+    };
+  }
+
+  /** Whether the channel is open (heartbeats and commands travel over it). */
+  get channelOpen(): boolean {
+    return this.channelUp;
   }
 
   get state(): HostAgentState {
@@ -167,6 +228,7 @@ export class HostAgent {
     this.log.info({ host_id: creds.host_id, heartbeat_interval_s: creds.heartbeat_interval_s }, "agent started");
     this.events.emit("started", { hostId: creds.host_id, heartbeatIntervalS: creds.heartbeat_interval_s });
     this.schedule(0);
+    if (this.options.channel !== false) this.dial();
   }
 
   /**
@@ -179,6 +241,7 @@ export class HostAgent {
     const wasIdle = this.status === "idle";
     this.status = "stopping";
     this.clearTimer();
+    this.hangUp();
     const critical = [...this.inFlight].filter((request) => request.critical);
     for (const request of this.inFlight) if (!request.critical) request.controller.abort(stopReason());
     if (critical.length > 0) {
@@ -204,6 +267,7 @@ export class HostAgent {
   private schedule(delayMs: number): void {
     this.clearTimer();
     if (!this.running) return;
+    if (this.refreshWaiters.length > 0) delayMs = 0;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
       this.step = this.runStep().finally(() => (this.step = null));
@@ -224,8 +288,12 @@ export class HostAgent {
     try {
       if (this.unsaved) await this.saveAgain();
       const now = this.clock.now();
-      if (this.running && now >= this.refreshAt && now >= this.refreshRetryAt) {
-        const refreshed = await this.refresh("proactive");
+      const asked = this.refreshWaiters.length > 0;
+      if (this.running && (asked || (now >= this.refreshAt && now >= this.refreshRetryAt))) {
+        const waiters = this.refreshWaiters;
+        this.refreshWaiters = [];
+        const refreshed = await this.refresh(asked ? "command" : "proactive");
+        for (const waiter of waiters) waiter(refreshed);
         if (refreshed.kind === "ended" || !this.running) return;
         if (refreshed.kind === "failed") {
           // The token is still good until it expires: keep beating, retry the refresh later.
@@ -255,6 +323,7 @@ export class HostAgent {
         }
       }
       if (beat.kind === "deleted") return await this.endDeleted(beat.error);
+      if (beat.kind === "too_old") return this.endTooOld(beat.error.message);
       if (beat.kind === "ok") return this.beatAccepted();
       this.beatFailed(beat.error);
     } catch (error) {
@@ -273,6 +342,10 @@ export class HostAgent {
     } catch (error) {
       this.log.debug({ err: describe(error) }, "metrics unavailable; heartbeat sent without them");
     }
+    if (this.channelUp && this.channel) {
+      this.channel.heartbeat(metrics);
+      return { kind: "ok" };
+    }
     try {
       await this.request(false, (signal) =>
         this.authenticated.call(
@@ -286,6 +359,7 @@ export class HostAgent {
       if (error instanceof MusterApiError) {
         if (error.status === 401 || error.status === 403) return { kind: "unauthorized", error };
         if (error.status === 404) return { kind: "deleted", error };
+        if (error.code === "upgrade_required") return { kind: "too_old", error };
       }
       return { kind: "failed", error: asMusterError(error) };
     }
@@ -407,10 +481,106 @@ export class HostAgent {
     this.finish({ reason: "host_deleted", hostId, message });
   }
 
+  private endTooOld(message: string): void {
+    const hostId = this.creds!.host_id;
+    this.log.error({ host_id: hostId }, message);
+    this.finish({ reason: "protocol_rejected", hostId, message });
+  }
+
+  // ---- the channel ------------------------------------------------------------------------
+
+  private dial(): void {
+    this.redialTimer = null;
+    if (!this.running || !this.creds) return;
+    const hostId = this.creds.host_id;
+    const channel: AgentChannel = new AgentChannel(
+      this.baseUrl,
+      hostId,
+      this.creds.token,
+      this.options.agentVersion ?? "unknown",
+      {
+        welcome: () => {
+          if (this.channel !== channel) return;
+          this.channelUp = true;
+          this.channelFailures = 0;
+          this.log.info({ host_id: hostId }, "agent channel open; heartbeats and commands travel over it");
+          this.events.emit("channelOpen", { hostId });
+        },
+        command: (command) => void this.runCommand(channel, command),
+        closed: ({ code, reason, rejected }) => {
+          if (this.channel !== channel) return;
+          const wasUp = this.channelUp;
+          this.channel = null;
+          this.channelUp = false;
+          if (!this.running) return;
+          if (code === CHANNEL_CLOSE.protocolTooOld) {
+            const help = rejected ? `${rejected.message}` : "the control plane refused this agent's protocol version: upgrade muster-agent";
+            return this.endTooOld(help);
+          }
+          const retryInMs = backoffDelayMs(++this.channelFailures, this.random);
+          const fields = { host_id: hostId, code, reason, retry_in_ms: Math.round(retryInMs) };
+          if (wasUp) this.log.warn(fields, "agent channel dropped; heartbeats fall back to HTTP; redialing");
+          else this.log.debug(fields, "agent channel could not open; redialing");
+          this.events.emit("channelClosed", { hostId, code, reason, retryInMs });
+          this.redialTimer = this.clock.setTimeout(() => this.dial(), retryInMs);
+        },
+      },
+      this.options.userAgent,
+    );
+    this.channel = channel;
+  }
+
+  private hangUp(): void {
+    if (this.redialTimer !== null) this.clock.clearTimeout(this.redialTimer);
+    this.redialTimer = null;
+    const channel = this.channel;
+    this.channel = null;
+    this.channelUp = false;
+    channel?.close();
+  }
+
+  /** Acknowledges a command at once, runs it, and reports how it ended; a command seen before is only acknowledged again. */
+  private async runCommand(channel: AgentChannel, command: CommandMessage): Promise<void> {
+    channel.ack(command.id);
+    if (this.seenCommands.has(command.id)) return;
+    if (this.seenCommands.size >= SEEN_COMMANDS_MAX) this.seenCommands.delete(this.seenCommands.values().next().value!);
+    this.seenCommands.add(command.id);
+    this.log.info({ host_id: this.hostId, command_id: command.id, type: command.command_type }, "command received");
+    try {
+      const result = await this.execute(command);
+      channel.result(command.id, { ok: true, ...(result === undefined ? {} : { result }) });
+    } catch (error) {
+      this.log.warn({ host_id: this.hostId, command_id: command.id, err: describe(error) }, "command failed");
+      channel.result(command.id, { ok: false, error: describe(error) });
+    }
+  }
+
+  private async execute(command: CommandMessage): Promise<unknown> {
+    const info = { id: command.id, type: command.command_type, expiresAt: new Date(command.expires_at) };
+    switch (command.command_type) {
+      case "ping":
+        return { pong: true, agent_version: this.options.agentVersion ?? null };
+      case "refresh_credentials": {
+        const outcome = await new Promise<RefreshOutcome>((resolve) => {
+          this.refreshWaiters.push(resolve);
+          if (this.step === null) this.schedule(0);
+        });
+        if (outcome.kind === "failed") throw outcome.error;
+        if (outcome.kind === "ended") throw new MusterError("the agent stopped before the credentials were refreshed");
+        return { token_expires_at: this.creds?.token_expires_at ?? null };
+      }
+    }
+    const handler = this.handlers.get(command.command_type);
+    if (!handler) throw new MusterError(`this agent has no handler for command type '${command.command_type}'`);
+    return handler(command.payload ?? {}, info);
+  }
+
   private finish(exit: AgentExit): void {
     if (this.status === "stopped") return;
     this.status = "stopped";
     this.clearTimer();
+    this.hangUp();
+    for (const waiter of this.refreshWaiters.splice(0)) waiter({ kind: "ended" });
     for (const request of this.inFlight) request.controller.abort(stopReason());
     this.events.emit("stopped", exit);
     this.resolveDone(exit);

@@ -1,10 +1,18 @@
 /*
- * The host agent runtime (SPEC §7). `HostAgent` itself uses fetch only; the
- * Node-only pieces (FileCredentialStore, detectHostSpecs, createMetricsSampler)
+ * The host agent runtime (SPEC §7). `HostAgent` uses fetch for HTTP and `ws`
+ * for the agent channel; the other Node-only pieces (FileCredentialStore, detectHostSpecs, createMetricsSampler)
  * live in their own modules and are handed to it.
  */
 export { HostAgent, RegistrationError } from "./host-agent.js";
-export type { AgentExit, AgentLogger, HostAgentEvents, HostAgentOptions, HostAgentState, RefreshReason } from "./types.js";
+export type {
+  AgentExit,
+  AgentLogger,
+  CommandHandler,
+  HostAgentEvents,
+  HostAgentOptions,
+  HostAgentState,
+  RefreshReason,
+} from "./types.js";
 export {
   CredentialsFileError,
   MemoryCredentialStore,

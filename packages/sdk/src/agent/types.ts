@@ -1,4 +1,4 @@
-import type { HeartbeatMetrics, Host } from "@muster/contract";
+import type { CommandPayload, HeartbeatMetrics, Host } from "@muster/contract";
 import type { MusterError } from "../errors.js";
 import type { AgentClock } from "./clock.js";
 import type { CredentialStore, StoredCredentials } from "./credentials.js";
@@ -39,15 +39,22 @@ export interface HostAgentOptions {
   lostAfterFailures?: number;
   /** How long `stop()` lets a registration or refresh in flight finish, so its new credentials are saved (default 600 ms). */
   stopGraceMs?: number;
+  /** Keep the agent channel (a WebSocket to the control plane) open for heartbeats and commands (default true); false: HTTP heartbeats only, no commands. */
+  channel?: boolean;
 }
+
+/** Runs one command on the host; its return value (JSON) is the result, a throw its failure. */
+export type CommandHandler = (payload: CommandPayload, command: { id: string; type: string; expiresAt: Date }) => unknown;
 
 /** Why the agent stopped. Only `stopped` (asked to) is a clean end. */
 export type AgentExit =
   | { reason: "stopped" }
   | { reason: "host_deleted"; hostId: string; message: string }
-  | { reason: "reregistration_required"; hostId: string; message: string };
+  | { reason: "reregistration_required"; hostId: string; message: string }
+  /** The control plane needs a newer agent protocol; the message says where to learn how to upgrade. */
+  | { reason: "protocol_rejected"; hostId: string; message: string };
 
-export type RefreshReason = "proactive" | "unauthorized";
+export type RefreshReason = "proactive" | "unauthorized" | "command";
 
 /** The hooks of an embedding daemon: pause work when the control plane is lost, swap credentials, shut down when deleted. */
 export interface HostAgentEvents {
@@ -67,6 +74,10 @@ export interface HostAgentEvents {
   reregistrationRequired: { hostId: string; message: string };
   /** The control plane no longer knows the host; the credentials are removed. The agent stops. */
   hostDeleted: { hostId: string; message: string };
+  /** The agent channel is open: heartbeats and commands travel over it. */
+  channelOpen: { hostId: string };
+  /** The channel closed or could not open; heartbeats go over HTTP until the redial after `retryInMs` succeeds. */
+  channelClosed: { hostId: string; code: number; reason: string; retryInMs: number };
   stopped: AgentExit;
 }
 

@@ -1,5 +1,6 @@
 import { routes } from "@muster/contract";
 import type { RequestOptions, Transport } from "../transport.js";
+import { HostCommands } from "./commands.js";
 import { paginate, type ListFilters } from "./pagination.js";
 import type { BodyOf, QueryOf } from "./types.js";
 import { waitForHostStatus, type WaitOptions } from "./wait.js";
@@ -27,9 +28,11 @@ export class HostTags {
 /** `client.hosts`: SPEC §4's host endpoints, scoped by the key's role (§3). */
 export class Hosts {
   readonly tags: HostTags;
+  readonly commands: HostCommands;
 
   constructor(private readonly transport: Transport) {
     this.tags = new HostTags(transport);
+    this.commands = new HostCommands(transport);
   }
 
   /** Creates a host; the response carries its one-time registration token (valid 1 hour). */

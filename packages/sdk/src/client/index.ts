@@ -4,6 +4,7 @@
  */
 export { MusterClient, type MusterClientOptions } from "./client.js";
 export { Hosts, HostTags } from "./hosts.js";
+export { HostCommands, type CommandWaitOptions } from "./commands.js";
 export { Teams, TeamMembers } from "./teams.js";
 export { Users } from "./users.js";
 export { ApiKeys } from "./api-keys.js";
@@ -16,6 +17,9 @@ export { Transport, type CallInput, type RequestOptions, type TransportOptions }
 export type {
   ApiKey,
   AuditEntry,
+  Command,
+  CommandPayload,
+  CommandStatus,
   CreateApiKeyResponse,
   ErrorCode,
   Host,

@@ -17,13 +17,13 @@ export interface WaitOptions {
 const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_POLL_INTERVAL_MS = 2_000;
 
-/** The host did not reach the awaited status in time. */
-export class MusterWaitTimeoutError extends MusterError {
+/** The host (or command) did not reach the awaited state in time. */
+export class MusterWaitTimeoutError<T = Host> extends MusterError {
   override name = "MusterWaitTimeoutError";
   constructor(
     message: string,
-    /** The host as last seen, if it was seen at all. */
-    readonly lastSeen: Host | null,
+    /** What was last seen, if anything was seen at all. */
+    readonly lastSeen: T | null,
   ) {
     super(message);
   }
@@ -35,29 +35,46 @@ export class MusterWaitTimeoutError extends MusterError {
  * deleted host's 404) end the wait at once; the transport already retries a
  * GET that fails for network reasons.
  */
-export async function waitForHostStatus(
+export function waitForHostStatus(
   get: (signal: AbortSignal) => Promise<Host>,
   status: Host["status"],
   options: WaitOptions = {},
 ): Promise<Host> {
+  return pollUntil(get, (host) => host.status === status, options, (timeoutMs, last) => {
+    const seen = last ? ` (last seen ${last.status})` : "";
+    return `host did not become ${status} within ${timeoutMs} ms${seen}`;
+  });
+}
+
+export interface PollOptions<T> {
+  timeoutMs?: number;
+  pollIntervalMs?: number;
+  signal?: AbortSignal;
+  onPoll?: (value: T) => void;
+}
+
+/** Calls `get` every poll interval until `done` holds; a timeout throws MusterWaitTimeoutError with the last value. */
+export async function pollUntil<T>(
+  get: (signal: AbortSignal) => Promise<T>,
+  done: (value: T) => boolean,
+  options: PollOptions<T>,
+  timeoutMessage: (timeoutMs: number, lastSeen: T | null) => string,
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
   const interval = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const deadline = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-  let lastSeen: Host | null = null;
+  let lastSeen: T | null = null;
   try {
     for (;;) {
-      const host = await get(signal);
-      lastSeen = host;
-      options.onPoll?.(host);
-      if (host.status === status) return host;
+      const value = await get(signal);
+      lastSeen = value;
+      options.onPoll?.(value);
+      if (done(value)) return value;
       await sleep(interval, signal);
     }
   } catch (error) {
-    if (deadline.aborted && !options.signal?.aborted) {
-      const last = lastSeen ? ` (last seen ${lastSeen.status})` : "";
-      throw new MusterWaitTimeoutError(`host did not become ${status} within ${timeoutMs} ms${last}`, lastSeen);
-    }
+    if (deadline.aborted && !options.signal?.aborted) throw new MusterWaitTimeoutError<T>(timeoutMessage(timeoutMs, lastSeen), lastSeen);
     throw error;
   }
 }

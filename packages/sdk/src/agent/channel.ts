@@ -1,0 +1,95 @@
+import {
+  CHANNEL_CLOSE,
+  ControlPlaneMessage,
+  PROTOCOL_VERSION,
+  type AgentMessage,
+  type CommandMessage,
+  type HeartbeatMetrics,
+  type Rejected,
+  type Welcome,
+} from "@muster/contract";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import WebSocket from "ws";
+
+const checkMessage = TypeCompiler.Compile(ControlPlaneMessage);
+
+export interface ChannelEvents {
+  welcome(welcome: Welcome): void;
+  command(command: CommandMessage): void;
+  /** The channel ended; `rejected` is set when the control plane refused this agent's protocol (fatal). */
+  closed(info: { code: number; reason: string; rejected: Rejected | null }): void;
+}
+
+/**
+ * The agent's end of the channel (one socket): dials
+ * `GET /v1/hosts/{id}/channel` with the host token in `X-Host-Token`, says
+ * hello, and reports what the control plane says. Redialing is HostAgent's job.
+ */
+export class AgentChannel {
+  private readonly ws: WebSocket;
+  private rejected: Rejected | null = null;
+  private ended = false;
+
+  constructor(
+    controlPlane: string,
+    hostId: string,
+    token: string,
+    agentVersion: string,
+    private readonly events: ChannelEvents,
+    userAgent?: string,
+  ) {
+    const url = `${controlPlane.replace(/^http/, "ws")}/v1/hosts/${encodeURIComponent(hostId)}/channel`;
+    this.ws = new WebSocket(url, {
+      headers: { "x-host-token": token, ...(userAgent ? { "user-agent": userAgent } : {}) },
+      handshakeTimeout: 10_000,
+      perMessageDeflate: false,
+    });
+    this.ws.on("open", () => this.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: agentVersion }));
+    this.ws.on("message", (data, isBinary) => this.receive(isBinary ? "" : data.toString()));
+    this.ws.on("close", (code, reason) => this.end(code, reason.toString()));
+    // A refused upgrade or an unreachable control plane: "close" follows only if the socket opened.
+    this.ws.on("error", (error) => this.end(1006, error.message));
+  }
+
+  heartbeat(metrics: HeartbeatMetrics | undefined): void {
+    this.send(metrics ? { type: "heartbeat", metrics } : { type: "heartbeat" });
+  }
+
+  ack(id: string): void {
+    this.send({ type: "ack", id });
+  }
+
+  result(id: string, outcome: { ok: true; result?: unknown } | { ok: false; error: string }): void {
+    this.send({ type: "result", id, ...outcome });
+  }
+
+  close(): void {
+    this.ws.close(1000, "agent stopping");
+    this.end(1000, "agent stopping");
+  }
+
+  private send(message: AgentMessage): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private receive(text: string): void {
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      message = undefined;
+    }
+    if (!checkMessage.Check(message)) return void this.ws.close(CHANNEL_CLOSE.badMessage, "unknown message");
+    if (message.type === "welcome") this.events.welcome(message);
+    else if (message.type === "rejected") this.rejected = message;
+    else this.events.command(message);
+  }
+
+  private end(code: number, reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.ws.removeAllListeners("message");
+    this.ws.on("error", () => {});
+    this.events.closed({ code, reason, rejected: code === CHANNEL_CLOSE.protocolTooOld ? this.rejected : null });
+  }
+}

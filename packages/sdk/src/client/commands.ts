@@ -1,0 +1,49 @@
+import { routes, TERMINAL_COMMAND_STATUSES } from "@muster/contract";
+import type { RequestOptions, Transport } from "../transport.js";
+import type { BodyOf, ResponseOf } from "./types.js";
+import { pollUntil, type PollOptions } from "./wait.js";
+
+type Command = ResponseOf<typeof routes.getCommand>;
+
+export type CommandWaitOptions = PollOptions<Command>;
+
+const COMMAND_POLL_MS = 500;
+
+/** Commands for hosts' agents: `client.hosts.commands`. */
+export class HostCommands {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Sends a command (`{type, payload?, timeout_s?}`); it is delivered over the
+   * host's channel at once, or when the host connects before `timeout_s` passes.
+   * Resolves with the command as queued; `wait()` (or `run()`) awaits its result.
+   */
+  send(hostId: string, body: BodyOf<typeof routes.sendCommand>, options?: RequestOptions) {
+    return this.transport.call(routes.sendCommand, { params: { id: hostId }, body }, options);
+  }
+
+  get(hostId: string, commandId: string, options?: RequestOptions) {
+    return this.transport.call(routes.getCommand, { params: { id: hostId, command_id: commandId } }, options);
+  }
+
+  /**
+   * Polls until the command has ended (succeeded, failed or expired) and
+   * returns it; a failure is a result, not a throw: check `status`. Gives up
+   * after `timeoutMs` (default 10 minutes) with MusterWaitTimeoutError.
+   */
+  wait(hostId: string, commandId: string, options: CommandWaitOptions = {}): Promise<Command> {
+    return pollUntil(
+      (signal) => this.get(hostId, commandId, { signal }),
+      (command) => TERMINAL_COMMAND_STATUSES.includes(command.status),
+      { pollIntervalMs: COMMAND_POLL_MS, ...options },
+      (timeoutMs, last) => `command ${commandId} did not end within ${timeoutMs} ms${last ? ` (last seen ${last.status})` : ""}`,
+    );
+  }
+
+  /** Sends a command and waits until it has ended; by default as long as the command's own timeout. */
+  async run(hostId: string, body: BodyOf<typeof routes.sendCommand>, options: CommandWaitOptions = {}): Promise<Command> {
+    const command = await this.send(hostId, body, options.signal ? { signal: options.signal } : {});
+    // A little past the command's deadline, so the wait sees it expire rather than time out first.
+    return this.wait(hostId, command.id, { timeoutMs: command.timeout_s * 1000 + 5_000, ...options });
+  }
+}
