@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHANNEL_CLOSE, PROTOCOL_VERSION } from "@muster/contract";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { eventually, listen, TestChannel } from "./support/channel.js";
-import { Factories } from "./support/factories.js";
+import { Factories, machineSpecs } from "./support/factories.js";
 
 /**
  * The agent channel on real sockets: the WebSocket upgrade, the hello
@@ -113,6 +113,24 @@ describe("heartbeats over the channel", () => {
     expect((await a.http.delete(`/v1/hosts/${creds.host.id}`, { key: a.adminKey })).status).toBe(204);
     channel.send({ type: "heartbeat" });
     expect((await channel.closed).code).toBe(CHANNEL_CLOSE.hostDeleted);
+  });
+});
+
+describe("expiry of the token a channel was opened with", () => {
+  it("closes the channel with 'unauthorized', so the agent redials with its fresh token", async () => {
+    const short = await startTestApp({ startLoops: true, stores: a.stores, config: { hostTokenTtlS: 2 } });
+    const server = await listen(short);
+    try {
+      // Registered through the short-lived plane, so the host token it signs expires in 2 s.
+      const { registration_token } = await f.regularHost();
+      const creds = (await short.http.post("/v1/hosts/register", { body: { ...machineSpecs, token: registration_token } })).body;
+      const channel = await TestChannel.open(server.baseUrl, creds.host.id, creds.token);
+      const { code } = await channel.closed;
+      expect(code).toBe(CHANNEL_CLOSE.unauthorized);
+    } finally {
+      await short.close();
+      await server.close();
+    }
   });
 });
 

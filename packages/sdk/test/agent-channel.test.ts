@@ -126,6 +126,9 @@ describe("commands", () => {
     expect(refreshed.status).toBe("succeeded");
     expect(agent.credentials!.refresh_token).not.toBe(before);
     expect(events.find((e) => e.event === "credentialsRefreshed")?.payload).toMatchObject({ reason: "command" });
+    // The channel opened with the old token is replaced by one with the new token, and commands still flow.
+    await opened(2);
+    expect(await admin.hosts.commands.run(hostId, { type: "ping", timeout_s: 10 })).toMatchObject({ status: "succeeded" });
   });
 
   it("receives a command sent while it was offline once it connects", async () => {

@@ -55,7 +55,7 @@ export class ChannelHub {
   async start(): Promise<void> {
     this.subscription = await this.deps.kv.subscribe(
       AGENT_CHANNEL_BUS,
-      (raw) => void this.onBus(JSON.parse(raw) as BusMessage),
+      (raw) => void this.onBus(raw),
       // A lost claim leaves an old channel open until its next message or the new one's; nothing else needs repair.
       () => {},
     );
@@ -103,7 +103,13 @@ export class ChannelHub {
     }
   }
 
-  private async onBus(message: BusMessage): Promise<void> {
+  private async onBus(raw: string): Promise<void> {
+    let message: BusMessage;
+    try {
+      message = JSON.parse(raw) as BusMessage;
+    } catch {
+      return this.deps.logger.warn({ message: raw.slice(0, 200) }, "malformed message on the agent channel bus; ignored");
+    }
     const local = this.sessions.get(message.host);
     if (!local) return;
     try {

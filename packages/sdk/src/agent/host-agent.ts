@@ -43,6 +43,8 @@ type BeatOutcome =
 /** Command IDs remembered, so a command sent again after a lost acknowledgement does not run twice. */
 const SEEN_COMMANDS_MAX = 1_000;
 
+type CommandOutcome = { ok: true; result?: unknown } | { ok: false; error: string };
+
 interface InFlight {
   controller: AbortController;
   /** Registration and refresh: the server may act on them, so stop() lets them finish and be saved. */
@@ -98,6 +100,8 @@ export class HostAgent {
   private redialTimer: unknown = null;
   private readonly handlers = new Map<string, CommandHandler>();
   private readonly seenCommands = new Set<string>();
+  /** Results of commands that finished while no channel was open; sent on the next one. */
+  private unsentResults: { id: string; outcome: CommandOutcome }[] = [];
   /** Waiting for a refresh asked for by a `refresh_credentials` command; the next step does it. */
   private refreshWaiters: ((outcome: RefreshOutcome) => void)[] = [];
 
@@ -393,6 +397,11 @@ export class HostAgent {
     this.adopt(next);
     const saved = await this.save(next);
     this.log.info({ host_id: next.host_id, reason, token_expires_at: next.token_expires_at, saved }, "credentials refreshed");
+    // The channel was opened with the old token and closes when it expires: open the next one with the new token now.
+    if (this.channel && this.running) {
+      this.hangUp();
+      this.dial();
+    }
     this.events.emit("credentialsRefreshed", { hostId: next.host_id, credentials: { ...next }, reason, saved });
     return { kind: "ok" };
   }
@@ -503,6 +512,7 @@ export class HostAgent {
           if (this.channel !== channel) return;
           this.channelUp = true;
           this.channelFailures = 0;
+          for (const { id, outcome } of this.unsentResults.splice(0)) channel.result(id, outcome);
           this.log.info({ host_id: hostId }, "agent channel open; heartbeats and commands travel over it");
           this.events.emit("channelOpen", { hostId });
         },
@@ -546,13 +556,17 @@ export class HostAgent {
     if (this.seenCommands.size >= SEEN_COMMANDS_MAX) this.seenCommands.delete(this.seenCommands.values().next().value!);
     this.seenCommands.add(command.id);
     this.log.info({ host_id: this.hostId, command_id: command.id, type: command.command_type }, "command received");
+    let outcome: CommandOutcome;
     try {
       const result = await this.execute(command);
-      channel.result(command.id, { ok: true, ...(result === undefined ? {} : { result }) });
+      outcome = { ok: true, ...(result === undefined ? {} : { result }) };
     } catch (error) {
       this.log.warn({ host_id: this.hostId, command_id: command.id, err: describe(error) }, "command failed");
-      channel.result(command.id, { ok: false, error: describe(error) });
+      outcome = { ok: false, error: describe(error) };
     }
+    // The channel may have been replaced meanwhile (a refresh redials it): report on the one open now, or the next.
+    if (this.channelUp && this.channel) this.channel.result(command.id, outcome);
+    else if (this.unsentResults.length < SEEN_COMMANDS_MAX) this.unsentResults.push({ id: command.id, outcome });
   }
 
   private async execute(command: CommandMessage): Promise<unknown> {
