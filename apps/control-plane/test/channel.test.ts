@@ -153,6 +153,27 @@ describe("one channel per host", () => {
     expect(b.runtime.channels.session(creds.host.id)?.isOpen).toBe(true);
     onB.close();
   });
+
+  it("of channels racing on both processes, exactly one survives", async () => {
+    const creds = await f.enrolledHost();
+    // Dialed and greeted at once, without waiting for welcomes: a racer may be replaced before its welcome.
+    const racers = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const racer = TestChannel.dial(i % 2 === 0 ? urlA : urlB, creds.host.id, creds.token);
+        await racer.opened;
+        racer.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: `racer-${i}` });
+        return racer;
+      }),
+    );
+    const open = () =>
+      [a, b].filter((app) => app.runtime.channels.session(creds.host.id)?.isOpen).length === 1 &&
+      racers.filter((racer) => racer.ws.readyState === racer.ws.OPEN).length === 1;
+    await eventually(async () => (open() ? true : undefined));
+    // And it stays that way: no late claim closes the survivor.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(open()).toBe(true);
+    for (const racer of racers) racer.close();
+  });
 });
 
 describe("the protocol header on HTTP register and heartbeat", () => {
