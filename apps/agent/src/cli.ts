@@ -9,6 +9,8 @@ export interface AgentConfig {
   address: string | null;
   credentialsFile: string;
   registerOnly: boolean;
+  /** Forget the control plane's certificate pin and pin it again at the first refresh. */
+  repin: boolean;
   logFormat: LogFormat;
   logLevel: LogLevel;
 }
@@ -35,6 +37,8 @@ Options (each has an environment variable; a flag wins over its variable):
                              (default: $STATE_DIRECTORY/credentials.json under
                              systemd, else /var/lib/muster-agent/credentials.json)
   --register-only            register, save the credentials and exit
+  --repin                    trust the control plane's new certificate key (after a
+                             deliberate key change) and pin it again
   --log-format json|text     default: text on a terminal, JSON lines otherwise    MUSTER_LOG_FORMAT
   --log-level LEVEL          debug, info, warn, error or silent (default info)    MUSTER_LOG_LEVEL
   -h, --help                 show this help
@@ -43,7 +47,8 @@ Options (each has an environment variable; a flag wins over its variable):
 Exit status: 0 stopped by SIGTERM/SIGINT (or --register-only done), 1 unexpected error,
 2 bad flags or environment, 3 missing or unreadable credentials, 4 registration failed
 (nothing saved), 5 the refresh was refused (register again), 6 the host was deleted
-(credentials removed).
+(credentials removed), 7 the control plane needs a newer agent (upgrade), 8 the control
+plane's certificate is not the pinned one (--repin if its key changed on purpose).
 `;
 
 const ADDRESS_PATTERN = new RegExp(RegisterHostBody.properties.address.pattern!);
@@ -62,6 +67,7 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
         address: { type: "string" },
         "credentials-file": { type: "string" },
         "register-only": { type: "boolean" },
+        repin: { type: "boolean" },
         "log-format": { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -113,6 +119,7 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       address,
       credentialsFile,
       registerOnly,
+      repin: flags.repin ?? false,
       logFormat: logFormat as LogFormat,
       logLevel: logLevel as LogLevel,
     },

@@ -16,4 +16,6 @@ export const EXIT = {
   deleted: 6,
   /** The control plane needs a newer agent (protocol too old): upgrade muster-agent. */
   upgrade: 7,
+  /** The control plane presented a certificate with another key than the pinned one. */
+  pinMismatch: 8,
 } as const;

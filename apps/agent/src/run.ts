@@ -58,6 +58,7 @@ export async function runAgent(config: AgentConfig, io: RunIo): Promise<number> 
       }
     }
     if (signalled) return EXIT.ok;
+    if (config.repin) await agent.repin();
     await agent.start();
   } catch (error) {
     if (error instanceof RegistrationError) {
@@ -92,5 +93,8 @@ function exitStatus(exit: AgentExit, log: Logger): number {
     case "protocol_rejected":
       log.error({ host_id: exit.hostId, exit_code: EXIT.upgrade }, `the control plane refuses this agent: ${exit.message}`);
       return EXIT.upgrade;
+    case "certificate_pin_mismatch":
+      log.error({ host_id: exit.hostId, exit_code: EXIT.pinMismatch }, exit.message);
+      return EXIT.pinMismatch;
   }
 }

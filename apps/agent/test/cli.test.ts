@@ -28,9 +28,14 @@ describe("parseCommand", () => {
       address: "10.0.0.7:7070",
       credentialsFile: "/srv/creds.json",
       registerOnly: false,
+      repin: false,
       logFormat: "json",
       logLevel: "info",
     });
+  });
+
+  it("takes --repin, for a control plane whose certificate key changed on purpose", () => {
+    expect(config(["--control-plane", CP, "--repin"])).toMatchObject({ repin: true });
   });
 
   it("reads every flag from its environment variable", () => {
@@ -49,6 +54,7 @@ describe("parseCommand", () => {
       address: "[fd00::7]:7070",
       credentialsFile: "/srv/creds.json",
       registerOnly: false,
+      repin: false,
       logFormat: "text",
       logLevel: "debug",
     });

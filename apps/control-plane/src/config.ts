@@ -27,6 +27,11 @@ export interface Config {
   agentUpgradeUrl: string;
   /** How long a new channel may stay silent before its hello. */
   channelHelloTimeoutMs: number;
+  /** Serve HTTPS with this certificate chain and key (PEM files); null: plain HTTP (TLS ends at a proxy). */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+  /** The pin of the served certificate, handed to agents at register and refresh; set at start from tlsCertFile. */
+  serverCertificatePin: string | null;
   jwtIssuer: string;
   jwtAudience: string;
 }
@@ -54,6 +59,9 @@ export const defaultConfig: Config = {
   minProtocolVersion: 1,
   agentUpgradeUrl: "https://github.com/muster-dev/muster/blob/main/docs/agent.md#upgrading",
   channelHelloTimeoutMs: HELLO_TIMEOUT_S * 1000,
+  tlsCertFile: null,
+  tlsKeyFile: null,
+  serverCertificatePin: null,
   jwtIssuer: "muster",
   jwtAudience: "muster-host",
 };
@@ -93,6 +101,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,
     minProtocolVersion: integer("MUSTER_MIN_PROTOCOL_VERSION", defaultConfig.minProtocolVersion, 0, PROTOCOL_VERSION),
     agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
+    tlsCertFile: text("MUSTER_TLS_CERT_FILE"),
+    tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {
@@ -105,6 +115,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   if (config.refreshTokenTtlS <= config.hostTokenTtlS) {
     problems.push("MUSTER_REFRESH_TOKEN_TTL_S must be longer than MUSTER_HOST_TOKEN_TTL_S");
+  }
+  if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
+    problems.push("MUSTER_TLS_CERT_FILE and MUSTER_TLS_KEY_FILE go together: give both or neither");
   }
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);

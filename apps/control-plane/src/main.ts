@@ -1,10 +1,12 @@
 import type { Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import pino from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { DataDirLockedError } from "./db/client.js";
 import { buildRuntime, openStores } from "./runtime.js";
+import { loadServerTls } from "./tls.js";
 
 // main.ts sits one folder below the app root both as source and when bundled into dist/.
 const MIGRATIONS = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -22,6 +24,13 @@ async function main(): Promise<void> {
     if (error instanceof ConfigError) fail(error.message);
     throw error;
   }
+  let tls;
+  try {
+    tls = loadServerTls(config);
+  } catch (error) {
+    fail(`cannot load MUSTER_TLS_CERT_FILE / MUSTER_TLS_KEY_FILE: ${(error as Error).message}`);
+  }
+  config = { ...config, serverCertificatePin: tls?.pin ?? null };
   const logger = pino({
     level: config.logLevel,
     ...(process.stdout.isTTY ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss" } } } : {}),
@@ -51,12 +60,16 @@ async function main(): Promise<void> {
   }
 
   await runtime.start();
-  const server = serve({ fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" }, (info) => {
+  const listen = { fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" };
+  const onListening = (info: { port: number }) => {
     logger.info(
-      { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process" },
-      `control plane listening on http://localhost:${info.port} (API reference at /docs)`,
+      { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
+      `control plane listening on ${tls ? "https" : "http"}://localhost:${info.port} (API reference at /docs)`,
     );
-  });
+  };
+  const server = tls
+    ? serve({ ...listen, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, onListening)
+    : serve(listen, onListening);
 
   runtime.channels.attach(server as Server);
 

@@ -118,5 +118,11 @@ export const HostCredentials = Type.Object({
   refresh_token: Type.String({ description: "Opaque; one use; rotate with POST /v1/hosts/auth/refresh." }),
   refresh_token_expires_at: Timestamp,
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
+  server_certificate_pin: Type.Optional(
+    Type.String({
+      pattern: "^sha256/[A-Za-z0-9+/]{43}=$",
+      description: "Present when the control plane serves TLS itself: the SHA-256 of its certificate's public key (SPKI), base64. Agents refuse a certificate with another key afterwards.",
+    }),
+  ),
 });
 export type HostCredentials = Static<typeof HostCredentials>;

@@ -24,6 +24,8 @@ beforeAll(async () => {
 afterAll(() => out && rmSync(out, { recursive: true, force: true }));
 
 const TYPEBOX = /^@sinclair\/typebox(\/|$)/;
+/** The agent's channel (ws) and its pinned TLS (undici); the client entry needs neither. */
+const AGENT_DEPENDENCIES = new Set(["ws", "undici"]);
 const read = (file: string) => readFileSync(join(out, file), "utf8");
 
 /** The files an ESM entry loads, following its relative imports (code-split chunks). */
@@ -59,11 +61,11 @@ describe("the published build (tsup)", () => {
     }
   });
 
-  it("bundles the private contract in: the package needs only TypeBox (and Node's built-ins and ws for the agent)", () => {
+  it("bundles the private contract in: the package needs only TypeBox (and Node's built-ins, ws and undici for the agent)", () => {
     const files = [...esmClosure("index.js"), "index.cjs", "index.d.ts", "index.d.cts", "client.d.ts"];
     for (const file of files) {
       for (const specifier of imports(read(file))) {
-        expect(TYPEBOX.test(specifier) || isBuiltin(specifier) || specifier === "ws", `${file} imports ${specifier}`).toBe(true);
+        expect(TYPEBOX.test(specifier) || isBuiltin(specifier) || AGENT_DEPENDENCIES.has(specifier), `${file} imports ${specifier}`).toBe(true);
       }
     }
   });

@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpsGet } from "node:https";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -58,6 +59,15 @@ export async function throwawayDatabase(serverUrl: string, prefix: string): Prom
   };
 }
 
+function httpsReady(url: string, ca: Buffer): Promise<boolean> {
+  return new Promise((resolve) => {
+    httpsGet(url, { ca }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    }).on("error", () => resolve(false));
+  });
+}
+
 export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
   const unique = randomBytes(6).toString("hex");
   const dataDir = mkdtempSync(join(tmpdir(), "muster-cp-"));
@@ -82,11 +92,13 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
   child.stderr!.on("data", (chunk) => (output += chunk));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
-  const url = `http://127.0.0.1:${port}`;
+  // With MUSTER_TLS_CERT_FILE the control plane serves HTTPS; its (self-signed) certificate is the probe's CA.
+  const tlsCa = childEnv.MUSTER_TLS_CERT_FILE ? readFileSync(childEnv.MUSTER_TLS_CERT_FILE) : null;
+  const url = `${tlsCa ? "https" : "http"}://127.0.0.1:${port}`;
   const until = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`control plane exited at start:\n${output}`);
-    const ready = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    const ready = tlsCa ? await httpsReady(`${url}/readyz`, tlsCa) : await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
     if (ready) break;
     if (Date.now() > until) {
       child.kill("SIGKILL");
@@ -110,4 +122,24 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface SelfSigned {
+  certFile: string;
+  keyFile: string;
+  cert: string;
+}
+
+/** A throwaway self-signed certificate for 127.0.0.1 (P-256, one day), made with the openssl command. */
+export function selfSignedCertificate(): SelfSigned {
+  const dir = mkdtempSync(join(tmpdir(), "muster-tls-"));
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", keyFile, "-out", certFile],
+    { stdio: "ignore" },
+  );
+  return { certFile, keyFile, cert: readFileSync(certFile, "utf8") };
 }

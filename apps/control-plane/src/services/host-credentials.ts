@@ -197,5 +197,6 @@ async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family
     refresh_token: refreshToken,
     refresh_token_expires_at: refreshExpiresAt.toISOString(),
     heartbeat_interval_s: deps.pacing.intervalS(),
+    ...(deps.config.serverCertificatePin ? { server_certificate_pin: deps.config.serverCertificatePin } : {}),
   };
 }

@@ -10,14 +10,18 @@ import {
 } from "@muster/contract";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import WebSocket from "ws";
+import { pinErrorOf, type CertificatePinError, type PinnedTls } from "./tls.js";
 
 const checkMessage = TypeCompiler.Compile(ControlPlaneMessage);
 
 export interface ChannelEvents {
   welcome(welcome: Welcome): void;
   command(command: CommandMessage): void;
-  /** The channel ended; `rejected` is set when the control plane refused this agent's protocol (fatal). */
-  closed(info: { code: number; reason: string; rejected: Rejected | null }): void;
+  /**
+   * The channel ended; `rejected` is set when the control plane refused this
+   * agent's protocol, `pinMismatch` when its certificate is not the pinned one (both fatal).
+   */
+  closed(info: { code: number; reason: string; rejected: Rejected | null; pinMismatch: CertificatePinError | null }): void;
 }
 
 /**
@@ -37,18 +41,20 @@ export class AgentChannel {
     agentVersion: string,
     private readonly events: ChannelEvents,
     userAgent?: string,
+    tls?: PinnedTls["options"],
   ) {
     const url = `${controlPlane.replace(/^http/, "ws")}/v1/hosts/${encodeURIComponent(hostId)}/channel`;
     this.ws = new WebSocket(url, {
       headers: { "x-host-token": token, ...(userAgent ? { "user-agent": userAgent } : {}) },
       handshakeTimeout: 10_000,
       perMessageDeflate: false,
+      ...tls,
     });
     this.ws.on("open", () => this.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: agentVersion }));
     this.ws.on("message", (data, isBinary) => this.receive(isBinary ? "" : data.toString()));
-    this.ws.on("close", (code, reason) => this.end(code, reason.toString()));
+    this.ws.on("close", (code, reason) => this.end(code, reason.toString(), null));
     // A refused upgrade or an unreachable control plane: "close" follows only if the socket opened.
-    this.ws.on("error", (error) => this.end(1006, error.message));
+    this.ws.on("error", (error) => this.end(1006, error.message, pinErrorOf(error)));
   }
 
   heartbeat(metrics: HeartbeatMetrics | undefined): void {
@@ -65,7 +71,7 @@ export class AgentChannel {
 
   close(): void {
     this.ws.close(1000, "agent stopping");
-    this.end(1000, "agent stopping");
+    this.end(1000, "agent stopping", null);
   }
 
   private send(message: AgentMessage): void {
@@ -85,11 +91,11 @@ export class AgentChannel {
     else this.events.command(message);
   }
 
-  private end(code: number, reason: string): void {
+  private end(code: number, reason: string, pinMismatch: CertificatePinError | null): void {
     if (this.ended) return;
     this.ended = true;
     this.ws.removeAllListeners("message");
     this.ws.on("error", () => {});
-    this.events.closed({ code, reason, rejected: code === CHANNEL_CLOSE.protocolTooOld ? this.rejected : null });
+    this.events.closed({ code, reason, rejected: code === CHANNEL_CLOSE.protocolTooOld ? this.rejected : null, pinMismatch });
   }
 }

@@ -20,6 +20,8 @@ export const StoredCredentials = Type.Object({
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   /** When this agent received them, by its own clock (ISO 8601): the start of the token's lifetime. */
   obtained_at: Type.String({ minLength: 1 }),
+  /** The control plane's certificate key pin (`sha256/…`), when it serves TLS itself; a certificate with another key is refused. */
+  server_certificate_pin: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type StoredCredentials = Static<typeof StoredCredentials>;
 
@@ -75,8 +77,18 @@ export function parseStoredCredentials(document: unknown, source: string): Store
   );
 }
 
-/** The credentials to keep from a register or refresh response. */
-export function toStoredCredentials(response: HostCredentials, controlPlane: string, obtainedAtMs: number): StoredCredentials {
+/**
+ * The credentials to keep from a register or refresh response. A pin the
+ * response does not repeat is kept: only a control plane serving TLS itself
+ * hands one out, and a refresh must not drop it silently.
+ */
+export function toStoredCredentials(
+  response: HostCredentials,
+  controlPlane: string,
+  obtainedAtMs: number,
+  previousPin?: string,
+): StoredCredentials {
+  const pin = response.server_certificate_pin ?? previousPin;
   return {
     version: 1,
     host_id: response.host.id,
@@ -87,6 +99,7 @@ export function toStoredCredentials(response: HostCredentials, controlPlane: str
     refresh_token_expires_at: response.refresh_token_expires_at,
     heartbeat_interval_s: response.heartbeat_interval_s,
     obtained_at: new Date(obtainedAtMs).toISOString(),
+    ...(pin === undefined ? {} : { server_certificate_pin: pin }),
   };
 }
 

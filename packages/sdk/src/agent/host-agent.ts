@@ -12,6 +12,7 @@ import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js
 import { Transport } from "../transport.js";
 import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
+import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
 import { TypedEmitter } from "./emitter.js";
@@ -38,6 +39,7 @@ type BeatOutcome =
   | { kind: "unauthorized"; error: MusterApiError }
   | { kind: "deleted"; error: MusterApiError }
   | { kind: "too_old"; error: MusterApiError }
+  | { kind: "pin_mismatch"; error: CertificatePinError }
   | { kind: "failed"; error: MusterError };
 
 /** Command IDs remembered, so a command sent again after a lost acknowledgement does not run twice. */
@@ -78,6 +80,8 @@ export class HostAgent {
   private readonly anonymous: Transport;
   private readonly authenticated: Transport;
   private readonly baseUrl: string;
+  /** Over https: verification plus the saved pin, for HTTP calls and the channel alike. */
+  private readonly tls: PinnedTls | null;
 
   private status: HostAgentState = "idle";
   private creds: StoredCredentials | null = null;
@@ -116,7 +120,8 @@ export class HostAgent {
     this.events = new TypedEmitter((event, error) =>
       this.log.error({ event, err: describe(error) }, "a HostAgent event listener failed; the agent carries on"),
     );
-    const transport = { baseUrl: options.controlPlane, fetch: options.fetch, maxRetries: 0, userAgent: options.userAgent };
+    this.tls = /^https:/i.test(options.controlPlane) ? pinnedTls(() => this.creds?.server_certificate_pin, options.ca) : null;
+    const transport = { baseUrl: options.controlPlane, fetch: options.fetch ?? this.tls?.fetch, maxRetries: 0, userAgent: options.userAgent };
     // Every call names the protocol, so a control plane that no longer speaks it refuses at once (426) instead of half-working.
     const protocol = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
     this.anonymous = new Transport({ ...transport, authHeaders: () => protocol });
@@ -148,6 +153,23 @@ export class HostAgent {
     return () => {
       if (this.handlers.get(type) === handler) this.handlers.delete(type);
     };
+  }
+
+  /**
+   * Forgets the control plane's certificate pin, for a control plane whose key
+   * was replaced on purpose: the next connection is checked against the CAs
+   * only, and the first step refreshes the credentials, which brings the new
+   * pin. Call it before `start()`.
+   */
+  async repin(): Promise<void> {
+    if (this.status !== "idle") throw new MusterError(`HostAgent.repin: the agent is ${this.status}; call it before start()`);
+    const saved = this.creds ?? (await this.options.credentials.load());
+    if (!saved) throw new CredentialsFileError("missing", `no saved credentials in ${this.options.credentials.description}: nothing to re-pin`);
+    const { server_certificate_pin: dropped, ...rest } = saved;
+    await this.options.credentials.save(rest);
+    this.adopt(rest);
+    this.refreshAt = 0;
+    this.log.info({ host_id: rest.host_id, dropped_pin: dropped ?? null }, "certificate pin cleared; the next refresh pins the control plane's certificate again");
   }
 
   /** Whether the channel is open (heartbeats and commands travel over it). */
@@ -328,6 +350,7 @@ export class HostAgent {
       }
       if (beat.kind === "deleted") return await this.endDeleted(beat.error);
       if (beat.kind === "too_old") return this.endTooOld(beat.error.message);
+      if (beat.kind === "pin_mismatch") return this.endPinMismatch(beat.error);
       if (beat.kind === "ok") return this.beatAccepted();
       this.beatFailed(beat.error);
     } catch (error) {
@@ -365,6 +388,8 @@ export class HostAgent {
         if (error.status === 404) return { kind: "deleted", error };
         if (error.code === "upgrade_required") return { kind: "too_old", error };
       }
+      const mismatch = pinErrorOf(error);
+      if (mismatch) return { kind: "pin_mismatch", error: mismatch };
       return { kind: "failed", error: asMusterError(error) };
     }
   }
@@ -393,7 +418,7 @@ export class HostAgent {
       return { kind: "failed", error: asMusterError(error) };
     }
     // Saved even when stop() is waiting: the old refresh token is spent, only the new one works.
-    const next = toStoredCredentials(response, creds.control_plane, this.clock.now());
+    const next = toStoredCredentials(response, creds.control_plane, this.clock.now(), creds.server_certificate_pin);
     this.adopt(next);
     const saved = await this.save(next);
     this.log.info({ host_id: next.host_id, reason, token_expires_at: next.token_expires_at, saved }, "credentials refreshed");
@@ -496,6 +521,16 @@ export class HostAgent {
     this.finish({ reason: "protocol_rejected", hostId, message });
   }
 
+  private endPinMismatch(error: CertificatePinError): void {
+    const hostId = this.creds!.host_id;
+    const message =
+      `the control plane at ${this.baseUrl} presented a certificate with key pin ${error.presented}, not the pinned ${error.expected}; ` +
+      `refusing it (it may not be the control plane). If its key was replaced on purpose, re-pin: run muster-agent once with --repin, ` +
+      `or call HostAgent.repin() before start()`;
+    this.log.error({ host_id: hostId, expected: error.expected, presented: error.presented }, message);
+    this.finish({ reason: "certificate_pin_mismatch", hostId, message });
+  }
+
   // ---- the channel ------------------------------------------------------------------------
 
   private dial(): void {
@@ -517,12 +552,13 @@ export class HostAgent {
           this.events.emit("channelOpen", { hostId });
         },
         command: (command) => void this.runCommand(channel, command),
-        closed: ({ code, reason, rejected }) => {
+        closed: ({ code, reason, rejected, pinMismatch }) => {
           if (this.channel !== channel) return;
           const wasUp = this.channelUp;
           this.channel = null;
           this.channelUp = false;
           if (!this.running) return;
+          if (pinMismatch) return this.endPinMismatch(pinMismatch);
           if (code === CHANNEL_CLOSE.protocolTooOld) {
             const help = rejected ? `${rejected.message}` : "the control plane refused this agent's protocol version: upgrade muster-agent";
             return this.endTooOld(help);
@@ -536,6 +572,7 @@ export class HostAgent {
         },
       },
       this.options.userAgent,
+      this.tls?.options,
     );
     this.channel = channel;
   }

@@ -26,3 +26,4 @@ export { FileCredentialStore, type CredentialFs } from "./file-store.js";
 export { createMetricsSampler, detectHostSpecs, type HostSpecs } from "./specs.js";
 export { backoffDelayMs, heartbeatDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HEARTBEAT_JITTER_MIN } from "./backoff.js";
 export { systemClock, type AgentClock } from "./clock.js";
+export { CertificatePinError, certificatePin } from "./tls.js";

@@ -39,6 +39,11 @@ export interface HostAgentOptions {
   lostAfterFailures?: number;
   /** How long `stop()` lets a registration or refresh in flight finish, so its new credentials are saved (default 600 ms). */
   stopGraceMs?: number;
+  /**
+   * Extra CA certificates (PEM) to trust for the control plane, e.g. its own
+   * self-signed one; the system's CAs otherwise. Pinning comes on top of this.
+   */
+  ca?: string | Buffer;
   /** Keep the agent channel (a WebSocket to the control plane) open for heartbeats and commands (default true); false: HTTP heartbeats only, no commands. */
   channel?: boolean;
 }
@@ -52,7 +57,9 @@ export type AgentExit =
   | { reason: "host_deleted"; hostId: string; message: string }
   | { reason: "reregistration_required"; hostId: string; message: string }
   /** The control plane needs a newer agent protocol; the message says where to learn how to upgrade. */
-  | { reason: "protocol_rejected"; hostId: string; message: string };
+  | { reason: "protocol_rejected"; hostId: string; message: string }
+  /** The control plane presented a certificate with another key than the pinned one; the message says how to re-pin. */
+  | { reason: "certificate_pin_mismatch"; hostId: string; message: string };
 
 export type RefreshReason = "proactive" | "unauthorized" | "command";
 
