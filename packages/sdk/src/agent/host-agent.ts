@@ -1,10 +1,8 @@
 import {
-  BUILTIN_COMMANDS,
   CHANNEL_CLOSE,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   routes,
-  type CommandMessage,
   type HeartbeatMetrics,
   type RegisterHostBody,
 } from "@muster/contract";
@@ -12,6 +10,7 @@ import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js
 import { Transport } from "../transport.js";
 import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
+import { CommandRunner } from "./commands.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
@@ -42,10 +41,6 @@ type BeatOutcome =
   | { kind: "pin_mismatch"; error: CertificatePinError }
   | { kind: "failed"; error: MusterError };
 
-/** Command IDs remembered, so a command sent again after a lost acknowledgement does not run twice. */
-const SEEN_COMMANDS_MAX = 1_000;
-
-type CommandOutcome = { ok: true; result?: unknown } | { ok: false; error: string };
 
 interface InFlight {
   controller: AbortController;
@@ -102,10 +97,7 @@ export class HostAgent {
   private channelUp = false;
   private channelFailures = 0;
   private redialTimer: unknown = null;
-  private readonly handlers = new Map<string, CommandHandler>();
-  private readonly seenCommands = new Set<string>();
-  /** Results of commands that finished while no channel was open; sent on the next one. */
-  private unsentResults: { id: string; outcome: CommandOutcome }[] = [];
+  private readonly commands: CommandRunner;
   /** Waiting for a refresh asked for by a `refresh_credentials` command; the next step does it. */
   private refreshWaiters: ((outcome: RefreshOutcome) => void)[] = [];
 
@@ -128,6 +120,13 @@ export class HostAgent {
     this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...protocol, "x-host-token": this.creds?.token ?? "" }) });
     this.baseUrl = this.anonymous.baseUrl;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.commands = new CommandRunner(
+      {
+        ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null }),
+        refresh_credentials: () => this.refreshOnCommand(),
+      },
+      this.log,
+    );
   }
 
   on<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): () => void {
@@ -148,11 +147,7 @@ export class HostAgent {
    * it throws its failure. `ping` and `refresh_credentials` are built in.
    */
   onCommand(type: string, handler: CommandHandler): () => void {
-    if ((BUILTIN_COMMANDS as readonly string[]).includes(type)) throw new TypeError(`HostAgent.onCommand: '${type}' is built in`);
-    this.handlers.set(type, handler);
-    return () => {
-      if (this.handlers.get(type) === handler) this.handlers.delete(type);
-    };
+    return this.commands.on(type, handler);
   }
 
   /**
@@ -547,11 +542,24 @@ export class HostAgent {
           if (this.channel !== channel) return;
           this.channelUp = true;
           this.channelFailures = 0;
-          for (const { id, outcome } of this.unsentResults.splice(0)) channel.result(id, outcome);
+          for (const { id, outcome } of this.commands.takeUnsent()) channel.result(id, outcome);
           this.log.info({ host_id: hostId }, "agent channel open; heartbeats and commands travel over it");
           this.events.emit("channelOpen", { hostId });
         },
-        command: (command) => void this.runCommand(channel, command),
+        command: (command) =>
+          void this.commands.run(
+            command,
+            {
+              ack: (id) => channel.ack(id),
+              // The channel may have been replaced meanwhile (a refresh redials it): the result goes on the one open now.
+              result: (id, outcome) => {
+                if (!this.channelUp || !this.channel) return false;
+                this.channel.result(id, outcome);
+                return true;
+              },
+            },
+            hostId,
+          ),
         closed: ({ code, reason, rejected, pinMismatch }) => {
           if (this.channel !== channel) return;
           const wasUp = this.channelUp;
@@ -586,44 +594,15 @@ export class HostAgent {
     channel?.close();
   }
 
-  /** Acknowledges a command at once, runs it, and reports how it ended; a command seen before is only acknowledged again. */
-  private async runCommand(channel: AgentChannel, command: CommandMessage): Promise<void> {
-    channel.ack(command.id);
-    if (this.seenCommands.has(command.id)) return;
-    if (this.seenCommands.size >= SEEN_COMMANDS_MAX) this.seenCommands.delete(this.seenCommands.values().next().value!);
-    this.seenCommands.add(command.id);
-    this.log.info({ host_id: this.hostId, command_id: command.id, type: command.command_type }, "command received");
-    let outcome: CommandOutcome;
-    try {
-      const result = await this.execute(command);
-      outcome = { ok: true, ...(result === undefined ? {} : { result }) };
-    } catch (error) {
-      this.log.warn({ host_id: this.hostId, command_id: command.id, err: describe(error) }, "command failed");
-      outcome = { ok: false, error: describe(error) };
-    }
-    // The channel may have been replaced meanwhile (a refresh redials it): report on the one open now, or the next.
-    if (this.channelUp && this.channel) this.channel.result(command.id, outcome);
-    else if (this.unsentResults.length < SEEN_COMMANDS_MAX) this.unsentResults.push({ id: command.id, outcome });
-  }
-
-  private async execute(command: CommandMessage): Promise<unknown> {
-    const info = { id: command.id, type: command.command_type, expiresAt: new Date(command.expires_at) };
-    switch (command.command_type) {
-      case "ping":
-        return { pong: true, agent_version: this.options.agentVersion ?? null };
-      case "refresh_credentials": {
-        const outcome = await new Promise<RefreshOutcome>((resolve) => {
-          this.refreshWaiters.push(resolve);
-          if (this.step === null) this.schedule(0);
-        });
-        if (outcome.kind === "failed") throw outcome.error;
-        if (outcome.kind === "ended") throw new MusterError("the agent stopped before the credentials were refreshed");
-        return { token_expires_at: this.creds?.token_expires_at ?? null };
-      }
-    }
-    const handler = this.handlers.get(command.command_type);
-    if (!handler) throw new MusterError(`this agent has no handler for command type '${command.command_type}'`);
-    return handler(command.payload ?? {}, info);
+  /** The built-in `refresh_credentials`: a refresh by the next step of the loop, never alongside another. */
+  private async refreshOnCommand(): Promise<unknown> {
+    const outcome = await new Promise<RefreshOutcome>((resolve) => {
+      this.refreshWaiters.push(resolve);
+      if (this.step === null) this.schedule(0);
+    });
+    if (outcome.kind === "failed") throw outcome.error;
+    if (outcome.kind === "ended") throw new MusterError("the agent stopped before the credentials were refreshed");
+    return { token_expires_at: this.creds?.token_expires_at ?? null };
   }
 
   private finish(exit: AgentExit): void {
