@@ -1,10 +1,8 @@
-import type { Server } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
 import { fileURLToPath } from "node:url";
-import { serve } from "@hono/node-server";
 import pino from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { DataDirLockedError } from "./db/client.js";
+import { createHttpServer } from "./http/server.js";
 import { buildRuntime, openStores } from "./runtime.js";
 import { loadServerTls } from "./tls.js";
 
@@ -60,18 +58,16 @@ async function main(): Promise<void> {
   }
 
   await runtime.start();
-  const listen = { fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" };
-  const onListening = (info: { port: number }) => {
+  const server = createHttpServer(runtime.app.fetch, runtime.deps, tls);
+  server.once("error", (error) => fail(`cannot listen on port ${config.port}: ${error.message}`));
+  server.listen(config.port, "0.0.0.0", () => {
     logger.info(
-      { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
-      `control plane listening on ${tls ? "https" : "http"}://localhost:${info.port} (API reference at /docs)`,
+      { port: config.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
+      `control plane listening on ${tls ? "https" : "http"}://localhost:${config.port} (API reference at /docs)`,
     );
-  };
-  const server = tls
-    ? serve({ ...listen, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, onListening)
-    : serve(listen, onListening);
+  });
 
-  runtime.channels.attach(server as Server);
+  runtime.channels.attach(server);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

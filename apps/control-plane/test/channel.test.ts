@@ -198,4 +198,16 @@ describe("the protocol header on HTTP register and heartbeat", () => {
     expect((await beat({ "x-muster-protocol": String(PROTOCOL_VERSION) })).status).toBe(204);
     expect((await beat({})).status).toBe(204);
   });
+
+  it("is checked on the heartbeat lane too: a known host's too-old beat over the socket is refused", async () => {
+    const creds = await f.enrolledHost();
+    const beat = (protocol: string) =>
+      fetch(`${urlA}/v1/hosts/${creds.host.id}/heartbeat`, { method: "POST", headers: { "x-host-token": creds.token, "x-muster-protocol": protocol } });
+    // The first beat makes the host known to this process; later ones are the lane's.
+    expect((await beat(String(PROTOCOL_VERSION))).status).toBe(204);
+    expect((await beat(String(PROTOCOL_VERSION))).status).toBe(204);
+    const old = await beat("0");
+    expect(old.status).toBe(426);
+    expect(((await old.json()) as { error: { code: string } }).error.code).toBe("upgrade_required");
+  });
 });

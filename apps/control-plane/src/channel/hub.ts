@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from "node:http";
+import type { Server as SecureServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { CHANNEL_CLOSE } from "@muster/contract";
 import { WebSocketServer } from "ws";
@@ -39,7 +40,7 @@ export class ChannelHub {
   ) {}
 
   /** Serves channel upgrades on the server; other upgrade requests are refused. */
-  attach(server: Server): void {
+  attach(server: Server | SecureServer): void {
     server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => void this.upgrade(request, socket, head));
   }
 

@@ -168,7 +168,7 @@ export class ChannelSession {
     this.send({
       type: "welcome",
       host_id: this.hostId,
-      heartbeat_interval_s: this.deps.pacing.intervalS(),
+      heartbeat_interval_s: this.deps.pacing.intervalS(this.hostId),
       min_protocol_version: config.minProtocolVersion,
     });
     await this.deliver();
@@ -190,6 +190,8 @@ export class ChannelSession {
     if (error instanceof DomainError && (error.code === "unauthorized" || error.code === "forbidden")) {
       return this.close(CHANNEL_CLOSE.unauthorized, "credentials revoked");
     }
+    // A paced first beat without room yet: the agent's next beat tries again, as over HTTP after a 429.
+    if (error instanceof DomainError && error.code === "rate_limited") return;
     this.deps.logger.warn({ err: error, host_id: this.hostId, message: what }, "agent channel message failed");
     if (this.state === "opening") this.close(1011, "the control plane could not open the channel");
   }

@@ -196,7 +196,7 @@ async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family
     token_expires_at: jwt.expiresAt.toISOString(),
     refresh_token: refreshToken,
     refresh_token_expires_at: refreshExpiresAt.toISOString(),
-    heartbeat_interval_s: deps.pacing.intervalS(),
+    heartbeat_interval_s: deps.pacing.intervalS(host.id),
     ...(deps.config.serverCertificatePin ? { server_certificate_pin: deps.config.serverCertificatePin } : {}),
   };
 }

@@ -16,6 +16,11 @@ export function isTooOld(config: ProtocolConfig, version: number): boolean {
   return version < config.minProtocolVersion;
 }
 
+/** Whether a protocol header lets a request through as it is (the heartbeat lane's check; the app explains refusals). */
+export function acceptsProtocolHeader(config: ProtocolConfig, raw: string | undefined): boolean {
+  return raw === undefined || (/^\d{1,6}$/.test(raw) && !isTooOld(config, Number(raw)));
+}
+
 /**
  * The protocol header of HTTP register and heartbeat. Absent is accepted, as
  * SPEC §5 defines those calls without it (curl, agents older than the channel);

@@ -1,14 +1,15 @@
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { serve } from "@hono/node-server";
+import { createHttpServer } from "../../src/http/server.js";
 import { PROTOCOL_VERSION, type ControlPlaneMessage } from "@muster/contract";
 import WebSocket from "ws";
 import type { TestApp } from "./app.js";
 
-/** Serves a test app on a loopback port, with its agent channels attached, as main.ts does. */
+/** Serves a test app on a loopback port through the real server (heartbeat lane included), its agent channels attached, as main.ts does. */
 export async function listen(app: TestApp): Promise<{ baseUrl: string; close(): Promise<void> }> {
-  const server = serve({ fetch: app.runtime.app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
+  const server = createHttpServer(app.runtime.app.fetch, app.runtime.deps) as Server;
+  server.listen(0, "127.0.0.1");
   await once(server, "listening");
   app.runtime.channels.attach(server);
   const { port } = server.address() as AddressInfo;
