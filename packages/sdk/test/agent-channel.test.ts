@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { CHANNEL_CLOSE } from "@muster/contract";
 import { startControlPlane, type ControlPlane } from "@muster/testkit";
-import { HostAgent, MemoryCredentialStore, MusterClient, type HostAgentEvents, type HostAgentOptions } from "../src/index.js";
+import {
+  HostAgent,
+  MemoryCredentialStore,
+  MusterClient,
+  type HostAgentEvents,
+  type HostAgentOptions,
+  type StoredCredentials,
+} from "../src/index.js";
 
 /**
  * HostAgent's channel against a real control plane: heartbeats and commands
@@ -100,6 +107,34 @@ describe("heartbeats over the channel", () => {
   });
 });
 
+describe("a channel that dies silently", () => {
+  it("is dropped when its ping gets no pong, and the beat goes over HTTP", async () => {
+    // A control plane whose channel welcomes the agent and then carries nothing back, not even pongs (a NAT dropped it).
+    let httpBeats = 0;
+    const server = createServer((request, response) => {
+      if (request.url?.endsWith("/heartbeat")) httpBeats++;
+      response.writeHead(204).end();
+    });
+    new WebSocketServer({ server, autoPong: false }).on("connection", (ws) => {
+      ws.once("message", () => ws.send(JSON.stringify({ type: "welcome", host_id: HOST, heartbeat_interval_s: 1, min_protocol_version: 1 })));
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const agent = new HostAgent({ controlPlane: url, credentials: new MemoryCredentialStore(credentialsFor(url)), agentVersion: "7.7.7" });
+    agents.push(agent);
+    const closed = new Promise<HostAgentEvents["channelClosed"]>((resolve) => agent.once("channelClosed", resolve));
+    const opened = new Promise((resolve) => agent.once("channelOpen", resolve));
+    await agent.start();
+    await opened;
+    const beatsWhileOpen = httpBeats;
+    expect((await closed).code).toBe(1006);
+    await until(() => httpBeats > beatsWhileOpen);
+    await agent.stop();
+    server.close();
+  });
+});
+
 describe("commands", () => {
   it("runs the built-ins and the daemon's handlers, and reports failures", async () => {
     const { agent, hostId, events, opened } = await enrolledAgent();
@@ -140,6 +175,19 @@ describe("commands", () => {
     expect(await admin.hosts.commands.wait(hostId, sent.id, { timeoutMs: 10_000 })).toMatchObject({ status: "succeeded" });
   });
 });
+
+const HOST = `host-${"a".repeat(26)}`;
+
+/** Credentials for a fake control plane: a 1 s interval and a token that stays valid for the test. */
+function credentialsFor(url: string): StoredCredentials {
+  const now = new Date();
+  const later = new Date(now.getTime() + 3_600_000).toISOString();
+  const token = `x.${Buffer.from(JSON.stringify({ iat: Math.floor(now.getTime() / 1000), exp: Math.floor(now.getTime() / 1000) + 3600 })).toString("base64url")}.y`;
+  return {
+    version: 1, host_id: HOST, control_plane: url, token, token_expires_at: later, refresh_token: "r",
+    refresh_token_expires_at: later, heartbeat_interval_s: 1, obtained_at: now.toISOString(),
+  };
+}
 
 /** A control plane from the future: answers HTTP heartbeats as told and refuses every hello. */
 async function futureControlPlane(heartbeatStatus: number) {

@@ -33,6 +33,8 @@ export class AgentChannel {
   private readonly ws: WebSocket;
   private rejected: Rejected | null = null;
   private ended = false;
+  /** A ping went out with the last heartbeat and no pong has come back yet. */
+  private awaitingPong = false;
 
   constructor(
     controlPlane: string,
@@ -52,13 +54,27 @@ export class AgentChannel {
     });
     this.ws.on("open", () => this.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: agentVersion }));
     this.ws.on("message", (data, isBinary) => this.receive(isBinary ? "" : data.toString()));
+    this.ws.on("pong", () => (this.awaitingPong = false));
     this.ws.on("close", (code, reason) => this.end(code, reason.toString(), null));
     // A refused upgrade or an unreachable control plane: "close" follows only if the socket opened.
     this.ws.on("error", (error) => this.end(1006, error.message, pinErrorOf(error)));
   }
 
-  heartbeat(metrics: HeartbeatMetrics | undefined): void {
+  /**
+   * Sends a heartbeat, with a ping to prove the socket still carries traffic.
+   * If the previous beat's ping got no pong within a whole interval the socket
+   * is dead without having said so (a NAT or firewall dropped it): it is
+   * dropped, and false tells the caller to send this beat over HTTP.
+   */
+  heartbeat(metrics: HeartbeatMetrics | undefined): boolean {
+    if (this.awaitingPong) {
+      this.ws.terminate();
+      return false;
+    }
+    this.awaitingPong = true;
+    this.ws.ping();
     this.send(metrics ? { type: "heartbeat", metrics } : { type: "heartbeat" });
+    return true;
   }
 
   ack(id: string): void {

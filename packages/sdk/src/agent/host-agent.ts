@@ -364,10 +364,7 @@ export class HostAgent {
     } catch (error) {
       this.log.debug({ err: describe(error) }, "metrics unavailable; heartbeat sent without them");
     }
-    if (this.channelUp && this.channel) {
-      this.channel.heartbeat(metrics);
-      return { kind: "ok" };
-    }
+    if (this.channelUp && this.channel?.heartbeat(metrics)) return { kind: "ok" };
     try {
       await this.request(false, (signal) =>
         this.authenticated.call(
