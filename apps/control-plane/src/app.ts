@@ -10,6 +10,7 @@ import { auditRoutes } from "./routes/audit.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
+import { pkiRoutes } from "./routes/pki.js";
 import { systemRoutes } from "./routes/system.js";
 import { teamRoutes } from "./routes/teams.js";
 import { userRoutes } from "./routes/users.js";
@@ -44,6 +45,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   userRoutes(app);
   teamRoutes(app);
   apiKeyRoutes(app);
+  pkiRoutes(app);
   hostAgentRoutes(app);
   hostRoutes(app);
   auditRoutes(app);

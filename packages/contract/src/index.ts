@@ -9,3 +9,4 @@ export * from "./me.js";
 export * from "./routes.js";
 export * from "./teams.js";
 export * from "./users.js";
+export * from "./pki.js";

@@ -18,6 +18,7 @@ import {
   TagList,
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
+import { CertificateAuthorityInfo } from "./pki.js";
 import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
@@ -154,6 +155,12 @@ export const routes = {
     operationId: "listAudit", method: "get", path: "/v1/audit", auth: "api_key", tag: "Audit",
     summary: "Audit log, newest first: all for admins, the team's for owners", query: ListAuditQuery,
     status: 200, response: Page(AuditEntry), errors: OPERATOR_ERRORS,
+  }),
+
+  getCertificateAuthority: route({
+    operationId: "getCertificateAuthority", method: "get", path: "/v1/ca", auth: "none", tag: "Host identity",
+    summary: "The CA certificate that signs host certificates and the control plane's client certificate",
+    status: 200, response: CertificateAuthorityInfo, errors: [],
   }),
 
   registerHost: route({

@@ -1,4 +1,4 @@
-import { index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import { boolean, index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
 import type { HeartbeatMetrics } from "@muster/contract";
 import { createdAt, id, optionalTime } from "./columns.js";
 import { teams, users } from "./users.js";
@@ -25,6 +25,11 @@ export const hosts = pgTable(
     registeredAt: optionalTime("registered_at"),
     /** The live credential family; replacing it kills every host token and refresh token issued before. */
     credentialFamily: text("credential_family"),
+    /** SHA-256 of the host's newest certificate (hex), and when it expires. */
+    certFingerprint: text("cert_fingerprint"),
+    certExpiresAt: optionalTime("cert_expires_at"),
+    /** Whether the last probe of the agent's mTLS endpoint succeeded. */
+    mtlsEnabled: boolean("mtls_enabled").notNull().default(false),
     createdBy: text("created_by").notNull().references(() => users.id),
     createdAt: createdAt(),
     updatedAt: optionalTime("updated_at").notNull(),

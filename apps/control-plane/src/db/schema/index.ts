@@ -2,3 +2,4 @@ export * from "./api-keys.js";
 export * from "./hosts.js";
 export * from "./system.js";
 export * from "./users.js";
+export * from "./pki.js";
