@@ -2,8 +2,8 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "./common.js";
 
 /** A PEM-encoded X.509 object (certificate, CSR or CRL). */
-export const Pem = (label: string, maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: `^-----BEGIN ${label}-----`, description: `PEM (${label})` });
+export const Pem = (label: string, maxLength: number, options: { description?: string } = {}) =>
+  Type.String({ minLength: 1, maxLength, pattern: `^-----BEGIN ${label}-----`, description: options.description ?? `PEM (${label})` });
 
 export const CertificateAuthorityInfo = Type.Object(
   {

@@ -4,10 +4,13 @@ import { hostRefreshTokens, hostRegistrationTokens, hosts, type HostRow } from "
 import { DomainError, unauthorized } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import { hashSecret, newFamily, newRefreshToken } from "../lib/secrets.js";
+import { checkCsr } from "../pki/csr.js";
+import type { x509 } from "../pki/x509.js";
 import { recordAudit } from "./audit.js";
 import type { Tx } from "../db/client.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
+import { issueHostCertificate } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 
@@ -29,6 +32,8 @@ interface TokenPointer {
  * was already used is refused even if the KV store still held it.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null) {
+  // A bad CSR is bad input: refuse it before the token is spent.
+  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const tokenHash = hashSecret(body.token);
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
@@ -90,7 +95,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
           metadata: { address: body.address, re_registration: reRegistration, from: fromAddress },
         },
       ]);
-      return issueCredentials(tx, deps, updated!, family);
+      return issueCredentials(tx, deps, updated!, family, publicKey);
     });
   } catch (error) {
     // A store failure must not burn the token: put it back for a retry. Refusals stay consumed.
@@ -113,6 +118,7 @@ const HOST_DELETED = "the host was deleted; its agent should remove its credenti
  * host must register again.
  */
 export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody): Promise<HostCredentials> {
+  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const tokenHash = hashSecret(body.refresh_token);
   const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
     const now = deps.clock.now();
@@ -141,7 +147,7 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
     const [host] = await tx.select().from(hosts).where(eq(hosts.id, token.hostId)).for("update");
     if (!host || host.deletedAt) return { deleted: true };
     if (host.credentialFamily !== token.family) return { refused: true };
-    return { ok: await issueCredentials(tx, deps, host, token.family) };
+    return { ok: await issueCredentials(tx, deps, host, token.family, publicKey) };
   });
   if ("deleted" in outcome) throw new DomainError("not_found", HOST_DELETED);
   if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
@@ -173,8 +179,19 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
   deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
 }
 
-/** Mints a host JWT and a fresh refresh token of `family`, and publishes the family as live. */
-async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family: string): Promise<HostCredentials> {
+/**
+ * Mints a host JWT and a fresh refresh token of `family`, and publishes the
+ * family as live; with a CSR's key, also the host's certificate.
+ */
+async function issueCredentials(
+  tx: Tx,
+  deps: ServiceDeps,
+  row: HostRow,
+  family: string,
+  publicKey: x509.PublicKey | null,
+): Promise<HostCredentials> {
+  const certified = publicKey === null ? null : await issueHostCertificate(tx, deps, row, publicKey);
+  const host = certified?.host ?? row;
   const now = deps.clock.now();
   const refreshToken = newRefreshToken(deps.random);
   const refreshExpiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlS * 1000);
@@ -196,5 +213,6 @@ async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family
     refresh_token: refreshToken,
     refresh_token_expires_at: refreshExpiresAt.toISOString(),
     heartbeat_interval_s: deps.pacing.intervalS(),
+    ...certified?.fields,
   };
 }

@@ -1,0 +1,132 @@
+import { X509Certificate, webcrypto } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { x509 } from "../src/pki/x509.js";
+import { startTestApp, type TestApp } from "./support/app.js";
+import { FakeClock } from "./support/clock.js";
+import { Factories, machineSpecs } from "./support/factories.js";
+import { keyPair, makeCsr } from "./support/pki.js";
+
+let t: TestApp;
+let f: Factories;
+let ca: X509Certificate;
+const clock = new FakeClock();
+
+beforeAll(async () => {
+  t = await startTestApp({ clock });
+  f = new Factories(t);
+  ca = new X509Certificate((await t.http.get("/v1/ca")).body.certificate);
+});
+afterAll(() => t.close());
+
+async function spki(keys: webcrypto.CryptoKeyPair): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.exportKey("spki", keys.publicKey));
+}
+
+/** What every issued host certificate must be: ours, for this key, naming this host and nothing the host asked for. */
+async function expectHostCertificate(pem: string, hostId: string, keys: webcrypto.CryptoKeyPair) {
+  const cert = new X509Certificate(pem);
+  expect(cert.checkIssued(ca)).toBe(true);
+  expect(cert.verify(ca.publicKey)).toBe(true);
+  expect(cert.ca).toBe(false);
+  expect(cert.publicKey.export({ type: "spki", format: "der" })).toEqual(await spki(keys));
+  expect(cert.subjectAltName).toBe(`URI:spiffe://muster/host/${hostId}, IP Address:${machineSpecs.address.split(":")[0]}`);
+  expect(cert.keyUsage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
+  return cert;
+}
+
+describe("registration with a CSR", () => {
+  it("returns a certificate for the host's own key, the CA certificate, and records the fingerprint on the host", async () => {
+    const created = await f.regularHost();
+    const keys = await keyPair();
+    const creds = await f.register(created.registration_token, { csr: await makeCsr(keys) });
+
+    const cert = await expectHostCertificate(creds.certificate!, created.host.id, keys);
+    expect(creds.ca_certificate?.trim()).toBe(ca.toString().trim());
+    expect(creds.certificate_expires_at).toBe(new Date(cert.validTo).toISOString());
+    expect(Date.parse(creds.certificate_expires_at!) - clock.now().getTime()).toBe(t.config.hostCertTtlS * 1000);
+
+    const fingerprint = cert.fingerprint256.replace(/:/g, "").toLowerCase();
+    expect(creds.host).toMatchObject({ cert_fingerprint: fingerprint, cert_expires_at: creds.certificate_expires_at, mtls_enabled: false });
+    const read = await t.http.get(`/v1/hosts/${created.host.id}`, { key: t.adminKey });
+    expect(read.body).toMatchObject({ cert_fingerprint: fingerprint, cert_expires_at: creds.certificate_expires_at });
+  });
+
+  it("accepts an Ed25519 key and a DNS-name address", async () => {
+    const created = await f.regularHost();
+    const keys = await keyPair("Ed25519");
+    const creds = await f.register(created.registration_token, { csr: await makeCsr(keys, "Ed25519"), address: "worker-7.example.net:7070" });
+    const cert = new X509Certificate(creds.certificate!);
+    expect(cert.publicKey.asymmetricKeyType).toBe("ed25519");
+    expect(cert.subjectAltName).toBe(`URI:spiffe://muster/host/${created.host.id}, DNS:worker-7.example.net`);
+  });
+
+  it("without a CSR works as before (SPEC): no certificate fields, none recorded", async () => {
+    const created = await f.regularHost();
+    const creds = await f.register(created.registration_token);
+    expect(creds).not.toHaveProperty("certificate");
+    expect(creds).not.toHaveProperty("ca_certificate");
+    expect(creds.host).toMatchObject({ cert_fingerprint: null, cert_expires_at: null, mtls_enabled: false });
+  });
+
+  it("refuses a CSR of the wrong key type, with names, a foreign subject, a bad signature or no CSR at all (400), and keeps the token usable", async () => {
+    const created = await f.regularHost();
+    const p256 = await keyPair();
+    const rsa = (await webcrypto.subtle.generateKey(
+      { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
+      true,
+      ["sign", "verify"],
+    )) as webcrypto.CryptoKeyPair;
+    const p384 = (await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+    const pemOf = async (keys: webcrypto.CryptoKeyPair, signingAlgorithm: { name: string; hash: string }) =>
+      (await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm })).toString("pem");
+
+    const genuine = new x509.Pkcs10CertificateRequest(await makeCsr(p256));
+    const tampered = Buffer.from(genuine.rawData);
+    tampered[tampered.length - 5]! ^= 0xff;
+
+    const cases: Array<[string, RegExp]> = [
+      [await pemOf(rsa, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }), /ECDSA P-256 or Ed25519 \(got RSASSA-PKCS1-v1_5\)/],
+      [await pemOf(p384, { name: "ECDSA", hash: "SHA-384" }), /ECDSA P-256 or Ed25519 \(got ECDSA P-384\)/],
+      [
+        await makeCsr(p256, "ECDSA", { extensions: [new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "control-plane.example" }])] }),
+        /must request no extensions/,
+      ],
+      [await makeCsr(p256, "ECDSA", { name: "CN=worker, O=Muster" }), /common name only \(got O\)/],
+      [new x509.Pkcs10CertificateRequest(tampered).toString("pem"), /signature does not verify/],
+      ["-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", /not a PEM-encoded PKCS#10/],
+    ];
+    for (const [csr, message] of cases) {
+      const res = await t.http.post("/v1/hosts/register", { body: { token: created.registration_token, ...machineSpecs, csr } });
+      expect(res.status, csr).toBe(400);
+      expect(res.body.error).toMatchObject({ code: "invalid_request", message: expect.stringMatching(message) });
+    }
+    const certified = await t.http.post("/v1/hosts/register", { body: { token: created.registration_token, ...machineSpecs, csr: await makeCsr(p256) } });
+    expect(certified.status).toBe(201);
+  });
+});
+
+describe("refresh with a CSR", () => {
+  it("certifies the new key; the host row follows the newest certificate", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    clock.advance(60_000);
+    const next = await keyPair();
+    const res = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(next) } });
+    expect(res.status).toBe(200);
+    const cert = await expectHostCertificate(res.body.certificate, created.host.id, next);
+    expect(cert.serialNumber).not.toBe(new X509Certificate(first.certificate!).serialNumber);
+    expect(res.body.host.cert_fingerprint).toBe(cert.fingerprint256.replace(/:/g, "").toLowerCase());
+    expect(res.body.host.cert_fingerprint).not.toBe(first.host.cert_fingerprint);
+  });
+
+  it("refuses a bad CSR with 400 before the refresh token is spent", async () => {
+    const created = await f.regularHost();
+    const creds = await f.register(created.registration_token);
+    const bad = await makeCsr(await keyPair(), "ECDSA", { name: "CN=x, OU=evil" });
+    const refused = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: creds.refresh_token, csr: bad } });
+    expect(refused.status).toBe(400);
+    const ok = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: creds.refresh_token } });
+    expect(ok.status).toBe(200);
+    expect(ok.body).not.toHaveProperty("certificate");
+  });
+});
