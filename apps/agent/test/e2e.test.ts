@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
@@ -172,6 +173,9 @@ describe("muster-agent, the built executable", () => {
     const saved = JSON.parse(readFileSync(credentialsFile(), "utf8"));
     expect(saved).toMatchObject({ version: 1, host_id: hostId, control_plane: cp.url, heartbeat_interval_s: 1 });
     expect(statSync(credentialsFile()).mode & 0o777).toBe(0o600);
+    // The key was made here; only its CSR went out, and the certificate came back.
+    expect(saved.tls.private_key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(new X509Certificate(saved.tls.certificate).subjectAltName).toContain(`URI:spiffe://muster/host/${hostId}`);
     for (const line of first.logs()) expect(line).toMatchObject({ level: expect.any(String), time: expect.any(String), msg: expect.any(String) });
     expect(first.logs()).toContainEqual(expect.objectContaining({ level: "info", msg: "host registered; credentials saved", host_id: hostId }));
     expect(first.stderr()).toBe("");

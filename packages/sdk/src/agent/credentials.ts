@@ -8,6 +8,16 @@ import { MusterError } from "../errors.js";
  * and what it needs to use them. A file format of the agent, not an API shape,
  * so it lives here rather than in the contract.
  */
+/** The host's certificate and the key it made for it: what its mTLS endpoint serves and the CA it trusts. */
+export const StoredTls = Type.Object({
+  /** PKCS#8 PEM, generated on this host; it never leaves it. */
+  private_key: Type.String({ minLength: 1 }),
+  certificate: Type.String({ minLength: 1 }),
+  certificate_expires_at: Type.String({ minLength: 1 }),
+  ca_certificate: Type.String({ minLength: 1 }),
+});
+export type StoredTls = Static<typeof StoredTls>;
+
 export const StoredCredentials = Type.Object({
   version: Type.Literal(1),
   host_id: IdSchema("host"),
@@ -20,6 +30,10 @@ export const StoredCredentials = Type.Object({
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   /** When this agent received them, by its own clock (ISO 8601): the start of the token's lifetime. */
   obtained_at: Type.String({ minLength: 1 }),
+  /** Where the host said its agent listens (IP:PORT), as registered. */
+  address: Type.Optional(Type.String({ minLength: 1 })),
+  /** Present once the control plane has certified a key of this host. */
+  tls: Type.Optional(StoredTls),
 });
 export type StoredCredentials = Static<typeof StoredCredentials>;
 
@@ -75,8 +89,27 @@ export function parseStoredCredentials(document: unknown, source: string): Store
   );
 }
 
-/** The credentials to keep from a register or refresh response. */
-export function toStoredCredentials(response: HostCredentials, controlPlane: string, obtainedAtMs: number): StoredCredentials {
+/**
+ * The credentials to keep from a register or refresh response. `privateKeyPem`
+ * is the key whose CSR went with the request; when the response certifies it,
+ * key and certificate replace `previousTls`, else the previous ones stay.
+ */
+export function toStoredCredentials(
+  response: HostCredentials,
+  controlPlane: string,
+  obtainedAtMs: number,
+  privateKeyPem: string | null = null,
+  previousTls?: StoredTls,
+): StoredCredentials {
+  const tls: StoredTls | undefined =
+    privateKeyPem && response.certificate && response.certificate_expires_at && response.ca_certificate
+      ? {
+          private_key: privateKeyPem,
+          certificate: response.certificate,
+          certificate_expires_at: response.certificate_expires_at,
+          ca_certificate: response.ca_certificate,
+        }
+      : previousTls;
   return {
     version: 1,
     host_id: response.host.id,
@@ -87,6 +120,8 @@ export function toStoredCredentials(response: HostCredentials, controlPlane: str
     refresh_token_expires_at: response.refresh_token_expires_at,
     heartbeat_interval_s: response.heartbeat_interval_s,
     obtained_at: new Date(obtainedAtMs).toISOString(),
+    ...(response.host.address ? { address: response.host.address } : {}),
+    ...(tls ? { tls } : {}),
   };
 }
 
