@@ -12,6 +12,7 @@ import { RedisKv } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
 import { CertificateAuthority } from "./pki/ca.js";
+import { ControlPlaneIdentity } from "./pki/identity.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
@@ -78,7 +79,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const ca = await CertificateAuthority.load(db, clock, random, config);
   const metrics = createMetrics(() => countHostsByStatus(db));
   const pacing = new Pacing(db, config, logger);
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca };
+  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,

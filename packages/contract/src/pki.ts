@@ -1,5 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { Timestamp } from "./common.js";
+import { Nullable, Timestamp } from "./common.js";
+import { IdSchema } from "./ids.js";
 
 /** A PEM-encoded X.509 object (certificate, CSR or CRL). */
 export const Pem = (label: string, maxLength: number, options: { description?: string } = {}) =>
@@ -14,3 +15,24 @@ export const CertificateAuthorityInfo = Type.Object(
   { $id: "CertificateAuthority" },
 );
 export type CertificateAuthorityInfo = Static<typeof CertificateAuthorityInfo>;
+
+export const HostProbe = Type.Object(
+  {
+    host_id: IdSchema("host"),
+    reachable: Type.Boolean({ description: "A TLS 1.3 handshake with the agent's mTLS endpoint both ways, and its identity call, succeeded" }),
+    latency_ms: Nullable(Type.Number({ description: "Connect, handshake and identity call, end to end" })),
+    tls_version: Nullable(Type.String()),
+    certificate: Nullable(
+      Type.Object({
+        fingerprint_sha256: Type.String({ pattern: "^[0-9a-f]{64}$" }),
+        serial: Type.String(),
+        expires_at: Timestamp,
+      }),
+    ),
+    agent_version: Nullable(Type.String()),
+    error: Nullable(Type.String({ description: "Why the probe failed" })),
+    probed_at: Timestamp,
+  },
+  { $id: "HostProbe" },
+);
+export type HostProbe = Static<typeof HostProbe>;

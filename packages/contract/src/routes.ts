@@ -18,7 +18,7 @@ import {
   TagList,
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
-import { CertificateAuthorityInfo } from "./pki.js";
+import { CertificateAuthorityInfo, HostProbe } from "./pki.js";
 import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
@@ -144,6 +144,11 @@ export const routes = {
     operationId: "removeHostTag", method: "delete", path: "/v1/hosts/{id}/tags/{tag}", auth: "api_key", tag: "Hosts",
     summary: "Remove a tag", params: HostTagParams,
     status: 204, errors: OPERATOR_ERRORS,
+  }),
+  probeHost: route({
+    operationId: "probeHost", method: "post", path: "/v1/hosts/{id}/probe", auth: "api_key", tag: "Hosts",
+    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves",
+    params: HostParams, status: 200, response: HostProbe, errors: OPERATOR_ERRORS,
   }),
   listHostTags: route({
     operationId: "listHostTags", method: "get", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",

@@ -6,6 +6,7 @@ import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
 import type { CertificateAuthority } from "../pki/ca.js";
+import type { ControlPlaneIdentity } from "../pki/identity.js";
 import type { Pacing } from "./pacing.js";
 
 /** Everything a service needs, built once in main.ts (or a test) and passed in. */
@@ -20,6 +21,8 @@ export interface ServiceDeps {
   hostTokens: HostTokens;
   pacing: Pacing;
   ca: CertificateAuthority;
+  /** This process's client certificate for calling agents. */
+  identity: ControlPlaneIdentity;
 }
 
 export type DbOrTx = Db | Tx;

@@ -18,7 +18,7 @@ import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js"
  * are "not found" to non-admins; `manage` needs the owner role in the host's team.
  * Inside a transaction the row is locked, so concurrent changes to one host queue up.
  */
-async function hostFor(db: DbOrTx, actor: Actor, hostId: string, need: "read" | "manage", lock = false): Promise<HostRow> {
+export async function hostFor(db: DbOrTx, actor: Actor, hostId: string, need: "read" | "manage", lock = false): Promise<HostRow> {
   const query = db.select().from(hosts).where(and(eq(hosts.id, hostId), isNull(hosts.deletedAt)));
   const [row] = lock ? await query.for("update") : await query;
   if (!row) throw notFound("host");
