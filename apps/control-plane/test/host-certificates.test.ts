@@ -130,3 +130,66 @@ describe("refresh with a CSR", () => {
     expect(ok.body).not.toHaveProperty("certificate");
   });
 });
+
+describe("revocation", () => {
+  async function revoked(): Promise<x509.X509Crl> {
+    const res = await t.http.get("/v1/ca/crl");
+    expect(res.status).toBe(200);
+    const crl = new x509.X509Crl(res.body.crl);
+    expect(await crl.verify({ publicKey: await new x509.X509Certificate(ca.raw).publicKey.export() })).toBe(true);
+    expect(res.body.next_update).toBe(new Date(clock.now().getTime() + t.config.hostCertTtlS * 1000).toISOString());
+    return crl;
+  }
+  const serialOf = (pem: string) => new X509Certificate(pem).serialNumber;
+  const lists = (crl: x509.X509Crl, pem: string) => crl.findRevoked(serialOf(pem)) !== null;
+
+  it("re-registration revokes the earlier certificate; the new one stays good, and the new credentials carry the list", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    const token = await t.http.post(`/v1/hosts/${created.host.id}/token`, { key: t.adminKey });
+    const second = await f.register(token.body.registration_token, { csr: await makeCsr(await keyPair()) });
+
+    const crl = await revoked();
+    expect(lists(crl, first.certificate!)).toBe(true);
+    expect(lists(crl, second.certificate!)).toBe(false);
+    expect(lists(new x509.X509Crl(second.crl!), first.certificate!)).toBe(true);
+    expect(second.host.cert_fingerprint).toBe(new X509Certificate(second.certificate!).fingerprint256.replace(/:/g, "").toLowerCase());
+  });
+
+  it("re-registration without a CSR revokes too, and the host shows no certificate", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    const token = await t.http.post(`/v1/hosts/${created.host.id}/token`, { key: t.adminKey });
+    const second = await f.register(token.body.registration_token);
+    expect(lists(await revoked(), first.certificate!)).toBe(true);
+    expect(second.host).toMatchObject({ cert_fingerprint: null, cert_expires_at: null });
+  });
+
+  it("deleting a host revokes every certificate it has", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    const refreshed = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()) } });
+    expect((await t.http.delete(`/v1/hosts/${created.host.id}`, { key: t.adminKey })).status).toBe(204);
+    const crl = await revoked();
+    expect(lists(crl, first.certificate!)).toBe(true);
+    expect(lists(crl, refreshed.body.certificate)).toBe(true);
+  });
+
+  it("a reused refresh token revokes the host's certificates with its other credentials", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    const refreshed = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()) } });
+    expect(lists(await revoked(), refreshed.body.certificate)).toBe(false);
+    expect((await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token } })).status).toBe(401);
+    expect(lists(await revoked(), refreshed.body.certificate)).toBe(true);
+  });
+
+  it("lists a revoked certificate only until it would have expired anyway", async () => {
+    const created = await f.regularHost();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    expect((await t.http.delete(`/v1/hosts/${created.host.id}`, { key: t.adminKey })).status).toBe(204);
+    expect(lists(await revoked(), first.certificate!)).toBe(true);
+    clock.advance(t.config.hostCertTtlS * 1000 + 1000);
+    expect(lists(await revoked(), first.certificate!)).toBe(false);
+  });
+});

@@ -16,6 +16,16 @@ export const CertificateAuthorityInfo = Type.Object(
 );
 export type CertificateAuthorityInfo = Static<typeof CertificateAuthorityInfo>;
 
+export const RevocationList = Type.Object(
+  {
+    crl: Pem("X509 CRL", 1_048_576, { description: "Revoked host certificates that have not expired yet, signed by the CA" }),
+    this_update: Timestamp,
+    next_update: Timestamp,
+  },
+  { $id: "RevocationList" },
+);
+export type RevocationList = Static<typeof RevocationList>;
+
 export const HostProbe = Type.Object(
   {
     host_id: IdSchema("host"),

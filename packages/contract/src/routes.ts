@@ -18,7 +18,7 @@ import {
   TagList,
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
-import { CertificateAuthorityInfo, HostProbe } from "./pki.js";
+import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
 import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
@@ -166,6 +166,11 @@ export const routes = {
     operationId: "getCertificateAuthority", method: "get", path: "/v1/ca", auth: "none", tag: "Host identity",
     summary: "The CA certificate that signs host certificates and the control plane's client certificate",
     status: 200, response: CertificateAuthorityInfo, errors: [],
+  }),
+  getRevocationList: route({
+    operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
+    summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
+    status: 200, response: RevocationList, errors: [],
   }),
 
   registerHost: route({

@@ -65,6 +65,7 @@ describe("MusterClient wiring", () => {
     await client.hosts.tags.add(HOST, "gpu");
     await client.hosts.tags.remove(HOST, "gpu");
     await client.hosts.tags.list(HOST);
+    await client.hosts.probe(HOST);
     await client.audit.listPage();
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));

@@ -7,7 +7,7 @@ import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startControlPlane, type ControlPlane } from "@muster/testkit";
 import { AgentEndpoint, CONTROL_PLANE_URI, HostAgent, MemoryCredentialStore, MusterClient, type HostAgentEvents } from "../src/index.js";
-import { issue, makeCa, type TestCa } from "./pki-fixtures.js";
+import { issue, makeCa, X509Crl, type TestCa } from "./pki-fixtures.js";
 
 /*
  * Host identity end to end: a real control plane process whose CA the test
@@ -67,10 +67,12 @@ async function runningAgent(options: { refreshRatio?: number } = {}) {
   }
   await agent.register({ token: registration_token, address: `127.0.0.1:${port}` });
   await agent.start();
-  const endpoint = new AgentEndpoint({ agent, port, host: "127.0.0.1", agentVersion: "test-agent" });
+  const refusals: string[] = [];
+  const logger = { debug() {}, info() {}, error() {}, warn: (fields: { reason?: string }) => void (fields.reason && refusals.push(fields.reason)) };
+  const endpoint = new AgentEndpoint({ agent, port, host: "127.0.0.1", agentVersion: "test-agent", logger });
   await endpoint.start();
   cleanups.push(() => endpoint.stop(), () => agent.stop().then(() => undefined));
-  return { hostId: host.id, port, agent, endpoint, sent, events };
+  return { hostId: host.id, port, agent, endpoint, sent, events, refusals };
 }
 
 /** One call to an agent endpoint as a TLS client with the given certificate (or none). */
@@ -126,7 +128,7 @@ describe("mTLS between the control plane and an agent", () => {
   });
 
   it("the agent endpoint answers a control-plane certificate of its CA, and refuses none, a foreign CA's, an expired one, or another identity", async () => {
-    const { hostId, port } = await runningAgent();
+    const { hostId, port, refusals } = await runningAgent();
     const controlPlane = await issue(ca, CONTROL_PLANE_URI);
     const ok = await callEndpoint(port, controlPlane);
     expect(ok).toMatchObject({ status: 200, protocol: "TLSv1.3", body: { host_id: hostId } });
@@ -140,6 +142,12 @@ describe("mTLS between the control plane and an agent", () => {
     for (const [name, client] of Object.entries(refused)) {
       await expect(callEndpoint(port, client), name).rejects.toThrow();
     }
+    expect(refusals).toEqual([
+      "no client certificate",
+      expect.stringMatching(/^UNABLE_TO_GET_ISSUER_CERT|^UNABLE_TO_VERIFY_LEAF_SIGNATURE/),
+      "CERT_HAS_EXPIRED",
+      expect.stringMatching(/^not the control plane \(URI:spiffe:\/\/muster\/host\//),
+    ]);
   });
 
   it("the control plane refuses an agent serving a foreign CA's certificate, an expired one, or one naming another host", async () => {
@@ -172,6 +180,46 @@ describe("mTLS between the control plane and an agent", () => {
     const { host } = await admin.hosts.create({ type: "regular" });
     expect(await admin.hosts.probe(host.id)).toMatchObject({ reachable: false, error: expect.stringMatching(/has not registered yet/) });
   });
+});
+
+describe("revocation", () => {
+  it("re-registering a host revokes its certificate: the control plane refuses the agent still serving it", async () => {
+    const { hostId, port, agent } = await runningAgent();
+    const old = agent.credentials!.tls!;
+    const { registration_token } = await admin.hosts.regenerateToken(hostId);
+    // Re-installed elsewhere without a certificate yet; the old agent keeps serving at the address it re-registered with.
+    const registered = await fetch(`${cp.url}/v1/hosts/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: registration_token, address: `127.0.0.1:${port}`, ...SPECS }),
+    });
+    expect(registered.status).toBe(201);
+    const { crl } = (await (await fetch(`${cp.url}/v1/ca/crl`)).json()) as { crl: string };
+    expect(new X509Crl(crl).findRevoked(new X509Certificate(old.certificate).serialNumber)).not.toBeNull();
+
+    const probe = await admin.hosts.probe(hostId);
+    expect(probe).toMatchObject({ reachable: false, error: "the agent's certificate is revoked" });
+    expect(await admin.hosts.get(hostId)).toMatchObject({ mtls_enabled: false, cert_fingerprint: null });
+  });
+
+  it("deleting a host revokes its certificate: other agents' endpoints refuse it once their next refresh brings the new list", async () => {
+    const deleted = await runningAgent();
+    const stolen = deleted.agent.credentials!.tls!;
+    const witness = await runningAgent({ refreshRatio: 0.03 });
+    const live = await runningAgent();
+
+    await admin.hosts.delete(deleted.hostId);
+    const refreshes = witness.events.credentialsRefreshed?.length ?? 0;
+    await waitFor("a refresh of the witness", () => (witness.events.credentialsRefreshed?.length ?? 0) > refreshes);
+    expect(witness.agent.credentials!.tls!.crl).toBeDefined();
+
+    await expect(callEndpoint(witness.port, { cert: stolen.certificate, key: stolen.private_key })).rejects.toThrow();
+    // A live host's certificate passes the revocation check, and is refused only for not being the control plane.
+    const liveTls = live.agent.credentials!.tls!;
+    await expect(callEndpoint(witness.port, { cert: liveTls.certificate, key: liveTls.private_key })).rejects.toThrow();
+    expect(witness.refusals).toEqual(["CERT_REVOKED", expect.stringMatching(/^not the control plane/)]);
+    expect(await callEndpoint(witness.port, await issue(ca, CONTROL_PLANE_URI))).toMatchObject({ status: 200 });
+  }, 30_000);
 });
 
 describe("certificate rotation", () => {

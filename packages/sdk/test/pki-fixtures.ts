@@ -4,6 +4,8 @@ import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as never);
 
+export const X509Crl = x509.X509Crl;
+
 const P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SHA256 = { name: "ECDSA", hash: "SHA-256" } as const;
 

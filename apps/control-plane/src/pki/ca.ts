@@ -93,7 +93,7 @@ export class CertificateAuthority {
       signingKey: this.key,
       extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.certificate)],
     });
-    return crl.toString("pem");
+    return toPem(crl.rawData, "X509 CRL");
   }
 
   private async issue(input: {

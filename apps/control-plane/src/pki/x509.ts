@@ -17,7 +17,8 @@ export const ECDSA_SHA256 = { name: "ECDSA", hash: "SHA-256" } as const;
 export const CONTROL_PLANE_URI = "spiffe://muster/control-plane";
 export const hostUri = (hostId: string) => `spiffe://muster/host/${hostId}`;
 
-export function toPem(der: ArrayBuffer, label: "PRIVATE KEY" | "PUBLIC KEY"): string {
+/** PEM with OpenSSL's labels (the library writes "CRL" where OpenSSL, and so Node's TLS, wants "X509 CRL"). */
+export function toPem(der: ArrayBuffer, label: "PRIVATE KEY" | "X509 CRL"): string {
   const base64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
   return `-----BEGIN ${label}-----\n${base64}\n-----END ${label}-----\n`;
 }

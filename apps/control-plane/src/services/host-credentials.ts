@@ -10,7 +10,7 @@ import { recordAudit } from "./audit.js";
 import type { Tx } from "../db/client.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
-import { issueHostCertificate } from "./host-certificates.js";
+import { issueHostCertificate, revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 
@@ -67,6 +67,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
         .update(hostRefreshTokens)
         .set({ revokedAt: now })
         .where(and(eq(hostRefreshTokens.hostId, hostId), isNull(hostRefreshTokens.revokedAt)));
+      await revokeHostCertificates(tx, deps, hostId);
       const family = newFamily(deps.random);
       const [updated] = await tx
         .update(hosts)
@@ -165,6 +166,7 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
     .update(hostRefreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
+  await revokeHostCertificates(tx, deps, host.id);
   await publishCredentialState(deps.kv, host.id, { kind: "none" });
   await recordAudit(tx, deps, [
     {

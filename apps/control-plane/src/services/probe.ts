@@ -6,6 +6,7 @@ import { hosts } from "../db/schema/index.js";
 import { hostUri } from "../pki/x509.js";
 import type { Actor } from "./actor.js";
 import type { ServiceDeps } from "./context.js";
+import { revocationList } from "./host-certificates.js";
 import { hostFor } from "./hosts.js";
 
 const PROBE_TIMEOUT_MS = 5_000;
@@ -20,7 +21,8 @@ interface AgentAnswer {
 /**
  * Calls the host's agent at its registered address over mutual TLS 1.3: the
  * control plane shows its own client certificate, and accepts only a server
- * certificate of its CA naming this very host (its SPIFFE URI). The outcome is
+ * certificate of its CA naming this very host (its SPIFFE URI) and not on its
+ * revocation list. The outcome is
  * recorded on the host (mtls_enabled, and the certificate the agent serves).
  */
 export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string): Promise<HostProbe> {
@@ -32,7 +34,8 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
     failure = "the host has not registered yet: there is no address to call";
   } else {
     try {
-      answer = await callAgent(host.address, hostId, await deps.identity.get());
+      const [identity, { crl }] = await Promise.all([deps.identity.get(), revocationList(deps.db, deps)]);
+      answer = await callAgent(host.address, hostId, { ...identity, crl });
     } catch (error) {
       failure = describe(error);
     }
@@ -63,7 +66,7 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
   };
 }
 
-function callAgent(address: string, hostId: string, identity: { cert: string; key: string; ca: string }): Promise<AgentAnswer> {
+function callAgent(address: string, hostId: string, trust: { cert: string; key: string; ca: string; crl: string }): Promise<AgentAnswer> {
   const split = address.lastIndexOf(":");
   const host = address.slice(0, split).replace(/^\[(.*)\]$/, "$1");
   const port = Number(address.slice(split + 1));
@@ -79,9 +82,10 @@ function callAgent(address: string, hostId: string, identity: { cert: string; ke
         agent: false,
         timeout: PROBE_TIMEOUT_MS,
         minVersion: "TLSv1.3",
-        cert: identity.cert,
-        key: identity.key,
-        ca: identity.ca,
+        cert: trust.cert,
+        key: trust.key,
+        ca: trust.ca,
+        crl: trust.crl,
         // Not the address's name: the certificate must name this host, whatever address it answers at.
         checkServerIdentity: (_name, cert) =>
           cert.subjectaltname?.split(", ").includes(expected)

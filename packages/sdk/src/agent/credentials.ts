@@ -15,6 +15,8 @@ export const StoredTls = Type.Object({
   certificate: Type.String({ minLength: 1 }),
   certificate_expires_at: Type.String({ minLength: 1 }),
   ca_certificate: Type.String({ minLength: 1 }),
+  /** The CA's revocation list as of the last refresh; the endpoint refuses what it lists. */
+  crl: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type StoredTls = Static<typeof StoredTls>;
 
@@ -108,6 +110,7 @@ export function toStoredCredentials(
           certificate: response.certificate,
           certificate_expires_at: response.certificate_expires_at,
           ca_certificate: response.ca_certificate,
+          ...(response.crl ? { crl: response.crl } : {}),
         }
       : previousTls;
   return {

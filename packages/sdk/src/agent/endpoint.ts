@@ -28,7 +28,8 @@ export interface AgentIdentity {
 /**
  * The agent's mTLS endpoint at its registered address: TLS 1.3 with the host's
  * certificate, answering only a client certificate of the same CA that names
- * the control plane. When the agent refreshes, the new certificate is swapped in
+ * the control plane and is not on the CA's revocation list (as of the last
+ * refresh). When the agent refreshes, the new certificate is swapped in
  * without a restart; connections already open finish on the old one.
  */
 export class AgentEndpoint {
@@ -43,10 +44,16 @@ export class AgentEndpoint {
     const tls = this.options.agent.credentials?.tls;
     if (!tls) throw new Error("AgentEndpoint: the agent holds no host certificate yet (register with a control plane that issues them)");
     this.current = tls;
+    // The handshake verifies the client's chain (CA, validity, revocation list); the verdict is ours
+    // to act on, so the reason can be logged: a refused client is cut off before any request is read.
     const server = createServer(
-      { ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" },
+      { ...secureContextOptions(tls), requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.3" },
       (request, response) => {
         const identity = this.identity();
+        if (refusal(request.socket as TLSSocket) !== null) {
+          request.socket.destroy();
+          return;
+        }
         if (request.method === "GET" && request.url === "/v1/identity" && identity) {
           response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(identity));
           return;
@@ -54,13 +61,11 @@ export class AgentEndpoint {
         response.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "not_found", message: "no such endpoint" } }));
       },
     );
-    // The chain was verified in the handshake; here the peer must also *be* the control plane.
     server.on("secureConnection", (socket: TLSSocket) => {
-      const names = socket.getPeerCertificate().subjectaltname?.split(", ") ?? [];
-      if (!names.includes(`URI:${CONTROL_PLANE_URI}`)) {
-        this.options.logger?.warn({ peer: socket.remoteAddress, names }, "mTLS endpoint: refused a client that is not the control plane");
-        socket.destroy();
-      }
+      const reason = refusal(socket);
+      if (reason === null) return;
+      this.options.logger?.warn({ peer: socket.remoteAddress, reason }, "mTLS endpoint: refused a client");
+      socket.destroy();
     });
     server.on("tlsClientError", (error, socket) => {
       this.options.logger?.debug({ peer: socket.remoteAddress, err: error.message }, "mTLS endpoint: handshake refused");
@@ -90,7 +95,7 @@ export class AgentEndpoint {
   }
 
   private swap(tls: StoredTls | undefined): void {
-    if (!tls || !this.server || tls.certificate === this.current?.certificate) return;
+    if (!tls || !this.server || (tls.certificate === this.current?.certificate && tls.crl === this.current?.crl)) return;
     this.server.setSecureContext(secureContextOptions(tls));
     this.current = tls;
     this.options.logger?.info({ certificate_expires_at: tls.certificate_expires_at }, "mTLS endpoint: now serving the renewed certificate");
@@ -108,6 +113,15 @@ export class AgentEndpoint {
   }
 }
 
+/** Why a TLS client may not talk to the endpoint, or null when it is the control plane with a good certificate. */
+function refusal(socket: TLSSocket): string | null {
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return "no client certificate";
+  if (!socket.authorized) return String(socket.authorizationError);
+  const names = peer.subjectaltname?.split(", ") ?? [];
+  return names.includes(`URI:${CONTROL_PLANE_URI}`) ? null : `not the control plane (${names.join(", ") || "no names"})`;
+}
+
 function secureContextOptions(tls: StoredTls): SecureContextOptions {
-  return { key: tls.private_key, cert: tls.certificate, ca: tls.ca_certificate };
+  return { key: tls.private_key, cert: tls.certificate, ca: tls.ca_certificate, ...(tls.crl ? { crl: tls.crl } : {}) };
 }
