@@ -1,5 +1,7 @@
 import { X509Certificate, webcrypto } from "node:crypto";
+import { CompactSign } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { REFRESH_PROOF_TYP, refreshTokenThumbprint } from "../src/pki/refresh-proof.js";
 import { x509 } from "../src/pki/x509.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
@@ -32,6 +34,14 @@ async function expectHostCertificate(pem: string, hostId: string, keys: webcrypt
   expect(cert.subjectAltName).toBe(`URI:spiffe://muster/host/${hostId}, IP Address:${machineSpecs.address.split(":")[0]}`);
   expect(cert.keyUsage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
   return cert;
+}
+
+/** A proof of `keys` for refreshing with `refreshToken`, as the agent makes it. */
+async function proof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
+  const payload = new TextEncoder().encode(JSON.stringify({ ath: refreshTokenThumbprint(refreshToken) }));
+  return new CompactSign(payload)
+    .setProtectedHeader({ alg: options.alg ?? "ES256", typ: options.typ ?? REFRESH_PROOF_TYP })
+    .sign(keys.privateKey);
 }
 
 describe("registration with a CSR", () => {
@@ -108,10 +118,13 @@ describe("registration with a CSR", () => {
 describe("refresh with a CSR", () => {
   it("certifies the new key; the host row follows the newest certificate", async () => {
     const created = await f.regularHost();
-    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
+    const keys = await keyPair();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(keys) });
     clock.advance(60_000);
     const next = await keyPair();
-    const res = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(next) } });
+    const res = await t.http.post("/v1/hosts/auth/refresh", {
+      body: { refresh_token: first.refresh_token, csr: await makeCsr(next), proof: await proof(keys, first.refresh_token) },
+    });
     expect(res.status).toBe(200);
     const cert = await expectHostCertificate(res.body.certificate, created.host.id, next);
     expect(cert.serialNumber).not.toBe(new X509Certificate(first.certificate!).serialNumber);
@@ -167,8 +180,11 @@ describe("revocation", () => {
 
   it("deleting a host revokes every certificate it has", async () => {
     const created = await f.regularHost();
-    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
-    const refreshed = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()) } });
+    const keys = await keyPair();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(keys) });
+    const refreshed = await t.http.post("/v1/hosts/auth/refresh", {
+      body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()), proof: await proof(keys, first.refresh_token) },
+    });
     expect((await t.http.delete(`/v1/hosts/${created.host.id}`, { key: t.adminKey })).status).toBe(204);
     const crl = await revoked();
     expect(lists(crl, first.certificate!)).toBe(true);
@@ -177,10 +193,13 @@ describe("revocation", () => {
 
   it("a reused refresh token revokes the host's certificates with its other credentials", async () => {
     const created = await f.regularHost();
-    const first = await f.register(created.registration_token, { csr: await makeCsr(await keyPair()) });
-    const refreshed = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()) } });
+    const keys = await keyPair();
+    const first = await f.register(created.registration_token, { csr: await makeCsr(keys) });
+    const refreshed = await t.http.post("/v1/hosts/auth/refresh", {
+      body: { refresh_token: first.refresh_token, csr: await makeCsr(await keyPair()), proof: await proof(keys, first.refresh_token) },
+    });
     expect(lists(await revoked(), refreshed.body.certificate)).toBe(false);
-    expect((await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token } })).status).toBe(401);
+    expect((await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: first.refresh_token, proof: await proof(keys, first.refresh_token) } })).status).toBe(401);
     expect(lists(await revoked(), refreshed.body.certificate)).toBe(true);
   });
 
@@ -191,5 +210,58 @@ describe("revocation", () => {
     expect(lists(await revoked(), first.certificate!)).toBe(true);
     clock.advance(t.config.hostCertTtlS * 1000 + 1000);
     expect(lists(await revoked(), first.certificate!)).toBe(false);
+  });
+});
+
+describe("refresh tokens bound to the certificate key", () => {
+  const refresh = (body: Record<string, unknown>) => t.http.post("/v1/hosts/auth/refresh", { body });
+
+  it("refuse to refresh without a proof of the key, or with a wrong one, before the token is spent; the key's own proof works", async () => {
+    const created = await f.regularHost();
+    const keys = await keyPair();
+    const creds = await f.register(created.registration_token, { csr: await makeCsr(keys) });
+    const token = creds.refresh_token;
+    const other = await keyPair();
+    const refusals = [
+      { refresh_token: token },
+      { refresh_token: token, proof: await proof(other, token) },
+      { refresh_token: token, proof: await proof(keys, `${token}x`) },
+      { refresh_token: token, proof: await proof(keys, token, { typ: "JWT" }) },
+      { refresh_token: token, proof: "a.b.c" },
+    ];
+    for (const body of refusals) {
+      const res = await refresh(body);
+      expect(res.status, JSON.stringify(body)).toBe(401);
+      expect(res.body.error.message).toMatch(/bound to the host's certificate key/);
+    }
+    const next = await keyPair();
+    const ok = await refresh({ refresh_token: token, proof: await proof(keys, token), csr: await makeCsr(next) });
+    expect(ok.status).toBe(200);
+    // The new token is bound to the new key.
+    expect((await refresh({ refresh_token: ok.body.refresh_token, proof: await proof(keys, ok.body.refresh_token) })).status).toBe(401);
+    expect((await refresh({ refresh_token: ok.body.refresh_token, proof: await proof(next, ok.body.refresh_token) })).status).toBe(200);
+  });
+
+  it("bind Ed25519 keys too (EdDSA proofs)", async () => {
+    const created = await f.regularHost();
+    const keys = await keyPair("Ed25519");
+    const creds = await f.register(created.registration_token, { csr: await makeCsr(keys, "Ed25519") });
+    expect((await refresh({ refresh_token: creds.refresh_token, proof: await proof(keys, creds.refresh_token, { alg: "ES256" }).catch(() => "x.y.z") })).status).toBe(401);
+    expect((await refresh({ refresh_token: creds.refresh_token, proof: await proof(keys, creds.refresh_token, { alg: "EdDSA" }) })).status).toBe(200);
+  });
+
+  it("leave tokens issued without a certificate as they were (no proof needed)", async () => {
+    const created = await f.regularHost();
+    const creds = await f.register(created.registration_token);
+    expect((await refresh({ refresh_token: creds.refresh_token })).status).toBe(200);
+  });
+
+  it("still treat a spent token as reuse, whatever the proof", async () => {
+    const created = await f.regularHost();
+    const keys = await keyPair();
+    const creds = await f.register(created.registration_token, { csr: await makeCsr(keys) });
+    expect((await refresh({ refresh_token: creds.refresh_token, proof: await proof(keys, creds.refresh_token) })).status).toBe(200);
+    expect((await refresh({ refresh_token: creds.refresh_token, proof: await proof(keys, creds.refresh_token) })).status).toBe(401);
+    expect(await f.auditOf(created.host.id, "host.refresh_reused")).toHaveLength(1);
   });
 });

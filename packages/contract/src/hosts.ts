@@ -119,7 +119,18 @@ export const RegisterHostBody = Body({
 });
 export type RegisterHostBody = Static<typeof RegisterHostBody>;
 
-export const RefreshBody = Body({ refresh_token: Type.String({ minLength: 1, maxLength: 256 }), csr: Type.Optional(HostCsr()) });
+export const RefreshBody = Body({
+  refresh_token: Type.String({ minLength: 1, maxLength: 256 }),
+  csr: Type.Optional(HostCsr()),
+  proof: Type.Optional(
+    Type.String({
+      maxLength: 2048,
+      pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+      description:
+        "Required when the refresh token was issued with a certificate: a compact JWS (typ muster-refresh-proof+jws, ES256 or EdDSA) with payload {\"ath\": base64url(SHA-256(refresh_token))}, signed with that certificate's key",
+    }),
+  ),
+});
 export type RefreshBody = Static<typeof RefreshBody>;
 
 export const HostCredentials = Type.Object({

@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, verify } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { backoffDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, heartbeatDelayMs } from "../src/agent/backoff.js";
@@ -476,6 +476,14 @@ describe("HostAgent host certificate", () => {
   const privateKeyOf = (pem: string) => createPrivateKey(pem);
   const publicKeyOfCsr = (csrPem: string) => Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData);
   const spkiOf = (privatePem: string) => createPublicKey(privateKeyOf(privatePem)).export({ type: "spki", format: "der" });
+  /** Checks an ES256 refresh proof as the control plane does: signature by the key, typ, and the token's thumbprint. */
+  const proofHolds = (proof: string, privatePem: string, refreshToken: string) => {
+    const [header, payload, signature] = proof.split(".");
+    const claims = JSON.parse(Buffer.from(payload!, "base64url").toString("utf8")) as { ath?: string };
+    const typ = (JSON.parse(Buffer.from(header!, "base64url").toString("utf8")) as { typ?: string }).typ;
+    const signed = verify("sha256", Buffer.from(`${header}.${payload}`), { key: createPublicKey(privateKeyOf(privatePem)), dsaEncoding: "ieee-p1363" }, Buffer.from(signature!, "base64url"));
+    return signed && typ === "muster-refresh-proof+jws" && claims.ath === createHash("sha256").update(refreshToken).digest("base64url");
+  };
 
   it("makes its key here, sends only a CSR for it, and keeps key and certificate with the credentials", async () => {
     const { agent, cp, store } = setup({ certificate: true });
@@ -502,6 +510,9 @@ describe("HostAgent host certificate", () => {
     const keys = [first.tls!.private_key, ...named("credentialsRefreshed").map((event) => event.credentials.tls!.private_key)];
     expect(new Set(keys).size).toBe(3);
     expect(publicKeyOfCsr(refreshes[1]!.body!.csr as string)).toEqual(spkiOf(store.credentials!.tls!.private_key));
+    // Each refresh proves the key its token was issued with (the one before), over that very token.
+    refreshes.forEach((call, i) => expect(proofHolds(call.body!.proof as string, keys[i]!, call.body!.refresh_token as string)).toBe(true));
+    expect(proofHolds(refreshes[1]!.body!.proof as string, keys[0]!, refreshes[1]!.body!.refresh_token as string)).toBe(false);
     const sent = JSON.stringify(cp.calls);
     for (const key of keys) {
       expect(sent).not.toContain(key);

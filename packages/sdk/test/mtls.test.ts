@@ -222,6 +222,21 @@ describe("revocation", () => {
   }, 30_000);
 });
 
+describe("certificate-bound refresh tokens", () => {
+  it("a stolen refresh token is useless without the host's key", async () => {
+    const { agent } = await runningAgent();
+    await agent.stop();
+    const stolen = agent.credentials!.refresh_token;
+    const res = await fetch(`${cp.url}/v1/hosts/auth/refresh`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ refresh_token: stolen }),
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/bound to the host's certificate key/);
+  });
+});
+
 describe("certificate rotation", () => {
   it("renews the certificate with each refresh and swaps it into the running endpoint with no dropped heartbeat; the key never leaves", async () => {
     // Refresh after 3% of the 60 s token: about every 2 s.

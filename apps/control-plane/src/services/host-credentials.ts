@@ -5,6 +5,7 @@ import { DomainError, unauthorized } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import { hashSecret, newFamily, newRefreshToken } from "../lib/secrets.js";
 import { checkCsr } from "../pki/csr.js";
+import { verifyRefreshProof } from "../pki/refresh-proof.js";
 import type { x509 } from "../pki/x509.js";
 import { recordAudit } from "./audit.js";
 import type { Tx } from "../db/client.js";
@@ -112,6 +113,8 @@ type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: t
 // The caller holds a refresh token, a secret only the host's agent has: telling it the host is gone
 // lets the agent wipe its credentials (SPEC §7) instead of asking an operator to re-register it.
 const HOST_DELETED = "the host was deleted; its agent should remove its credentials";
+const PROOF_REFUSED =
+  "this refresh token is bound to the host's certificate key: send `proof`, a JWS over the token's thumbprint signed with that key";
 
 /**
  * Rotates a refresh token. Each token works once; presenting one that was
@@ -121,6 +124,7 @@ const HOST_DELETED = "the host was deleted; its agent should remove its credenti
 export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody): Promise<HostCredentials> {
   const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const tokenHash = hashSecret(body.refresh_token);
+  await requireProofIfBound(deps, body, tokenHash);
   const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
     const now = deps.clock.now();
     const [token] = await tx
@@ -153,6 +157,25 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
   if ("deleted" in outcome) throw new DomainError("not_found", HOST_DELETED);
   if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
   return outcome.ok;
+}
+
+/**
+ * A live refresh token issued with a certificate works only with a proof of
+ * the certificate's key (RFC 8705's certificate binding, carried in the body
+ * because the API is not itself served over mTLS): a stolen refresh token is
+ * useless without the key, which never leaves the host. Refused before the
+ * token is spent, so the host can still use it. Spent tokens take the usual
+ * path (reuse revokes the family).
+ */
+async function requireProofIfBound(deps: ServiceDeps, body: RefreshBody, tokenHash: string): Promise<void> {
+  const [token] = await deps.db
+    .select({ boundKey: hostRefreshTokens.boundKey })
+    .from(hostRefreshTokens)
+    .where(and(eq(hostRefreshTokens.tokenHash, tokenHash), isNull(hostRefreshTokens.usedAt), isNull(hostRefreshTokens.revokedAt)));
+  if (!token?.boundKey) return;
+  if (body.proof === undefined || !(await verifyRefreshProof(body.proof, body.refresh_token, token.boundKey))) {
+    throw unauthorized(PROOF_REFUSED);
+  }
 }
 
 async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string) {
@@ -202,6 +225,7 @@ async function issueCredentials(
     hostId: host.id,
     family,
     tokenHash: hashSecret(refreshToken),
+    boundKey: publicKey === null ? null : Buffer.from(publicKey.rawData).toString("base64"),
     createdAt: now,
     expiresAt: refreshExpiresAt,
   });

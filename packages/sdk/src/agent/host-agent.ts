@@ -5,7 +5,7 @@ import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
 import { TypedEmitter } from "./emitter.js";
-import { newHostKey, type HostKeyRequest } from "./host-key.js";
+import { newHostKey, refreshProof, type HostKeyRequest } from "./host-key.js";
 import type { AgentExit, AgentLogger, HostAgentEvents, HostAgentOptions, HostAgentState, RefreshReason } from "./types.js";
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -305,10 +305,12 @@ export class HostAgent {
     try {
       // A new key with every refresh: the certificate rotates with the tokens, and an old key is useless soon.
       key = await this.newKey();
+      // A refresh token issued with a certificate is bound to its key: prove we hold it.
+      const proof = creds.tls ? await refreshProof(creds.tls.private_key, creds.refresh_token) : undefined;
       response = await this.request(true, (signal) =>
         this.anonymous.call(
           routes.refreshHostCredentials,
-          { body: { refresh_token: creds.refresh_token, ...(key ? { csr: key.csrPem } : {}) } },
+          { body: { refresh_token: creds.refresh_token, ...(key ? { csr: key.csrPem } : {}), ...(proof ? { proof } : {}) } },
           { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 },
         ),
       );

@@ -76,6 +76,8 @@ export const hostRefreshTokens = pgTable(
     hostId: text("host_id").notNull().references(() => hosts.id),
     family: text("family").notNull(),
     tokenHash: text("token_hash").notNull().unique(),
+    /** SPKI (base64) of the certificate key issued with this token; refreshing then needs a proof signed by it. */
+    boundKey: text("bound_key"),
     createdAt: createdAt(),
     expiresAt: optionalTime("expires_at").notNull(),
     usedAt: optionalTime("used_at"),
