@@ -141,21 +141,42 @@ export async function enrollHosts(
 }
 
 /** CPU seconds (user + system) a process has used, from /proc. */
-export function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number, withReapedChildren = false): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  const ticks = Number(fields[11]) + Number(fields[12]) + (withReapedChildren ? Number(fields[13]) + Number(fields[14]) : 0);
+  return ticks / CLOCK_TICKS_PER_S;
 }
 
-/** CPU seconds used by every PostgreSQL process on this machine (0 on the embedded default). */
+/**
+ * CPU seconds used by the PostgreSQL server that DATABASE_URL names: its
+ * postmaster, the backends it has reaped and those still running. Other
+ * PostgreSQL servers on the machine are not counted; 0 on the embedded default.
+ */
 export function postgresCpuSeconds(): number {
-  let total = 0;
+  const port = process.env.DATABASE_URL ? new URL(process.env.DATABASE_URL).port || "5432" : null;
+  if (port === null) return 0;
+  const processes: { pid: number; ppid: number; args: string[] }[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres") total += cpuSeconds(Number(entry));
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "postgres") continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      processes.push({ pid: Number(entry), ppid, args: readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0") });
     } catch {
       // The process ended while we looked.
+    }
+  }
+  const postmaster = processes.find(({ args }) => args.some((arg, i) => arg === "-p" && args[i + 1] === port));
+  if (!postmaster) return 0;
+  let total = cpuSeconds(postmaster.pid, true);
+  for (const child of processes) {
+    if (child.ppid !== postmaster.pid) continue;
+    try {
+      total += cpuSeconds(child.pid);
+    } catch {
+      // Reaped meanwhile: its time is in the postmaster's children's figure from now on.
     }
   }
   return total;

@@ -12,6 +12,8 @@ export interface Config {
   offlineAfterS: number;
   /** Cap on the fleet's total heartbeats per second; null: no cap. */
   maxHeartbeatsPerS: number | null;
+  /** A sweep that would turn more than this share (percent) of the tracked fleet offline at once is held (100: never). */
+  massOfflinePercent: number;
   hostTokenTtlS: number;
   refreshTokenTtlS: number;
   registrationTokenTtlS: number;
@@ -43,6 +45,7 @@ export const defaultConfig: Config = {
   heartbeatIntervalS: 30,
   offlineAfterS: 90,
   maxHeartbeatsPerS: null,
+  massOfflinePercent: 30,
   hostTokenTtlS: 3600,
   refreshTokenTtlS: 90 * 24 * 3600,
   registrationTokenTtlS: 3600,
@@ -86,6 +89,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
     offlineAfterS: integer("MUSTER_OFFLINE_AFTER_S", defaultConfig.offlineAfterS, 2, 86400),
     maxHeartbeatsPerS: env.MUSTER_MAX_HEARTBEATS_PER_S ? integer("MUSTER_MAX_HEARTBEATS_PER_S", 0, 1, 10_000_000) : null,
+    massOfflinePercent: integer("MUSTER_MASS_OFFLINE_PERCENT", defaultConfig.massOfflinePercent, 1, 100),
     hostTokenTtlS: integer("MUSTER_HOST_TOKEN_TTL_S", defaultConfig.hostTokenTtlS, 60, 7 * 86400),
     refreshTokenTtlS: integer("MUSTER_REFRESH_TOKEN_TTL_S", defaultConfig.refreshTokenTtlS, 3600, 3650 * 86400),
     hostCertTtlS: integer("MUSTER_HOST_CERT_TTL_S", defaultConfig.hostCertTtlS, 300, 30 * 86400),

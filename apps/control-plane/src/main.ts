@@ -1,8 +1,8 @@
 import { fileURLToPath } from "node:url";
-import { serve } from "@hono/node-server";
 import pino from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { DataDirLockedError } from "./db/client.js";
+import { createHttpServer } from "./http/server.js";
 import { buildRuntime, openStores } from "./runtime.js";
 
 // main.ts sits one folder below the app root both as source and when bundled into dist/.
@@ -50,10 +50,12 @@ async function main(): Promise<void> {
   }
 
   await runtime.start();
-  const server = serve({ fetch: runtime.app.fetch, port: config.port, hostname: "0.0.0.0" }, (info) => {
+  const server = createHttpServer(runtime.app.fetch, runtime.deps);
+  server.once("error", (error) => fail(`cannot listen on port ${config.port}: ${error.message}`));
+  server.listen(config.port, "0.0.0.0", () => {
     logger.info(
-      { port: info.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process" },
-      `control plane listening on http://localhost:${info.port} (API reference at /docs)`,
+      { port: config.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process" },
+      `control plane listening on http://localhost:${config.port} (API reference at /docs)`,
     );
   });
 

@@ -5,6 +5,8 @@ export interface Metrics {
   httpRequests: Counter<"method" | "route" | "status">;
   httpDuration: Histogram<"method" | "route">;
   heartbeats: Counter;
+  firstBeatsDeferred: Counter;
+  offlineSweepHeld: Gauge;
   hostTransitions: Counter<"to">;
   hosts: Gauge<"status">;
 }
@@ -33,6 +35,16 @@ export function createMetrics(countHosts: () => Promise<{ status: string; count:
       registers: [registry],
     }),
     heartbeats: new Counter({ name: "muster_heartbeats_total", help: "Accepted heartbeats", registers: [registry] }),
+    firstBeatsDeferred: new Counter({
+      name: "muster_first_beats_deferred_total",
+      help: "First beats told to come back later (429) to spread a fleet's arrival under the pacing cap",
+      registers: [registry],
+    }),
+    offlineSweepHeld: new Gauge({
+      name: "muster_offline_sweep_held",
+      help: "1 while the offline sweeper holds its transitions because a large share of the fleet went silent at once (alert on it)",
+      registers: [registry],
+    }),
     hostTransitions: new Counter({
       name: "muster_host_status_transitions_total",
       help: "Host status changes made by this process",

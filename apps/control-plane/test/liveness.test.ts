@@ -3,8 +3,9 @@ import { eq } from "drizzle-orm";
 import type { HostCredentials } from "@muster/contract";
 import { hosts } from "../src/db/schema/index.js";
 import type { Kv } from "../src/kv/kv.js";
-import { LIVENESS_KEY } from "../src/services/kv-keys.js";
-import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
+import { LIVENESS_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { Pacing } from "../src/services/pacing.js";
+import { BEAT_PERSIST_MS, Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories } from "./support/factories.js";
@@ -19,7 +20,8 @@ describe("liveness with a hand-driven clock", () => {
   const liveness = () => t.runtime.deps.liveness;
 
   beforeAll(async () => {
-    t = await startTestApp({ clock });
+    // The hosts of every test here go silent together; the mass-silence breaker has its own tests.
+    t = await startTestApp({ clock, config: { massOfflinePercent: 100 } });
     f = new Factories(t);
   });
   afterAll(() => t.close());
@@ -80,6 +82,71 @@ describe("liveness with a hand-driven clock", () => {
     expect(row.lastHeartbeatAt).toEqual(clock.now());
     expect(row.metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
     expect((await status(creds.host.id)).metrics).toEqual({ cpu_percent: 42.5, memory_used_mb: 1024 });
+  });
+
+  it("writes a beat time alone to the database once per BEAT_PERSIST_MS, and the exact last one when the host goes offline", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    await liveness().flush();
+    const firstBeat = clock.now();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(firstBeat);
+
+    clock.advance(5000);
+    await f.heartbeat(creds);
+    await liveness().flushScores();
+    await liveness().flush();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(firstBeat);
+    expect((await status(creds.host.id)).last_heartbeat_at).toBe(clock.now().toISOString());
+
+    clock.advance(BEAT_PERSIST_MS);
+    await f.heartbeat(creds);
+    await liveness().flush();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(clock.now());
+
+    clock.advance(5000);
+    await f.heartbeat(creds);
+    await liveness().flushScores();
+    await liveness().flush();
+    const lastBeat = clock.now();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).not.toEqual(lastBeat);
+
+    clock.advance(pastDeadline() + 1);
+    await liveness().sweepOnce();
+    const row = await storedRow(creds.host.id);
+    expect(row.status).toBe("offline");
+    expect(row.lastHeartbeatAt).toEqual(lastBeat);
+    expect((await status(creds.host.id)).last_heartbeat_at).toBe(lastBeat.toISOString());
+    const [offline] = await f.auditOf(creds.host.id, "host.offline");
+    expect(offline!.metadata).toEqual({ last_heartbeat_at: lastBeat.toISOString() });
+  });
+
+  it("writes a beat time alone at least twice per offline window, when the window is short", async () => {
+    const creds = await f.enrolledHost();
+    const claims = await t.runtime.deps.hostTokens.verify(creds.token);
+    const pacing = new Pacing(t.stores.database.db, { heartbeatIntervalS: 1, offlineAfterS: 4, maxHeartbeatsPerS: null }, t.runtime.deps.logger);
+    const shortWindow = new Liveness({ ...t.runtime.deps, pacing }, "short-window", clock.now());
+    await shortWindow.heartbeat(claims, creds.host.id, undefined);
+    await shortWindow.flush();
+    clock.advance(2000);
+    await shortWindow.heartbeat(claims, creds.host.id, undefined);
+    await shortWindow.flush();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(clock.now());
+    await shortWindow.stop();
+  });
+
+  it("writes every batched beat time when it stops", async () => {
+    const creds = await f.enrolledHost();
+    await f.heartbeat(creds);
+    const claims = await t.runtime.deps.hostTokens.verify(creds.token);
+    const stopping = new Liveness(t.runtime.deps, "stopping", clock.now());
+    await stopping.heartbeat(claims, creds.host.id, undefined);
+    await stopping.flush();
+    clock.advance(5000);
+    await stopping.heartbeat(claims, creds.host.id, undefined);
+    await stopping.flush();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).not.toEqual(clock.now());
+    await stopping.stop();
+    expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(clock.now());
   });
 
   it("keeps batched scores for the next flush when the KV store refuses one", async () => {
@@ -185,7 +252,9 @@ describe("liveness with a hand-driven clock", () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
     await liveness().flush();
+    // The store lost its data: the host's entry, and with it the serving period.
     await t.stores.kv.zRem(LIVENESS_KEY, [creds.host.id]);
+    await t.stores.kv.del([SERVING_SINCE_KEY]);
     clock.advance(offlineAfterMs() * 3);
 
     const restarted = new Liveness(t.runtime.deps, "restarted", clock.now());

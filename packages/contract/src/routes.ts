@@ -187,7 +187,7 @@ export const routes = {
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
     summary: "Report the host alive, optionally with live metrics", params: HostParams,
     body: HeartbeatMetrics, bodyOptional: true,
-    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found"],
+    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "rate_limited"],
   }),
 } as const;
 

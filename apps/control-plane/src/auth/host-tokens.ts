@@ -76,13 +76,20 @@ export class HostTokens {
    * credential family on every request, not here.
    */
   async verify(token: string): Promise<HostClaims> {
-    const known = this.verified.get(token);
-    if (known && known.expiresAt > this.clock.now()) return known;
-    if (known) this.verified.delete(token);
+    const known = this.verifiedBefore(token);
+    if (known) return known;
     const claims = await this.verifySignature(token);
     if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, claims);
     return claims;
+  }
+
+  /** The claims of a token that passed before and has not expired; undefined when it must be verified. */
+  verifiedBefore(token: string): HostClaims | undefined {
+    const known = this.verified.get(token);
+    if (known && known.expiresAt.getTime() > this.clock.now().getTime()) return known;
+    if (known) this.verified.delete(token);
+    return undefined;
   }
 
   private async verifySignature(token: string): Promise<HostClaims> {

@@ -13,13 +13,18 @@ const AUTH = {
   none: [],
 } as const;
 
+/** The route's path in Hono's notation (`{id}` → `:id`), which is also its `route` label in the metrics. */
+export function honoPath(route: RouteDef): string {
+  return route.path.replace(/\{(\w+)\}/g, ":$1");
+}
+
 /**
  * Mounts one route of the contract: its path, its authentication, its input
  * validation (credentials are checked before input, so callers without them
  * learn nothing about the schema) and the handler.
  */
 export function mount<R extends RouteDef>(app: Hono<AppEnv>, route: R, handler: Handler<R>): void {
-  const path = route.path.replace(/\{(\w+)\}/g, ":$1");
+  const path = honoPath(route);
   const validate = compileValidator(route);
   app.on([route.method.toUpperCase()], [path], ...AUTH[route.auth], async (c) => {
     const input = (await validate(c)) as RouteInput<R>;

@@ -94,8 +94,13 @@ export class CredentialCache {
     this.subscription = null;
   }
 
+  /** This process's copy, when it has one it can trust; never reads a store. */
+  peek(hostId: string): CredentialState | undefined {
+    return this.reliable ? this.local.get(hostId) : undefined;
+  }
+
   async get(hostId: string): Promise<CredentialState> {
-    const known = this.reliable ? this.local.get(hostId) : undefined;
+    const known = this.peek(hostId);
     if (known) return known;
     const epoch = this.epoch;
     const state = await credentialState(this.db, this.kv, hostId);

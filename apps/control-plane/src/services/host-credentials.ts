@@ -238,7 +238,7 @@ async function issueCredentials(
     token_expires_at: jwt.expiresAt.toISOString(),
     refresh_token: refreshToken,
     refresh_token_expires_at: refreshExpiresAt.toISOString(),
-    heartbeat_interval_s: deps.pacing.intervalS(),
+    heartbeat_interval_s: deps.pacing.intervalS(host.id),
     ...certified?.fields,
   };
 }

@@ -11,3 +11,10 @@ export const credentialStateKey = (hostId: string) => `hostcred:${hostId}`;
 
 /** Pub/sub channel announcing a host whose credential state changed (the message is its ID). */
 export const CREDENTIAL_CHANGES_CHANNEL = "credential-changes";
+
+/**
+ * Since when some control plane has been serving without a break (ms since the
+ * epoch). Every process refreshes it; it lapses when none is left, so the
+ * first to start again begins a new period.
+ */
+export const SERVING_SINCE_KEY = "serving-since";

@@ -1,12 +1,12 @@
 import type { HeartbeatMetrics } from "@muster/contract";
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import { hosts, leases } from "../db/schema/index.js";
-import { forbidden, notFound, unauthorized } from "../errors.js";
+import { DomainError, forbidden, notFound, unauthorized } from "../errors.js";
 import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { CredentialCache } from "./credential-state.js";
-import { LIVENESS_KEY } from "./kv-keys.js";
+import { LIVENESS_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
 const LEASE_TTL_MS = 5_000;
@@ -16,6 +16,25 @@ export const SCORE_FLUSH_MS = 100;
 /** The sweeper's allowance for beats still waiting in some process (the flush, plus room for a stalled event loop). */
 export const UNFLUSHED_ALLOWANCE_MS = 5 * SCORE_FLUSH_MS;
 const KNOWN_HOSTS_MAX = 1_000_000;
+/**
+ * How often, at most, a host's beat time alone is written to PostgreSQL: every
+ * BEAT_PERSIST_MS, or twice per offline window when that is shorter, so a live
+ * host's stored time never looks silent to the sweep of hosts the KV store
+ * lost. The KV store holds the exact time for reads and the sweeper; the
+ * database needs it for hosts that left the liveness set (the offline
+ * transition writes it) and for a KV store that lost its data (the start-up
+ * grace covers the gap). Per-row writes, not requests, are what a large fleet
+ * costs the database.
+ */
+export const BEAT_PERSIST_MS = 60_000;
+
+/** The serving-period key outlives its last refresher by this much; a shorter outage does not start a new period. */
+const SERVING_TTL_MS = 10_000;
+const SERVING_MARK_MS = 1_000;
+/** Below this many silent hosts the mass-silence breaker never holds a sweep (small fleets flip freely). */
+const MASS_SILENCE_MIN_HOSTS = 10;
+/** Room a deferred first beat keeps before its host's deadline, for its own trip and the sweeper's allowance. */
+const FIRST_BEAT_MARGIN_S = 5;
 
 const REVOKED = "host credentials were revoked; refresh them, or register the host again if the refresh is refused";
 
@@ -33,7 +52,8 @@ interface PendingBeat {
  * Host liveness. A heartbeat writes nothing synchronously once its host is
  * known to this process: its time joins two batches, one that reaches the KV
  * store's liveness sorted set (shared by every control plane) every
- * SCORE_FLUSH_MS, and one that reaches PostgreSQL every `heartbeatFlushMs`.
+ * SCORE_FLUSH_MS, and one that reaches PostgreSQL every `heartbeatFlushMs`
+ * (metrics at every flush, the time alone less often: see BEAT_PERSIST_MS).
  * A host's first beat in this process goes to the sorted set at once, so the
  * status change it may bring (offline → online) is written before the answer.
  *
@@ -45,6 +65,8 @@ interface PendingBeat {
  */
 export class Liveness {
   private batch = new Map<string, PendingBeat>();
+  /** The beat time this process last wrote to PostgreSQL, per host. */
+  private persistedAt = new Map<string, number>();
   /** Hosts this process has put into the liveness set; their later beats are batched. */
   private known = new Set<string>();
   private pendingScores = new Map<string, number>();
@@ -54,14 +76,20 @@ export class Liveness {
   /** Each loop's run in progress; a loop never overlaps itself, and loops never wait for each other. */
   private inFlight = new Map<string, Promise<unknown>>();
   private readonly credentials: CredentialCache;
+  /** Since when some control plane has served without a break, as last seen (see markServing). */
+  private servingSince: number;
+  /** When the current mass silence was first seen by this process's sweeps. */
+  private massSilenceSince: number | null = null;
 
   constructor(
     private readonly deps: ServiceDeps,
     /** Names this process in the sweeper lease. */
     private readonly instanceId: string,
+    /** When this process began serving; the serving period starts here if no other process is serving. */
     private readonly startedAt: Date,
   ) {
     this.credentials = new CredentialCache(deps.db, deps.kv);
+    this.servingSince = startedAt.getTime();
   }
 
   async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
@@ -70,17 +98,49 @@ export class Liveness {
     if (state.kind === "deleted") throw notFound("host");
     if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
 
-    const at = this.deps.clock.now().getTime();
-    this.batch.set(claims.hostId, { at, metrics: metrics ?? this.batch.get(claims.hostId)?.metrics });
-    this.deps.metrics.heartbeats.inc();
-    if (this.known.has(claims.hostId)) {
-      this.pendingScores.set(claims.hostId, at);
-      return;
-    }
+    if (!this.known.has(claims.hostId)) await this.admitFirstBeat(claims.hostId);
+    const at = this.record(claims.hostId, metrics);
+    if (this.known.has(claims.hostId)) return;
     const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
     if (this.known.size >= KNOWN_HOSTS_MAX) this.known.delete(this.known.values().next().value!);
     this.known.add(claims.hostId);
     if (wasAbsent) await this.cameBack(claims.hostId, at);
+  }
+
+  /**
+   * The common beat, decided without waiting for anything: a host this process
+   * knows, whose credentials it holds a trusted copy of, sending no metrics.
+   * Records it and answers true; false means "not sure", and the caller takes
+   * the full path (heartbeat()), which gives the definite answer.
+   */
+  recordKnownBeat(claims: HostClaims, pathHostId: string): boolean {
+    if (claims.hostId !== pathHostId || !this.known.has(pathHostId)) return false;
+    const state = this.credentials.peek(pathHostId);
+    if (state?.kind !== "live" || state.family !== claims.family) return false;
+    this.record(pathHostId, undefined);
+    return true;
+  }
+
+  /** Puts an accepted beat in the batches (a known host's score too) and returns its time. */
+  private record(hostId: string, metrics: HeartbeatMetrics | undefined): number {
+    const at = this.deps.clock.now().getTime();
+    this.batch.set(hostId, { at, metrics: metrics ?? this.batch.get(hostId)?.metrics });
+    this.deps.metrics.heartbeats.inc();
+    if (this.known.has(hostId)) this.pendingScores.set(hostId, at);
+    return at;
+  }
+
+  /** Spreads first beats when paced (see Pacing): refuses one without room with 429 and the wait. */
+  private async admitFirstBeat(hostId: string): Promise<void> {
+    const now = this.deps.clock.now().getTime();
+    if (this.deps.pacing.takeFirstBeat(now)) return;
+    const [lastBeat] = await this.deps.kv.zScores(LIVENESS_KEY, [hostId]);
+    // A tracked host turns offline a window after its last beat; one the KV store lost, a window after the serving period began.
+    const deadline = (lastBeat ?? this.servingSince) + this.deps.pacing.offlineAfterS() * 1000;
+    const waitS = this.deps.pacing.firstBeatWaitS(hostId, (deadline - now) / 1000 - FIRST_BEAT_MARGIN_S);
+    if (waitS === 0) return;
+    this.deps.metrics.firstBeatsDeferred.inc();
+    throw new DomainError("rate_limited", `the control plane is taking in its fleet at a paced rate; beat again in ${waitS} s`, waitS);
   }
 
   /** A beat found its host out of the liveness set: it is online again (or for the first time). */
@@ -176,11 +236,22 @@ export class Liveness {
     });
   }
 
-  /** Writes the batched beats (and the latest metrics) to PostgreSQL in one statement. */
-  async flush(): Promise<void> {
-    if (this.batch.size === 0) return;
-    const beats = this.batch;
-    this.batch = new Map();
+  /**
+   * Writes the batched beats that are due (new metrics, or a stored time older
+   * than BEAT_PERSIST_MS) to PostgreSQL in one statement; `all` writes every
+   * one, as a stopping process does.
+   */
+  async flush({ all = false }: { all?: boolean } = {}): Promise<void> {
+    const persistEveryMs = Math.min(BEAT_PERSIST_MS, (this.deps.pacing.offlineAfterS() * 1000) / 2);
+    const beats = new Map<string, PendingBeat>();
+    for (const [id, beat] of this.batch) {
+      const persisted = this.persistedAt.get(id);
+      if (all || beat.metrics !== undefined || persisted === undefined || beat.at - persisted >= persistEveryMs) {
+        beats.set(id, beat);
+        this.batch.delete(id);
+      }
+    }
+    if (beats.size === 0) return;
     const rows = [...beats].map(([id, beat]) => ({ id, at: new Date(beat.at).toISOString(), metrics: beat.metrics ?? null }));
     try {
       await this.deps.db.execute(sql`
@@ -194,34 +265,97 @@ export class Liveness {
       for (const [id, beat] of beats) if (!this.batch.has(id)) this.batch.set(id, beat);
       throw error;
     }
+    for (const [id, beat] of beats) {
+      if (!this.persistedAt.has(id) && this.persistedAt.size >= KNOWN_HOSTS_MAX) {
+        this.persistedAt.delete(this.persistedAt.keys().next().value!);
+      }
+      this.persistedAt.set(id, beat.at);
+    }
   }
 
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
+    const servingSince = await this.markServing();
     if (!(await this.holdLease(now))) return 0;
     await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
+    // After the control planes were all down, every host gets a full window to report in before any turns offline.
+    if (now.getTime() - servingSince < offlineAfterMs) return 0;
     const deadline = new Date(now.getTime() - offlineAfterMs - UNFLUSHED_ALLOWANCE_MS);
+    if (await this.holdMassSilence(now.getTime(), deadline.getTime(), offlineAfterMs)) return 0;
     let marked = 0;
     for (;;) {
       const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
       for (const { member } of due) this.known.delete(member);
-      marked += await this.markOffline(due.map((entry) => entry.member), deadline);
+      marked += await this.markOffline(new Map(due.map((entry) => [entry.member, entry.score])), deadline);
       if (due.length < SWEEP_BATCH) break;
     }
-    marked += await this.sweepUntracked(now, deadline, offlineAfterMs);
+    marked += await this.sweepUntracked(deadline);
     return marked;
+  }
+
+  /**
+   * Notes that this process serves, and returns since when some control plane
+   * has served without a break: the key's value, or this process's own start
+   * when the key had lapsed (every process was gone) or was lost with the KV
+   * store's data.
+   */
+  private async markServing(): Promise<number> {
+    const start = String(this.startedAt.getTime());
+    if (await this.deps.kv.set(SERVING_SINCE_KEY, start, { ttlMs: SERVING_TTL_MS, onlyIfAbsent: true })) {
+      this.servingSince = this.startedAt.getTime();
+      return this.servingSince;
+    }
+    const since = (await this.deps.kv.get(SERVING_SINCE_KEY)) ?? start;
+    await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: SERVING_TTL_MS });
+    this.servingSince = Number(since);
+    return this.servingSince;
+  }
+
+  /**
+   * The mass-silence breaker. When more than `massOfflinePercent` of the
+   * tracked fleet is past its deadline at once, the likelier cause is this
+   * side (a network partition, a stalled control plane, a store that lost
+   * beats), not that many hosts died together. The transitions are held (with
+   * an error log and the muster_offline_sweep_held gauge at 1) for one more
+   * window, so healthy hosts can report in; a silence that outlasts it is real,
+   * and its hosts are marked offline.
+   */
+  private async holdMassSilence(nowMs: number, deadlineMs: number, offlineAfterMs: number): Promise<boolean> {
+    const [due, tracked] = await Promise.all([
+      this.deps.kv.zCount(LIVENESS_KEY, deadlineMs),
+      this.deps.kv.zCard(LIVENESS_KEY),
+    ]);
+    const massive = due >= MASS_SILENCE_MIN_HOSTS && due * 100 > tracked * this.deps.config.massOfflinePercent;
+    if (!massive) {
+      this.massSilenceSince = null;
+      this.deps.metrics.offlineSweepHeld.set(0);
+      return false;
+    }
+    if (this.massSilenceSince === null) {
+      this.massSilenceSince = nowMs;
+      this.deps.logger.error(
+        { due, tracked, percent: this.deps.config.massOfflinePercent },
+        "a large share of the fleet went silent at once: holding offline transitions for one window (a network or control-plane fault is likelier than that many hosts failing)",
+      );
+    }
+    if (nowMs - this.massSilenceSince < offlineAfterMs) {
+      this.deps.metrics.offlineSweepHeld.set(1);
+      return true;
+    }
+    this.deps.logger.warn({ due, tracked }, "the mass silence outlasted a full window: marking those hosts offline");
+    this.deps.metrics.offlineSweepHeld.set(0);
+    return false;
   }
 
   /**
    * Hosts online in the database but absent from the liveness set: the KV store
    * lost them (an embedded restart, a flushed Redis) or a sweeper died between
-   * its two steps. They get one full offline window after this process started
-   * to report in, so a control-plane restart never flips a healthy fleet offline.
+   * its two steps. A store that lost them lost the serving period too, so the
+   * sweep waits a full window after start-up before it gets here.
    */
-  private async sweepUntracked(now: Date, deadline: Date, offlineAfterMs: number): Promise<number> {
-    if (now.getTime() - this.startedAt.getTime() < offlineAfterMs) return 0;
+  private async sweepUntracked(deadline: Date): Promise<number> {
     const stale = await this.deps.db
       .select({ id: hosts.id })
       .from(hosts)
@@ -232,19 +366,31 @@ export class Liveness {
     if (stale.length === 0) return 0;
     const ids = stale.map((row) => row.id);
     const scores = await this.deps.kv.zScores(LIVENESS_KEY, ids);
-    return this.markOffline(ids.filter((_, i) => scores[i] === null), deadline);
+    return this.markOffline(new Map(ids.filter((_, i) => scores[i] === null).map((id) => [id, null])), deadline);
   }
 
-  private async markOffline(hostIds: string[], deadline: Date): Promise<number> {
-    if (hostIds.length === 0) return 0;
+  /**
+   * Marks the given hosts offline unless a beat after the deadline reached the
+   * database meanwhile. Each host's last beat from the liveness set (when it had
+   * one) is stored with the transition: the set no longer speaks for it.
+   */
+  private async markOffline(lastBeats: Map<string, number | null>, deadline: Date): Promise<number> {
+    if (lastBeats.size === 0) return 0;
+    const beatTimes = Object.fromEntries(
+      [...lastBeats].flatMap(([id, at]) => (at === null ? [] : [[id, new Date(at).toISOString()]])),
+    );
     return withTransaction(this.deps.db, async (tx) => {
       const now = this.deps.clock.now();
       const changed = await tx
         .update(hosts)
-        .set({ status: "offline", updatedAt: now })
+        .set({
+          status: "offline",
+          updatedAt: now,
+          lastHeartbeatAt: sql`greatest(${hosts.lastHeartbeatAt}, (${JSON.stringify(beatTimes)}::jsonb ->> ${hosts.id})::timestamptz)`,
+        })
         .where(
           and(
-            inArray(hosts.id, hostIds),
+            inArray(hosts.id, [...lastBeats.keys()]),
             eq(hosts.status, "online"),
             isNull(hosts.deletedAt),
             or(isNull(hosts.lastHeartbeatAt), lte(hosts.lastHeartbeatAt, deadline)),
@@ -300,6 +446,7 @@ export class Liveness {
       this.timers.push(timer);
     };
     every(SCORE_FLUSH_MS, () => this.flushScores(), "liveness score flush");
+    every(SERVING_MARK_MS, () => this.markServing(), "serving mark");
     every(this.deps.config.sweepIntervalMs, () => this.sweepOnce(), "offline sweep");
     every(this.deps.config.heartbeatFlushMs, () => this.flush(), "heartbeat flush");
   }
@@ -310,7 +457,7 @@ export class Liveness {
     this.timers = [];
     await Promise.all(this.inFlight.values());
     await this.flushScores().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final liveness score flush failed"));
-    await this.flush().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
+    await this.flush({ all: true }).catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
     await this.releaseLease().catch(() => {});
     await this.credentials.stop();
   }
