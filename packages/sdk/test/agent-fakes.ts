@@ -13,6 +13,8 @@ interface Timer {
   callback: () => void;
 }
 
+const WAIT_FOR_TIMER_MS = 5_000;
+
 export class FakeClock implements AgentClock {
   private nowMs: number;
   private readonly timers = new Map<number, Timer>();
@@ -40,13 +42,18 @@ export class FakeClock implements AgentClock {
     return this.timers.size;
   }
 
-  /** Lets promises and I/O callbacks run until a timer is pending, or `done()` says to stop waiting. */
+  /**
+   * Lets promises and I/O callbacks run until a timer is pending, or `done()`
+   * says to stop waiting. Bounded by real time, not by event-loop turns: key
+   * generation runs on libuv's thread pool, which a busy machine makes slow.
+   */
   async waitForTimer(done: () => boolean = () => false): Promise<void> {
-    for (let turn = 0; turn < 2_000; turn++) {
+    const until = Date.now() + WAIT_FOR_TIMER_MS;
+    while (Date.now() < until) {
       if (this.timers.size > 0 || done()) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
-    throw new Error("FakeClock: no timer was set within 2000 event-loop turns");
+    throw new Error(`FakeClock: no timer was set within ${WAIT_FOR_TIMER_MS} ms`);
   }
 
   /**
