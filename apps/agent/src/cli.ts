@@ -8,6 +8,8 @@ export interface AgentConfig {
   registrationToken: string | null;
   address: string | null;
   credentialsFile: string;
+  /** Where the mTLS endpoint listens; null: every interface, at the registered address's port. */
+  listen: { host: string; port: number } | null;
   registerOnly: boolean;
   /** Forget the control plane's certificate pin and pin it again at the first refresh. */
   repin: boolean;
@@ -36,6 +38,9 @@ Options (each has an environment variable; a flag wins over its variable):
   --credentials-file PATH    where the credentials are kept                        MUSTER_CREDENTIALS_FILE
                              (default: $STATE_DIRECTORY/credentials.json under
                              systemd, else /var/lib/muster-agent/credentials.json)
+  --listen IP:PORT           where the mTLS endpoint for the control plane        MUSTER_LISTEN
+                             listens (default: every interface, at the port of
+                             the registered address)
   --register-only            register, save the credentials and exit
   --repin                    trust the control plane's new certificate key (after a
                              deliberate key change) and pin it again
@@ -66,6 +71,7 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
         register: { type: "string" },
         address: { type: "string" },
         "credentials-file": { type: "string" },
+        listen: { type: "string" },
         "register-only": { type: "boolean" },
         repin: { type: "boolean" },
         "log-format": { type: "string" },
@@ -95,6 +101,8 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
   const address = pick(flags.address, "MUSTER_ADDRESS");
   if (registrationToken && !address) problems.push("--address (or MUSTER_ADDRESS) is required with --register: the IP:PORT where this host listens");
   if (address && !ADDRESS_PATTERN.test(address)) problems.push(`--address must be IP:PORT, HOST:PORT or [IPv6]:PORT (got "${address}")`);
+  const listenAt = pick(flags.listen, "MUSTER_LISTEN");
+  if (listenAt && !ADDRESS_PATTERN.test(listenAt)) problems.push(`--listen must be IP:PORT or [IPv6]:PORT (got "${listenAt}")`);
   const registerOnly = flags["register-only"] ?? false;
   if (registerOnly && !registrationToken) problems.push("--register-only needs --register TOKEN (or MUSTER_REGISTRATION_TOKEN)");
 
@@ -118,12 +126,19 @@ export function parseCommand(argv: string[], env: Record<string, string | undefi
       registrationToken,
       address,
       credentialsFile,
+      listen: listenAt && ADDRESS_PATTERN.test(listenAt) ? splitAddress(listenAt) : null,
       registerOnly,
       repin: flags.repin ?? false,
       logFormat: logFormat as LogFormat,
       logLevel: logLevel as LogLevel,
     },
   };
+}
+
+/** `IP:PORT` or `[IPv6]:PORT` into its parts. */
+export function splitAddress(address: string): { host: string; port: number } {
+  const split = address.lastIndexOf(":");
+  return { host: address.slice(0, split).replace(/^\[(.*)\]$/, "$1"), port: Number(address.slice(split + 1)) };
 }
 
 function isHttpUrl(value: string): boolean {

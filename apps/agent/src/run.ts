@@ -1,4 +1,5 @@
 import {
+  AgentEndpoint,
   createMetricsSampler,
   CredentialsFileError,
   detectHostSpecs,
@@ -7,7 +8,7 @@ import {
   RegistrationError,
   type AgentExit,
 } from "@muster/sdk";
-import type { AgentConfig } from "./cli.js";
+import { splitAddress, type AgentConfig } from "./cli.js";
 import { EXIT } from "./exit-codes.js";
 import type { Logger } from "./log.js";
 import { AGENT_VERSION } from "./version.js";
@@ -74,7 +75,38 @@ export async function runAgent(config: AgentConfig, io: RunIo): Promise<number> 
     throw error;
   }
 
-  return exitStatus(await agent.done, log);
+  const endpoint = await startEndpoint(agent, config, log);
+  const exit = await agent.done;
+  await endpoint?.stop();
+  return exitStatus(exit, log);
+}
+
+/**
+ * The mTLS endpoint the control plane calls (`POST /v1/hosts/{id}/probe`). It is
+ * an extra: when the host has no certificate or the port is taken, the agent
+ * says so and keeps heartbeating.
+ */
+async function startEndpoint(agent: HostAgent, config: AgentConfig, log: Logger): Promise<AgentEndpoint | null> {
+  const credentials = agent.credentials!;
+  if (!credentials.tls) {
+    log.info({ host_id: credentials.host_id }, "no host certificate (the control plane issued none): the mTLS endpoint is off");
+    return null;
+  }
+  const registered = credentials.address ? splitAddress(credentials.address) : null;
+  const listen = config.listen ?? (registered ? { host: undefined, port: registered.port } : null);
+  if (!listen) {
+    log.warn({ host_id: credentials.host_id }, "no address to listen at (--listen IP:PORT): the mTLS endpoint is off");
+    return null;
+  }
+  const endpoint = new AgentEndpoint({ agent, port: listen.port, host: listen.host, agentVersion: AGENT_VERSION, logger: log });
+  try {
+    const port = await endpoint.start();
+    log.info({ host_id: credentials.host_id, listen: `${listen.host ?? "*"}:${port}` }, "mTLS endpoint listening");
+    return endpoint;
+  } catch (error) {
+    log.warn({ host_id: credentials.host_id, err: (error as Error).message }, "cannot start the mTLS endpoint; heartbeating without it");
+    return null;
+  }
 }
 
 function exitStatus(exit: AgentExit, log: Logger): number {

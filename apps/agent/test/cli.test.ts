@@ -27,6 +27,7 @@ describe("parseCommand", () => {
       registrationToken: "tok",
       address: "10.0.0.7:7070",
       credentialsFile: "/srv/creds.json",
+      listen: null,
       registerOnly: false,
       repin: false,
       logFormat: "json",
@@ -45,6 +46,7 @@ describe("parseCommand", () => {
         MUSTER_REGISTRATION_TOKEN: "tok",
         MUSTER_ADDRESS: "[fd00::7]:7070",
         MUSTER_CREDENTIALS_FILE: "/srv/creds.json",
+        MUSTER_LISTEN: "[::1]:7443",
         MUSTER_LOG_FORMAT: "text",
         MUSTER_LOG_LEVEL: "debug",
       }),
@@ -53,6 +55,7 @@ describe("parseCommand", () => {
       registrationToken: "tok",
       address: "[fd00::7]:7070",
       credentialsFile: "/srv/creds.json",
+      listen: { host: "::1", port: 7443 },
       registerOnly: false,
       repin: false,
       logFormat: "text",
@@ -111,6 +114,7 @@ describe("parseCommand", () => {
     }
     for (const bad of ["10.0.0.7", ":7070", "10.0.0.7:port", "a b:1"]) {
       expect(usage(["--control-plane", CP, "--register", "t", "--address", bad])).toMatch(/--address must be IP:PORT/);
+      expect(usage(["--control-plane", CP, "--listen", bad])).toMatch(/--listen must be IP:PORT/);
     }
   });
 });

@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startControlPlane, type ControlPlane } from "@muster/testkit";
+import { freePort, startControlPlane, type ControlPlane } from "@muster/testkit";
 import { ensureBuilt } from "../scripts/ensure-built.js";
 
 /**
@@ -144,13 +145,15 @@ describe("muster-agent, the built executable", () => {
   });
 
   let first: Agent;
+  let address: string;
   it("registers with a token, detects the machine, comes online and heartbeats, logging JSON lines", async () => {
     const created = await admin("POST", "/v1/hosts", { type: "regular", tags: ["e2e"] });
     expect(created.status).toBe(201);
     hostId = created.json.host.id;
 
+    address = `127.0.0.1:${await freePort()}`;
     first = runAgent(
-      ["--control-plane", cp.url, "--register", created.json.registration_token, "--address", "10.0.0.7:7070", "--credentials-file", credentialsFile(), "--log-level", "debug"],
+      ["--control-plane", cp.url, "--register", created.json.registration_token, "--address", address, "--credentials-file", credentialsFile(), "--log-level", "debug"],
     );
     const host = await waitFor("the host to come online", async () => {
       const { json } = await admin("GET", `/v1/hosts/${hostId}`);
@@ -158,7 +161,7 @@ describe("muster-agent, the built executable", () => {
     });
     const disk = statfsSync("/");
     expect(host).toMatchObject({
-      address: "10.0.0.7:7070",
+      address,
       arch: os.machine(),
       cpu_cores: os.cpus().length,
       memory_mb: Math.floor(os.totalmem() / 2 ** 20),
@@ -172,9 +175,25 @@ describe("muster-agent, the built executable", () => {
     const saved = JSON.parse(readFileSync(credentialsFile(), "utf8"));
     expect(saved).toMatchObject({ version: 1, host_id: hostId, control_plane: cp.url, heartbeat_interval_s: 1 });
     expect(statSync(credentialsFile()).mode & 0o777).toBe(0o600);
+    // The key was made here; only its CSR went out, and the certificate came back.
+    expect(saved.tls.private_key).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(new X509Certificate(saved.tls.certificate).subjectAltName).toContain(`URI:spiffe://muster/host/${hostId}`);
     for (const line of first.logs()) expect(line).toMatchObject({ level: expect.any(String), time: expect.any(String), msg: expect.any(String) });
     expect(first.logs()).toContainEqual(expect.objectContaining({ level: "info", msg: "host registered; credentials saved", host_id: hostId }));
     expect(first.stderr()).toBe("");
+  });
+
+  it("serves its mTLS endpoint at the registered address: the control plane's probe gets through over TLS 1.3", async () => {
+    await waitFor("the endpoint", () => first.logs().some((line) => line.msg === "mTLS endpoint listening"));
+    const saved = JSON.parse(readFileSync(credentialsFile(), "utf8"));
+    const { status, json } = await admin("POST", `/v1/hosts/${hostId}/probe`);
+    expect(status).toBe(200);
+    expect(json).toMatchObject({
+      reachable: true,
+      tls_version: "TLSv1.3",
+      agent_version: "0.1.0",
+      certificate: { fingerprint_sha256: new X509Certificate(saved.tls.certificate).fingerprint256.replace(/:/g, "").toLowerCase() },
+    });
   });
 
   it("stops within 1 s of SIGTERM with status 0, its credentials intact", async () => {
@@ -214,7 +233,7 @@ describe("muster-agent, the built executable", () => {
     const old = JSON.parse(readFileSync(credentialsFile(), "utf8"));
     const registration = runAgent(["--control-plane", cp.url, "--register-only"], {
       MUSTER_REGISTRATION_TOKEN: json.registration_token,
-      MUSTER_ADDRESS: "10.0.0.8:7070",
+      MUSTER_ADDRESS: (address = `127.0.0.1:${await freePort()}`),
       MUSTER_CREDENTIALS_FILE: credentialsFile(),
     });
     expect((await registration.exited).code).toBe(0);
@@ -233,7 +252,7 @@ describe("muster-agent, the built executable", () => {
   it("exits non-zero and removes its credentials when the host is deleted", async () => {
     const third = runAgent(["--control-plane", cp.url, "--credentials-file", credentialsFile(), "--log-level", "debug"]);
     await waitFor("a heartbeat", () => beats(third) >= 1, 10_000);
-    expect((await admin("GET", `/v1/hosts/${hostId}`)).json.address).toBe("10.0.0.8:7070");
+    expect((await admin("GET", `/v1/hosts/${hostId}`)).json.address).toBe(address);
 
     expect((await admin("DELETE", `/v1/hosts/${hostId}`)).status).toBe(204);
     const exit = await Promise.race([third.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000))]);

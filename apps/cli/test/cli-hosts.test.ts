@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MusterClient } from "@muster/sdk";
-import { startControlPlane, type ControlPlane } from "@muster/testkit";
+import { freePort, startControlPlane, type ControlPlane } from "@muster/testkit";
 import { as, runCli, startCli } from "./support/cli.js";
 import { bringOnline, makeTeam, unique } from "./support/fixtures.js";
 
@@ -177,6 +177,26 @@ describe("muster hosts list, get, token, delete", () => {
     const gone = await runCli(["hosts", "get", id], env);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^error: not_found: /);
+  });
+});
+
+describe("muster hosts probe", () => {
+  it("reports an agent that does not answer, and a host with nothing to call", async () => {
+    const { env, sdk } = await owner();
+    const pending = await sdk.hosts.create({ type: "byoc" });
+    expect(await ok(["hosts", "probe", pending.host.id], env)).toMatch(/Error: +the host has not registered yet/);
+
+    const created = await sdk.hosts.create({ type: "byoc" });
+    const registered = await fetch(`${cp.url}/v1/hosts/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: created.registration_token, address: `127.0.0.1:${await freePort()}`, arch: "x86_64", cpu_cores: 1, memory_mb: 512, disk_gb: 1 }),
+    });
+    expect(registered.status).toBe(201);
+    const human = await ok(["hosts", "probe", created.host.id], env);
+    expect(human).toMatch(/Reachable: +no/);
+    expect(human).toMatch(/Error: +connection refused/);
+    expect(await json(["hosts", "probe", created.host.id], env)).toMatchObject({ host_id: created.host.id, reachable: false, certificate: null });
   });
 });
 

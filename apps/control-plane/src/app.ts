@@ -11,6 +11,7 @@ import { commandRoutes } from "./routes/commands.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
+import { pkiRoutes } from "./routes/pki.js";
 import { systemRoutes } from "./routes/system.js";
 import { teamRoutes } from "./routes/teams.js";
 import { userRoutes } from "./routes/users.js";
@@ -45,6 +46,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   userRoutes(app);
   teamRoutes(app);
   apiKeyRoutes(app);
+  pkiRoutes(app);
   hostAgentRoutes(app);
   hostRoutes(app);
   commandRoutes(app);

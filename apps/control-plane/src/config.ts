@@ -13,9 +13,16 @@ export interface Config {
   offlineAfterS: number;
   /** Cap on the fleet's total heartbeats per second; null: no cap. */
   maxHeartbeatsPerS: number | null;
+  /** A sweep that would turn more than this share (percent) of the tracked fleet offline at once is held (100: never). */
+  massOfflinePercent: number;
   hostTokenTtlS: number;
   refreshTokenTtlS: number;
   registrationTokenTtlS: number;
+  /** Lifetime of a host certificate; agents renew it with every refresh, long before it ends. */
+  hostCertTtlS: number;
+  /** A CA given as PEM files (certificate, PKCS#8 key); null: the control plane keeps its own in the database. */
+  caCertFile: string | null;
+  caKeyFile: string | null;
   /** How often the sweeper looks for silent hosts; bounds how late an offline mark can be. */
   sweepIntervalMs: number;
   /** How often batched heartbeats reach PostgreSQL. */
@@ -50,9 +57,13 @@ export const defaultConfig: Config = {
   heartbeatIntervalS: 30,
   offlineAfterS: 90,
   maxHeartbeatsPerS: null,
+  massOfflinePercent: 30,
   hostTokenTtlS: 3600,
   refreshTokenTtlS: 90 * 24 * 3600,
   registrationTokenTtlS: 3600,
+  hostCertTtlS: 24 * 3600,
+  caCertFile: null,
+  caKeyFile: null,
   sweepIntervalMs: 1000,
   heartbeatFlushMs: 1000,
   logLevel: "info",
@@ -96,8 +107,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
     offlineAfterS: integer("MUSTER_OFFLINE_AFTER_S", defaultConfig.offlineAfterS, 2, 86400),
     maxHeartbeatsPerS: env.MUSTER_MAX_HEARTBEATS_PER_S ? integer("MUSTER_MAX_HEARTBEATS_PER_S", 0, 1, 10_000_000) : null,
+    massOfflinePercent: integer("MUSTER_MASS_OFFLINE_PERCENT", defaultConfig.massOfflinePercent, 1, 100),
     hostTokenTtlS: integer("MUSTER_HOST_TOKEN_TTL_S", defaultConfig.hostTokenTtlS, 60, 7 * 86400),
     refreshTokenTtlS: integer("MUSTER_REFRESH_TOKEN_TTL_S", defaultConfig.refreshTokenTtlS, 3600, 3650 * 86400),
+    hostCertTtlS: integer("MUSTER_HOST_CERT_TTL_S", defaultConfig.hostCertTtlS, 300, 30 * 86400),
+    caCertFile: text("MUSTER_CA_CERT_FILE"),
+    caKeyFile: text("MUSTER_CA_KEY_FILE"),
     logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,
     minProtocolVersion: integer("MUSTER_MIN_PROTOCOL_VERSION", defaultConfig.minProtocolVersion, 0, PROTOCOL_VERSION),
     agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
@@ -118,6 +133,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     problems.push("MUSTER_TLS_CERT_FILE and MUSTER_TLS_KEY_FILE go together: give both or neither");
+  }
+  if (config.hostCertTtlS <= config.hostTokenTtlS) {
+    // Agents renew their certificate when they refresh, at 80% of the token's lifetime.
+    problems.push("MUSTER_HOST_CERT_TTL_S must be longer than MUSTER_HOST_TOKEN_TTL_S, or certificates expire before agents renew them");
+  }
+  if ((config.caCertFile === null) !== (config.caKeyFile === null)) {
+    problems.push("MUSTER_CA_CERT_FILE and MUSTER_CA_KEY_FILE go together: give both or neither");
   }
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);

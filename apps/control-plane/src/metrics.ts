@@ -6,6 +6,7 @@ export interface Metrics {
   httpDuration: Histogram<"method" | "route">;
   heartbeats: Counter;
   firstBeatsDeferred: Counter;
+  offlineSweepHeld: Gauge;
   hostTransitions: Counter<"to">;
   hosts: Gauge<"status">;
 }
@@ -37,6 +38,11 @@ export function createMetrics(countHosts: () => Promise<{ status: string; count:
     firstBeatsDeferred: new Counter({
       name: "muster_first_beats_deferred_total",
       help: "First beats told to come back later (429) to spread a fleet's arrival under the pacing cap",
+      registers: [registry],
+    }),
+    offlineSweepHeld: new Gauge({
+      name: "muster_offline_sweep_held",
+      help: "1 while the offline sweeper holds its transitions because a large share of the fleet went silent at once (alert on it)",
       registers: [registry],
     }),
     hostTransitions: new Counter({

@@ -13,6 +13,8 @@ import { MemoryKv } from "./kv/memory.js";
 import { RedisKv } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
+import { CertificateAuthority } from "./pki/ca.js";
+import { ControlPlaneIdentity } from "./pki/identity.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { countCommandsByStatus } from "./services/commands.js";
 import { countHostsByStatus } from "./services/hosts.js";
@@ -79,9 +81,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   }
 
   const hostTokens = await HostTokens.load(db, clock, random, config);
+  const ca = await CertificateAuthority.load(db, clock, random, config);
   const metrics = createMetrics(() => countHostsByStatus(db));
   const pacing = new Pacing(db, config, logger);
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing };
+  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,

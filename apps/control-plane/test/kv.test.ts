@@ -47,6 +47,7 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     await kv.zAdd("z", "h3", 300);
     expect(await kv.zScores("z", ["h1", "h2", "nope"])).toEqual([150, 200, null]);
     expect(await kv.zCard("z")).toBe(3);
+    expect([await kv.zCount("z", 149), await kv.zCount("z", 200), await kv.zCount("z", 1e15)]).toEqual([0, 2, 3]);
 
     expect(await kv.zPopUpTo("z", 200, 10)).toEqual([
       { member: "h1", score: 150 },

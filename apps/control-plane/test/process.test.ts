@@ -143,12 +143,13 @@ describe("main.ts", () => {
   });
 
   it("reports a bad configuration by variable name and exits 1", async () => {
-    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: "http", MUSTER_ADMIN_KEY: "short", MUSTER_OFFLINE_AFTER_S: "10", MUSTER_HEARTBEAT_INTERVAL_S: "30" });
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: "http", MUSTER_ADMIN_KEY: "short", MUSTER_OFFLINE_AFTER_S: "10", MUSTER_HEARTBEAT_INTERVAL_S: "30", MUSTER_MASS_OFFLINE_PERCENT: "0" });
     expect(await started.exited).toBe(1);
     const output = started.output();
     expect(output).toContain("PORT must be a whole number");
     expect(output).toContain("MUSTER_ADMIN_KEY must be at least 32 characters");
     expect(output).toContain("MUSTER_OFFLINE_AFTER_S (10) must be longer than MUSTER_HEARTBEAT_INTERVAL_S (30)");
+    expect(output).toContain("MUSTER_MASS_OFFLINE_PERCENT must be a whole number from 1 to 100");
     expect(output).not.toMatch(/\n\s+at /);
   });
 });

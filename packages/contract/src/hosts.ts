@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Body, Label, Nullable, PageQuery, Timestamp } from "./common.js";
 import { IdSchema } from "./ids.js";
+import { Pem } from "./pki.js";
 
 export const TAG_PATTERN = "^[a-z0-9][a-z0-9._:=-]{0,62}$";
 export const MAX_TAGS_PER_HOST = 64;
@@ -47,6 +48,9 @@ export const Host = Type.Object(
     metrics: Nullable(HeartbeatMetrics),
     last_heartbeat_at: Nullable(Timestamp),
     registered_at: Nullable(Timestamp),
+    cert_fingerprint: Nullable(Type.String({ description: "SHA-256 (hex) of the newest certificate issued to the host" })),
+    cert_expires_at: Nullable(Timestamp),
+    mtls_enabled: Type.Boolean({ description: "The last probe of the agent's mTLS endpoint succeeded" }),
     created_by: Type.String({ description: "ID of the user who created the host" }),
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -91,6 +95,13 @@ export type AddTagBody = Static<typeof AddTagBody>;
 
 export const TagList = Type.Array(Tag);
 
+function HostCsr() {
+  return Pem("CERTIFICATE REQUEST", 8192, {
+    description:
+      "PKCS#10 CSR for the host's own ECDSA P-256 or Ed25519 key, naming nothing (the control plane sets the names); the response then carries the host's certificate",
+  });
+}
+
 export const RegisterHostBody = Body({
   token: Type.String({ minLength: 1, maxLength: 256 }),
   address: Type.String({
@@ -105,10 +116,22 @@ export const RegisterHostBody = Body({
   hostname: Type.Optional(Label(255)),
   os: Type.Optional(Label(255)),
   agent_version: Type.Optional(Label(64)),
+  csr: Type.Optional(HostCsr()),
 });
 export type RegisterHostBody = Static<typeof RegisterHostBody>;
 
-export const RefreshBody = Body({ refresh_token: Type.String({ minLength: 1, maxLength: 256 }) });
+export const RefreshBody = Body({
+  refresh_token: Type.String({ minLength: 1, maxLength: 256 }),
+  csr: Type.Optional(HostCsr()),
+  proof: Type.Optional(
+    Type.String({
+      maxLength: 2048,
+      pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+      description:
+        "Required when the refresh token was issued with a certificate: a compact JWS (typ muster-refresh-proof+jws, ES256 or EdDSA) with payload {\"ath\": base64url(SHA-256(refresh_token))}, signed with that certificate's key",
+    }),
+  ),
+});
 export type RefreshBody = Static<typeof RefreshBody>;
 
 export const HostCredentials = Type.Object({
@@ -124,5 +147,9 @@ export const HostCredentials = Type.Object({
       description: "Present when the control plane serves TLS itself: the SHA-256 of its certificate's public key (SPKI), base64. Agents refuse a certificate with another key afterwards.",
     }),
   ),
+  certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The host's client+server certificate; only when the request carried a CSR" })),
+  certificate_expires_at: Type.Optional(Timestamp),
+  ca_certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The CA that signed it (also GET /v1/ca)" })),
+  crl: Type.Optional(Pem("X509 CRL", 1_048_576, { description: "The CA's revocation list as of now (also GET /v1/ca/crl); the agent's endpoint checks it" })),
 });
 export type HostCredentials = Static<typeof HostCredentials>;

@@ -11,3 +11,4 @@ export * from "./me.js";
 export * from "./routes.js";
 export * from "./teams.js";
 export * from "./users.js";
+export * from "./pki.js";

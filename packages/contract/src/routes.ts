@@ -19,6 +19,7 @@ import {
   TagList,
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
+import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
 import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
@@ -145,6 +146,11 @@ export const routes = {
     summary: "Remove a tag", params: HostTagParams,
     status: 204, errors: OPERATOR_ERRORS,
   }),
+  probeHost: route({
+    operationId: "probeHost", method: "post", path: "/v1/hosts/{id}/probe", auth: "api_key", tag: "Hosts",
+    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves",
+    params: HostParams, status: 200, response: HostProbe, errors: OPERATOR_ERRORS,
+  }),
   listHostTags: route({
     operationId: "listHostTags", method: "get", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",
     summary: "List a host's tags", params: HostParams,
@@ -167,6 +173,17 @@ export const routes = {
     operationId: "listAudit", method: "get", path: "/v1/audit", auth: "api_key", tag: "Audit",
     summary: "Audit log, newest first: all for admins, the team's for owners", query: ListAuditQuery,
     status: 200, response: Page(AuditEntry), errors: OPERATOR_ERRORS,
+  }),
+
+  getCertificateAuthority: route({
+    operationId: "getCertificateAuthority", method: "get", path: "/v1/ca", auth: "none", tag: "Host identity",
+    summary: "The CA certificate that signs host certificates and the control plane's client certificate",
+    status: 200, response: CertificateAuthorityInfo, errors: [],
+  }),
+  getRevocationList: route({
+    operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
+    summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
+    status: 200, response: RevocationList, errors: [],
   }),
 
   registerHost: route({

@@ -13,6 +13,8 @@ interface Timer {
   callback: () => void;
 }
 
+const WAIT_FOR_TIMER_MS = 5_000;
+
 export class FakeClock implements AgentClock {
   private nowMs: number;
   private readonly timers = new Map<number, Timer>();
@@ -40,13 +42,18 @@ export class FakeClock implements AgentClock {
     return this.timers.size;
   }
 
-  /** Lets promises and I/O callbacks run until a timer is pending, or `done()` says to stop waiting. */
+  /**
+   * Lets promises and I/O callbacks run until a timer is pending, or `done()`
+   * says to stop waiting. Bounded by real time, not by event-loop turns: key
+   * generation runs on libuv's thread pool, which a busy machine makes slow.
+   */
   async waitForTimer(done: () => boolean = () => false): Promise<void> {
-    for (let turn = 0; turn < 2_000; turn++) {
+    const until = Date.now() + WAIT_FOR_TIMER_MS;
+    while (Date.now() < until) {
       if (this.timers.size > 0 || done()) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
-    throw new Error("FakeClock: no timer was set within 2000 event-loop turns");
+    throw new Error(`FakeClock: no timer was set within ${WAIT_FOR_TIMER_MS} ms`);
   }
 
   /**
@@ -102,6 +109,8 @@ export class FakeControlPlane {
   registrationTokens = new Set(["reg-token-1"]);
   intervalS = 30;
   tokenTtlS = 3600;
+  /** Whether a CSR gets a certificate (false: a control plane that predates host certificates). */
+  certify = true;
   private liveJwts = new Map<string, number>();
   private liveRefresh = new Set<string>();
   private serial = 0;
@@ -166,7 +175,7 @@ export class FakeControlPlane {
     if (route === "register") {
       if (!this.registrationTokens.delete(String(body?.token))) return error(401, "unauthorized", "registration token is invalid, already used or expired");
       this.revokeAll();
-      return json(201, this.credentials());
+      return json(201, this.credentials(this.certify ? body?.csr : undefined));
     }
     if (route === "refresh") {
       const token = String(body?.refresh_token);
@@ -174,7 +183,7 @@ export class FakeControlPlane {
         this.revokeAll();
         return error(401, "unauthorized", "refresh token is invalid, expired or revoked");
       }
-      return json(200, this.credentials());
+      return json(200, this.credentials(this.certify ? body?.csr : undefined));
     }
     const jwt = headers.get("x-host-token") ?? "";
     const expiresAt = this.liveJwts.get(jwt);
@@ -183,7 +192,8 @@ export class FakeControlPlane {
     return new Response(null, { status: 204 });
   };
 
-  private credentials(): HostCredentials {
+  /** With a CSR, a stand-in certificate (the agent stores it, it does not parse it). */
+  private credentials(csr?: unknown): HostCredentials {
     const now = this.clock.now();
     const iat = Math.floor(now / 1000);
     const exp = iat + this.tokenTtlS;
@@ -200,6 +210,13 @@ export class FakeControlPlane {
       refresh_token: refreshToken,
       refresh_token_expires_at: new Date(now + 90 * 86_400_000).toISOString(),
       heartbeat_interval_s: this.intervalS,
+      ...(typeof csr === "string"
+        ? {
+            certificate: `-----BEGIN CERTIFICATE-----\nfake-${serial}\n-----END CERTIFICATE-----\n`,
+            certificate_expires_at: new Date(now + 86_400_000).toISOString(),
+            ca_certificate: "-----BEGIN CERTIFICATE-----\nfake-ca\n-----END CERTIFICATE-----\n",
+          }
+        : {}),
     };
   }
 }
@@ -208,7 +225,8 @@ function hostView(at: string): HostCredentials["host"] {
   return {
     id: HOST_ID, type: "regular", team_id: null, provider: null, availability_zone: null, arch: "x86_64", cpu_cores: 4,
     memory_mb: 8192, disk_gb: 100, address: "10.0.0.7:7070", hostname: "worker", os: "Linux", agent_version: "test", protocol_version: null,
-    status: "pending", tags: [], metrics: null, last_heartbeat_at: null, registered_at: at, created_by: `usr-${"b".repeat(26)}`,
+    status: "pending", tags: [], metrics: null, last_heartbeat_at: null, registered_at: at, cert_fingerprint: null,
+    cert_expires_at: null, mtls_enabled: false, created_by: `usr-${"b".repeat(26)}`,
     created_at: at, updated_at: at,
   };
 }

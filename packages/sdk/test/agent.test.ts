@@ -1,3 +1,6 @@
+import "reflect-metadata";
+import { createHash, createPrivateKey, createPublicKey, verify } from "node:crypto";
+import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { backoffDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, heartbeatDelayMs } from "../src/agent/backoff.js";
 import { CredentialsFileError, MemoryCredentialStore, type StoredCredentials } from "../src/agent/credentials.js";
@@ -30,6 +33,8 @@ function setup(options: Partial<HostAgentOptions> & { saved?: "issue"; tokenTtlS
     agentVersion: "9.9.9",
     // The fake control plane speaks HTTP only; the channel is tested against a real one (agent-channel.test.ts).
     channel: false,
+    // The certificate flow has its own tests below; the rest are about heartbeats and tokens.
+    certificate: false,
     ...options,
   });
   const events: Recorded[] = [];
@@ -447,7 +452,7 @@ describe("HostAgent with a store that refuses to save", () => {
         return super.save(credentials);
       }
     })(cp.issue());
-    const agent = new HostAgent({ controlPlane: cp.url, credentials: store, clock, fetch: cp.fetch, channel: false });
+    const agent = new HostAgent({ controlPlane: cp.url, credentials: store, clock, fetch: cp.fetch, channel: false, certificate: false });
     const refreshed: boolean[] = [];
     agent.on("credentialsRefreshed", (event) => void refreshed.push(event.saved));
     cp.replies.heartbeat.push({ status: 401 });
@@ -469,3 +474,64 @@ async function waitUntil(condition: () => boolean): Promise<void> {
   for (let turn = 0; turn < 2_000 && !condition(); turn++) await new Promise((resolve) => setImmediate(resolve));
   expect(condition()).toBe(true);
 }
+
+describe("HostAgent host certificate", () => {
+  const privateKeyOf = (pem: string) => createPrivateKey(pem);
+  const publicKeyOfCsr = (csrPem: string) => Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData);
+  const spkiOf = (privatePem: string) => createPublicKey(privateKeyOf(privatePem)).export({ type: "spki", format: "der" });
+  /** Checks an ES256 refresh proof as the control plane does: signature by the key, typ, and the token's thumbprint. */
+  const proofHolds = (proof: string, privatePem: string, refreshToken: string) => {
+    const [header, payload, signature] = proof.split(".");
+    const claims = JSON.parse(Buffer.from(payload!, "base64url").toString("utf8")) as { ath?: string };
+    const typ = (JSON.parse(Buffer.from(header!, "base64url").toString("utf8")) as { typ?: string }).typ;
+    const signed = verify("sha256", Buffer.from(`${header}.${payload}`), { key: createPublicKey(privateKeyOf(privatePem)), dsaEncoding: "ieee-p1363" }, Buffer.from(signature!, "base64url"));
+    return signed && typ === "muster-refresh-proof+jws" && claims.ath === createHash("sha256").update(refreshToken).digest("base64url");
+  };
+
+  it("makes its key here, sends only a CSR for it, and keeps key and certificate with the credentials", async () => {
+    const { agent, cp, store } = setup({ certificate: true });
+    const saved = await agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" });
+
+    const csr = cp.calls[0]!.body!.csr as string;
+    expect(csr).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----/);
+    expect(saved.tls).toMatchObject({ certificate: expect.stringContaining("fake-"), ca_certificate: expect.stringContaining("fake-ca") });
+    expect(privateKeyOf(saved.tls!.private_key).asymmetricKeyDetails?.namedCurve).toBe("prime256v1");
+    expect(publicKeyOfCsr(csr)).toEqual(spkiOf(saved.tls!.private_key));
+    expect(store.credentials!.tls).toEqual(saved.tls);
+    expect(saved.address).toBe("10.0.0.7:7070");
+  });
+
+  it("rotates the key with every refresh, and no request ever carries a private key", async () => {
+    const { agent, cp, clock, store, named } = setup({ certificate: true, tokenTtlS: 100, intervalS: 10 });
+    const first = await agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" });
+    await agent.start();
+    for (let i = 0; i < 200 && cp.callsTo("refresh").length < 2; i++) await clock.next();
+    await agent.stop();
+
+    const refreshes = cp.callsTo("refresh");
+    expect(refreshes).toHaveLength(2);
+    const keys = [first.tls!.private_key, ...named("credentialsRefreshed").map((event) => event.credentials.tls!.private_key)];
+    expect(new Set(keys).size).toBe(3);
+    expect(publicKeyOfCsr(refreshes[1]!.body!.csr as string)).toEqual(spkiOf(store.credentials!.tls!.private_key));
+    // Each refresh proves the key its token was issued with (the one before), over that very token.
+    refreshes.forEach((call, i) => expect(proofHolds(call.body!.proof as string, keys[i]!, call.body!.refresh_token as string)).toBe(true));
+    expect(proofHolds(refreshes[1]!.body!.proof as string, keys[0]!, refreshes[1]!.body!.refresh_token as string)).toBe(false);
+    const sent = JSON.stringify(cp.calls);
+    for (const key of keys) {
+      expect(sent).not.toContain(key);
+      expect(sent).not.toContain(key.split("\n")[1]);
+    }
+    expect(sent).not.toMatch(/PRIVATE KEY/);
+  });
+
+  it("keeps the certificate it has when a refresh answer certifies nothing (an older control plane)", async () => {
+    const { agent, cp, clock, store } = setup({ certificate: true, tokenTtlS: 100, intervalS: 10 });
+    const first = await agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" });
+    await agent.start();
+    cp.certify = false;
+    for (let i = 0; i < 200 && cp.callsTo("refresh").length < 1; i++) await clock.next();
+    await agent.stop();
+    expect(store.credentials!.refresh_token).not.toBe(first.refresh_token);
+    expect(store.credentials!.tls).toEqual(first.tls);
+  });
+});

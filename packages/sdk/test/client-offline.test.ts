@@ -68,6 +68,7 @@ describe("MusterClient wiring", () => {
     await client.hosts.tags.list(HOST);
     await client.hosts.commands.send(HOST, { type: "ping" });
     await client.hosts.commands.get(HOST, COMMAND);
+    await client.hosts.probe(HOST);
     await client.audit.listPage();
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));

@@ -115,6 +115,28 @@ Examples:
       }),
     );
 
+  hosts
+    .command("probe")
+    .argument("<host_id>")
+    .description("call the host's agent over mTLS from the control plane: reachable, latency, certificate")
+    .action(
+      act(io, async (session, id: string) => {
+        const probe = await session.client().hosts.probe(id, session.call);
+        session.emit(probe, () =>
+          details([
+            ["Host", probe.host_id],
+            ["Reachable", probe.reachable ? "yes" : "no"],
+            ["Latency", probe.latency_ms === null ? null : `${probe.latency_ms} ms`],
+            ["TLS", probe.tls_version],
+            ["Certificate", probe.certificate?.fingerprint_sha256],
+            ["Expires", probe.certificate?.expires_at],
+            ["Agent", probe.agent_version],
+            ["Error", probe.error],
+          ]),
+        );
+      }),
+    );
+
   tagCommand(hosts, io);
   hostCommandCommand(hosts, io);
   return hosts;

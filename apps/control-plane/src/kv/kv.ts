@@ -37,6 +37,8 @@ export interface Kv {
   /** Atomically remove and return up to `limit` members whose score is ≤ maxScore. */
   zPopUpTo(key: string, maxScore: number, limit: number): Promise<ScoredMember[]>;
   zCard(key: string): Promise<number>;
+  /** How many members have a score ≤ maxScore. */
+  zCount(key: string, maxScore: number): Promise<number>;
   /** Delivers a message to every current subscriber of the channel, in every process. */
   publish(channel: string, message: string): Promise<void>;
   /**

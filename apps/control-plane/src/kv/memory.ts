@@ -90,6 +90,12 @@ export class MemoryKv implements Kv {
   async zCard(key: string): Promise<number> {
     return this.sortedSets.get(key)?.size ?? 0;
   }
+  async zCount(key: string, maxScore: number): Promise<number> {
+    let count = 0;
+    for (const score of this.sortedSets.get(key)?.values() ?? []) if (score <= maxScore) count++;
+    return count;
+  }
+
 
   async publish(channel: string, message: string): Promise<void> {
     this.channels.emit(channel, message);

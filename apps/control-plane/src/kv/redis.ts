@@ -97,6 +97,10 @@ export class RedisKv implements Kv {
     return this.redis.zcard(key);
   }
 
+  async zCount(key: string, maxScore: number): Promise<number> {
+    return this.redis.zcount(key, "-inf", maxScore);
+  }
+
   async publish(channel: string, message: string): Promise<void> {
     // Channels are not keys: ioredis does not prefix them, so we do.
     await this.redis.publish(this.keyPrefix + channel, message);

@@ -3,6 +3,7 @@ import { routes } from "@muster/contract";
 import { mount } from "../http/mount.js";
 import type { AppEnv } from "../http/env.js";
 import * as hosts from "../services/hosts.js";
+import { probeHost } from "../services/probe.js";
 
 export function hostRoutes(app: Hono<AppEnv>): void {
   mount(app, routes.createHost, async (c, { body }) => c.json(await hosts.createHost(c.get("deps"), c.get("actor"), body), 201));
@@ -23,6 +24,7 @@ export function hostRoutes(app: Hono<AppEnv>): void {
     await hosts.removeHostTag(c.get("deps"), c.get("actor"), params.id, params.tag);
     return c.body(null, 204);
   });
+  mount(app, routes.probeHost, async (c, { params }) => c.json(await probeHost(c.get("deps"), c.get("actor"), params.id), 200));
   mount(app, routes.listHostTags, async (c, { params }) =>
     c.json(await hosts.listHostTags(c.get("deps"), c.get("actor"), params.id), 200),
   );

@@ -5,6 +5,8 @@ import type { Kv } from "../kv/kv.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
+import type { CertificateAuthority } from "../pki/ca.js";
+import type { ControlPlaneIdentity } from "../pki/identity.js";
 import type { Pacing } from "./pacing.js";
 
 /** Everything a service needs, built once in main.ts (or a test) and passed in. */
@@ -18,6 +20,9 @@ export interface ServiceDeps {
   metrics: Metrics;
   hostTokens: HostTokens;
   pacing: Pacing;
+  ca: CertificateAuthority;
+  /** This process's client certificate for calling agents. */
+  identity: ControlPlaneIdentity;
 }
 
 export type DbOrTx = Db | Tx;

@@ -4,10 +4,14 @@ import { hostRefreshTokens, hostRegistrationTokens, hosts, type HostRow } from "
 import { DomainError, unauthorized } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import { hashSecret, newFamily, newRefreshToken } from "../lib/secrets.js";
+import { checkCsr } from "../pki/csr.js";
+import { verifyRefreshProof } from "../pki/refresh-proof.js";
+import type { x509 } from "../pki/x509.js";
 import { recordAudit } from "./audit.js";
 import type { Tx } from "../db/client.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
+import { issueHostCertificate, revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 
@@ -29,6 +33,8 @@ interface TokenPointer {
  * was already used is refused even if the KV store still held it.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
+  // A bad CSR is bad input: refuse it before the token is spent.
+  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const tokenHash = hashSecret(body.token);
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
@@ -62,6 +68,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
         .update(hostRefreshTokens)
         .set({ revokedAt: now })
         .where(and(eq(hostRefreshTokens.hostId, hostId), isNull(hostRefreshTokens.revokedAt)));
+      await revokeHostCertificates(tx, deps, hostId);
       const family = newFamily(deps.random);
       const [updated] = await tx
         .update(hosts)
@@ -91,7 +98,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
           metadata: { address: body.address, re_registration: reRegistration, from: fromAddress },
         },
       ]);
-      return issueCredentials(tx, deps, updated!, family);
+      return issueCredentials(tx, deps, updated!, family, publicKey);
     });
   } catch (error) {
     // A store failure must not burn the token: put it back for a retry. Refusals stay consumed.
@@ -107,6 +114,8 @@ type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: t
 // The caller holds a refresh token, a secret only the host's agent has: telling it the host is gone
 // lets the agent wipe its credentials (SPEC §7) instead of asking an operator to re-register it.
 const HOST_DELETED = "the host was deleted; its agent should remove its credentials";
+const PROOF_REFUSED =
+  "this refresh token is bound to the host's certificate key: send `proof`, a JWS over the token's thumbprint signed with that key";
 
 /**
  * Rotates a refresh token. Each token works once; presenting one that was
@@ -114,7 +123,9 @@ const HOST_DELETED = "the host was deleted; its agent should remove its credenti
  * host must register again.
  */
 export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody): Promise<HostCredentials> {
+  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const tokenHash = hashSecret(body.refresh_token);
+  await requireProofIfBound(deps, body, tokenHash);
   const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
     const now = deps.clock.now();
     const [token] = await tx
@@ -142,11 +153,30 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
     const [host] = await tx.select().from(hosts).where(eq(hosts.id, token.hostId)).for("update");
     if (!host || host.deletedAt) return { deleted: true };
     if (host.credentialFamily !== token.family) return { refused: true };
-    return { ok: await issueCredentials(tx, deps, host, token.family) };
+    return { ok: await issueCredentials(tx, deps, host, token.family, publicKey) };
   });
   if ("deleted" in outcome) throw new DomainError("not_found", HOST_DELETED);
   if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
   return outcome.ok;
+}
+
+/**
+ * A live refresh token issued with a certificate works only with a proof of
+ * the certificate's key (RFC 8705's certificate binding, carried in the body
+ * because the API is not itself served over mTLS): a stolen refresh token is
+ * useless without the key, which never leaves the host. Refused before the
+ * token is spent, so the host can still use it. Spent tokens take the usual
+ * path (reuse revokes the family).
+ */
+async function requireProofIfBound(deps: ServiceDeps, body: RefreshBody, tokenHash: string): Promise<void> {
+  const [token] = await deps.db
+    .select({ boundKey: hostRefreshTokens.boundKey })
+    .from(hostRefreshTokens)
+    .where(and(eq(hostRefreshTokens.tokenHash, tokenHash), isNull(hostRefreshTokens.usedAt), isNull(hostRefreshTokens.revokedAt)));
+  if (!token?.boundKey) return;
+  if (body.proof === undefined || !(await verifyRefreshProof(body.proof, body.refresh_token, token.boundKey))) {
+    throw unauthorized(PROOF_REFUSED);
+  }
 }
 
 async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string) {
@@ -160,6 +190,7 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
     .update(hostRefreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
+  await revokeHostCertificates(tx, deps, host.id);
   await publishCredentialState(deps.kv, host.id, { kind: "none" });
   await recordAudit(tx, deps, [
     {
@@ -174,8 +205,19 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
   deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
 }
 
-/** Mints a host JWT and a fresh refresh token of `family`, and publishes the family as live. */
-async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family: string): Promise<HostCredentials> {
+/**
+ * Mints a host JWT and a fresh refresh token of `family`, and publishes the
+ * family as live; with a CSR's key, also the host's certificate.
+ */
+async function issueCredentials(
+  tx: Tx,
+  deps: ServiceDeps,
+  row: HostRow,
+  family: string,
+  publicKey: x509.PublicKey | null,
+): Promise<HostCredentials> {
+  const certified = publicKey === null ? null : await issueHostCertificate(tx, deps, row, publicKey);
+  const host = certified?.host ?? row;
   const now = deps.clock.now();
   const refreshToken = newRefreshToken(deps.random);
   const refreshExpiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlS * 1000);
@@ -184,6 +226,7 @@ async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family
     hostId: host.id,
     family,
     tokenHash: hashSecret(refreshToken),
+    boundKey: publicKey === null ? null : Buffer.from(publicKey.rawData).toString("base64"),
     createdAt: now,
     expiresAt: refreshExpiresAt,
   });
@@ -198,5 +241,6 @@ async function issueCredentials(tx: Tx, deps: ServiceDeps, host: HostRow, family
     refresh_token_expires_at: refreshExpiresAt.toISOString(),
     heartbeat_interval_s: deps.pacing.intervalS(host.id),
     ...(deps.config.serverCertificatePin ? { server_certificate_pin: deps.config.serverCertificatePin } : {}),
+    ...certified?.fields,
   };
 }

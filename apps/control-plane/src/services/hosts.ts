@@ -9,6 +9,7 @@ import { requireAdmin, requireTeamAccess, type Actor } from "./actor.js";
 import { recordAudit } from "./audit.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
+import { revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
 import { LIVENESS_KEY, registrationTokenKey } from "./kv-keys.js";
 import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js";
@@ -144,6 +145,7 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
       .where(and(eq(hostRegistrationTokens.hostId, hostId), isNull(hostRegistrationTokens.usedAt), isNull(hostRegistrationTokens.supersededAt)))
       .returning({ tokenHash: hostRegistrationTokens.tokenHash });
     await deps.kv.del(unused.map((row) => registrationTokenKey(row.tokenHash)));
+    await revokeHostCertificates(tx, deps, hostId);
     await publishCredentialState(deps.kv, hostId, { kind: "deleted" });
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.deleted", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { type: host.type } },

@@ -21,3 +21,10 @@ export const AGENT_CHANNEL_BUS = "agent-channels";
 
 /** The ID of a host's newest channel; the last writer wins, and older channels close when they see another ID here. */
 export const channelOwnerKey = (hostId: string) => `channel:${hostId}`;
+
+/**
+ * Since when some control plane has been serving without a break (ms since the
+ * epoch). Every process refreshes it; it lapses when none is left, so the
+ * first to start again begins a new period.
+ */
+export const SERVING_SINCE_KEY = "serving-since";

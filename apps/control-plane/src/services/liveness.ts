@@ -6,7 +6,7 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { CredentialCache } from "./credential-state.js";
-import { LIVENESS_KEY } from "./kv-keys.js";
+import { LIVENESS_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
 const LEASE_TTL_MS = 5_000;
@@ -28,6 +28,11 @@ const KNOWN_HOSTS_MAX = 1_000_000;
  */
 export const BEAT_PERSIST_MS = 60_000;
 
+/** The serving-period key outlives its last refresher by this much; a shorter outage does not start a new period. */
+const SERVING_TTL_MS = 10_000;
+const SERVING_MARK_MS = 1_000;
+/** Below this many silent hosts the mass-silence breaker never holds a sweep (small fleets flip freely). */
+const MASS_SILENCE_MIN_HOSTS = 10;
 /** Room a deferred first beat keeps before its host's deadline, for its own trip and the sweeper's allowance. */
 const FIRST_BEAT_MARGIN_S = 5;
 
@@ -71,14 +76,20 @@ export class Liveness {
   /** Each loop's run in progress; a loop never overlaps itself, and loops never wait for each other. */
   private inFlight = new Map<string, Promise<unknown>>();
   private readonly credentials: CredentialCache;
+  /** Since when some control plane has served without a break, as last seen (see markServing). */
+  private servingSince: number;
+  /** When the current mass silence was first seen by this process's sweeps. */
+  private massSilenceSince: number | null = null;
 
   constructor(
     private readonly deps: ServiceDeps,
     /** Names this process in the sweeper lease. */
     private readonly instanceId: string,
+    /** When this process began serving; the serving period starts here if no other process is serving. */
     private readonly startedAt: Date,
   ) {
     this.credentials = new CredentialCache(deps.db, deps.kv);
+    this.servingSince = startedAt.getTime();
   }
 
   async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
@@ -124,8 +135,8 @@ export class Liveness {
     const now = this.deps.clock.now().getTime();
     if (this.deps.pacing.takeFirstBeat(now)) return;
     const [lastBeat] = await this.deps.kv.zScores(LIVENESS_KEY, [hostId]);
-    // A tracked host turns offline a window after its last beat; one the KV store lost, a window after this process started.
-    const deadline = (lastBeat ?? this.startedAt.getTime()) + this.deps.pacing.offlineAfterS() * 1000;
+    // A tracked host turns offline a window after its last beat; one the KV store lost, a window after the serving period began.
+    const deadline = (lastBeat ?? this.servingSince) + this.deps.pacing.offlineAfterS() * 1000;
     const waitS = this.deps.pacing.firstBeatWaitS(hostId, (deadline - now) / 1000 - FIRST_BEAT_MARGIN_S);
     if (waitS === 0) return;
     this.deps.metrics.firstBeatsDeferred.inc();
@@ -265,10 +276,14 @@ export class Liveness {
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
+    const servingSince = await this.markServing();
     if (!(await this.holdLease(now))) return 0;
     await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
+    // After the control planes were all down, every host gets a full window to report in before any turns offline.
+    if (now.getTime() - servingSince < offlineAfterMs) return 0;
     const deadline = new Date(now.getTime() - offlineAfterMs - UNFLUSHED_ALLOWANCE_MS);
+    if (await this.holdMassSilence(now.getTime(), deadline.getTime(), offlineAfterMs)) return 0;
     let marked = 0;
     for (;;) {
       const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
@@ -276,18 +291,71 @@ export class Liveness {
       marked += await this.markOffline(new Map(due.map((entry) => [entry.member, entry.score])), deadline);
       if (due.length < SWEEP_BATCH) break;
     }
-    marked += await this.sweepUntracked(now, deadline, offlineAfterMs);
+    marked += await this.sweepUntracked(deadline);
     return marked;
+  }
+
+  /**
+   * Notes that this process serves, and returns since when some control plane
+   * has served without a break: the key's value, or this process's own start
+   * when the key had lapsed (every process was gone) or was lost with the KV
+   * store's data.
+   */
+  private async markServing(): Promise<number> {
+    const start = String(this.startedAt.getTime());
+    if (await this.deps.kv.set(SERVING_SINCE_KEY, start, { ttlMs: SERVING_TTL_MS, onlyIfAbsent: true })) {
+      this.servingSince = this.startedAt.getTime();
+      return this.servingSince;
+    }
+    const since = (await this.deps.kv.get(SERVING_SINCE_KEY)) ?? start;
+    await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: SERVING_TTL_MS });
+    this.servingSince = Number(since);
+    return this.servingSince;
+  }
+
+  /**
+   * The mass-silence breaker. When more than `massOfflinePercent` of the
+   * tracked fleet is past its deadline at once, the likelier cause is this
+   * side (a network partition, a stalled control plane, a store that lost
+   * beats), not that many hosts died together. The transitions are held (with
+   * an error log and the muster_offline_sweep_held gauge at 1) for one more
+   * window, so healthy hosts can report in; a silence that outlasts it is real,
+   * and its hosts are marked offline.
+   */
+  private async holdMassSilence(nowMs: number, deadlineMs: number, offlineAfterMs: number): Promise<boolean> {
+    const [due, tracked] = await Promise.all([
+      this.deps.kv.zCount(LIVENESS_KEY, deadlineMs),
+      this.deps.kv.zCard(LIVENESS_KEY),
+    ]);
+    const massive = due >= MASS_SILENCE_MIN_HOSTS && due * 100 > tracked * this.deps.config.massOfflinePercent;
+    if (!massive) {
+      this.massSilenceSince = null;
+      this.deps.metrics.offlineSweepHeld.set(0);
+      return false;
+    }
+    if (this.massSilenceSince === null) {
+      this.massSilenceSince = nowMs;
+      this.deps.logger.error(
+        { due, tracked, percent: this.deps.config.massOfflinePercent },
+        "a large share of the fleet went silent at once: holding offline transitions for one window (a network or control-plane fault is likelier than that many hosts failing)",
+      );
+    }
+    if (nowMs - this.massSilenceSince < offlineAfterMs) {
+      this.deps.metrics.offlineSweepHeld.set(1);
+      return true;
+    }
+    this.deps.logger.warn({ due, tracked }, "the mass silence outlasted a full window: marking those hosts offline");
+    this.deps.metrics.offlineSweepHeld.set(0);
+    return false;
   }
 
   /**
    * Hosts online in the database but absent from the liveness set: the KV store
    * lost them (an embedded restart, a flushed Redis) or a sweeper died between
-   * its two steps. They get one full offline window after this process started
-   * to report in, so a control-plane restart never flips a healthy fleet offline.
+   * its two steps. A store that lost them lost the serving period too, so the
+   * sweep waits a full window after start-up before it gets here.
    */
-  private async sweepUntracked(now: Date, deadline: Date, offlineAfterMs: number): Promise<number> {
-    if (now.getTime() - this.startedAt.getTime() < offlineAfterMs) return 0;
+  private async sweepUntracked(deadline: Date): Promise<number> {
     const stale = await this.deps.db
       .select({ id: hosts.id })
       .from(hosts)
@@ -378,6 +446,7 @@ export class Liveness {
       this.timers.push(timer);
     };
     every(SCORE_FLUSH_MS, () => this.flushScores(), "liveness score flush");
+    every(SERVING_MARK_MS, () => this.markServing(), "serving mark");
     every(this.deps.config.sweepIntervalMs, () => this.sweepOnce(), "offline sweep");
     every(this.deps.config.heartbeatFlushMs, () => this.flush(), "heartbeat flush");
   }

@@ -8,6 +8,18 @@ import { MusterError } from "../errors.js";
  * and what it needs to use them. A file format of the agent, not an API shape,
  * so it lives here rather than in the contract.
  */
+/** The host's certificate and the key it made for it: what its mTLS endpoint serves and the CA it trusts. */
+export const StoredTls = Type.Object({
+  /** PKCS#8 PEM, generated on this host; it never leaves it. */
+  private_key: Type.String({ minLength: 1 }),
+  certificate: Type.String({ minLength: 1 }),
+  certificate_expires_at: Type.String({ minLength: 1 }),
+  ca_certificate: Type.String({ minLength: 1 }),
+  /** The CA's revocation list as of the last refresh; the endpoint refuses what it lists. */
+  crl: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type StoredTls = Static<typeof StoredTls>;
+
 export const StoredCredentials = Type.Object({
   version: Type.Literal(1),
   host_id: IdSchema("host"),
@@ -22,6 +34,10 @@ export const StoredCredentials = Type.Object({
   obtained_at: Type.String({ minLength: 1 }),
   /** The control plane's certificate key pin (`sha256/…`), when it serves TLS itself; a certificate with another key is refused. */
   server_certificate_pin: Type.Optional(Type.String({ minLength: 1 })),
+  /** Where the host said its agent listens (IP:PORT), as registered. */
+  address: Type.Optional(Type.String({ minLength: 1 })),
+  /** Present once the control plane has certified a key of this host. */
+  tls: Type.Optional(StoredTls),
 });
 export type StoredCredentials = Static<typeof StoredCredentials>;
 
@@ -78,17 +94,31 @@ export function parseStoredCredentials(document: unknown, source: string): Store
 }
 
 /**
- * The credentials to keep from a register or refresh response. A pin the
- * response does not repeat is kept: only a control plane serving TLS itself
+ * The credentials to keep from a register or refresh response. `privateKeyPem`
+ * is the key whose CSR went with the request; when the response certifies it,
+ * key and certificate replace `previousTls`, else the previous ones stay. A pin
+ * the response does not repeat is kept: only a control plane serving TLS itself
  * hands one out, and a refresh must not drop it silently.
  */
 export function toStoredCredentials(
   response: HostCredentials,
   controlPlane: string,
   obtainedAtMs: number,
+  privateKeyPem: string | null = null,
+  previousTls?: StoredTls,
   previousPin?: string,
 ): StoredCredentials {
   const pin = response.server_certificate_pin ?? previousPin;
+  const tls: StoredTls | undefined =
+    privateKeyPem && response.certificate && response.certificate_expires_at && response.ca_certificate
+      ? {
+          private_key: privateKeyPem,
+          certificate: response.certificate,
+          certificate_expires_at: response.certificate_expires_at,
+          ca_certificate: response.ca_certificate,
+          ...(response.crl ? { crl: response.crl } : {}),
+        }
+      : previousTls;
   return {
     version: 1,
     host_id: response.host.id,
@@ -100,6 +130,8 @@ export function toStoredCredentials(
     heartbeat_interval_s: response.heartbeat_interval_s,
     obtained_at: new Date(obtainedAtMs).toISOString(),
     ...(pin === undefined ? {} : { server_certificate_pin: pin }),
+    ...(response.host.address ? { address: response.host.address } : {}),
+    ...(tls ? { tls } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from 
 import { systemClock, type AgentClock } from "./clock.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
 import { TypedEmitter } from "./emitter.js";
+import { newHostKey, refreshProof, type HostKeyRequest } from "./host-key.js";
 import type {
   AgentExit,
   AgentLogger,
@@ -196,6 +197,8 @@ export class HostAgent {
     const specs = await this.options.specs();
     const body: RegisterHostBody = { ...specs, token: input.token, address: input.address };
     if (this.options.agentVersion) body.agent_version = this.options.agentVersion;
+    const key = await this.newKey();
+    if (key) body.csr = key.csrPem;
 
     let response;
     try {
@@ -205,7 +208,7 @@ export class HostAgent {
     } catch (error) {
       throw new RegistrationError(registrationMessage(error, this.baseUrl), { cause: error });
     }
-    const credentials = toStoredCredentials(response, this.baseUrl, this.clock.now());
+    const credentials = toStoredCredentials(response, this.baseUrl, this.clock.now(), key?.privateKeyPem);
     try {
       await this.options.credentials.save(credentials);
     } catch (error) {
@@ -276,6 +279,10 @@ export class HostAgent {
     if (!wasIdle || this.creds) this.log.info({ host_id: this.hostId }, "agent stopped");
     this.finish({ reason: "stopped" });
     return this.done;
+  }
+
+  private newKey(): Promise<HostKeyRequest | null> {
+    return this.options.certificate === false ? Promise.resolve(null) : newHostKey();
   }
 
   private adopt(credentials: StoredCredentials): void {
@@ -389,11 +396,16 @@ export class HostAgent {
   private async refresh(reason: RefreshReason): Promise<RefreshOutcome> {
     const creds = this.creds!;
     let response;
+    let key: HostKeyRequest | null;
     try {
+      // A new key with every refresh: the certificate rotates with the tokens, and an old key is useless soon.
+      key = await this.newKey();
+      // A refresh token issued with a certificate is bound to its key: prove we hold it.
+      const proof = creds.tls ? await refreshProof(creds.tls.private_key, creds.refresh_token) : undefined;
       response = await this.request(true, (signal) =>
         this.anonymous.call(
           routes.refreshHostCredentials,
-          { body: { refresh_token: creds.refresh_token } },
+          { body: { refresh_token: creds.refresh_token, ...(key ? { csr: key.csrPem } : {}), ...(proof ? { proof } : {}) } },
           { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 },
         ),
       );
@@ -410,7 +422,7 @@ export class HostAgent {
       return { kind: "failed", error: asMusterError(error) };
     }
     // Saved even when stop() is waiting: the old refresh token is spent, only the new one works.
-    const next = toStoredCredentials(response, creds.control_plane, this.clock.now(), creds.server_certificate_pin);
+    const next = toStoredCredentials(response, creds.control_plane, this.clock.now(), key?.privateKeyPem, creds.tls, creds.server_certificate_pin);
     this.adopt(next);
     const saved = await this.save(next);
     this.log.info({ host_id: next.host_id, reason, token_expires_at: next.token_expires_at, saved }, "credentials refreshed");

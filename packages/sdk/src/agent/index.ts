@@ -17,12 +17,14 @@ export {
   CredentialsFileError,
   MemoryCredentialStore,
   StoredCredentials,
+  StoredTls,
   parseStoredCredentials,
   refreshDueAt,
   type CredentialStore,
   type CredentialsProblem,
 } from "./credentials.js";
 export { FileCredentialStore, type CredentialFs } from "./file-store.js";
+export { AgentEndpoint, CONTROL_PLANE_URI, type AgentEndpointOptions, type AgentIdentity } from "./endpoint.js";
 export { createMetricsSampler, detectHostSpecs, type HostSpecs } from "./specs.js";
 export { backoffDelayMs, heartbeatDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HEARTBEAT_JITTER_MIN } from "./backoff.js";
 export { systemClock, type AgentClock } from "./clock.js";

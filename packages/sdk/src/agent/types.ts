@@ -19,6 +19,12 @@ export interface HostAgentOptions {
   credentials: CredentialStore;
   /** The machine's specs, asked for when registering (`detectHostSpecs` on Node). */
   specs?: () => HostSpecs | Promise<HostSpecs>;
+  /**
+   * Ask for a host certificate (default true): a key pair made here and a CSR
+   * go with the registration and every refresh; the key and the certificate
+   * are kept with the credentials (see `AgentEndpoint`). The key is never sent.
+   */
+  certificate?: boolean;
   /** Reported at registration as `agent_version`. */
   agentVersion?: string;
   /** Live figures sent with each heartbeat (`createMetricsSampler()` on Node); a failure sends the beat without them. */

@@ -64,6 +64,14 @@ export class Hosts {
     return this.transport.call(routes.regenerateHostToken, { params: { id: hostId } }, options);
   }
 
+  /**
+   * Calls the host's agent over mutual TLS from the control plane: whether it
+   * answered, how fast, and the certificate it serves. Recorded on the host as `mtls_enabled`.
+   */
+  probe(hostId: string, options?: RequestOptions) {
+    return this.transport.call(routes.probeHost, { params: { id: hostId } }, options);
+  }
+
   /** Polls the host until its agent has registered and heartbeated. */
   waitUntilOnline(hostId: string, options?: WaitOptions) {
     return waitForHostStatus((signal) => this.get(hostId, { signal }), "online", options);

@@ -1,4 +1,4 @@
-import { index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import { boolean, index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
 import type { HeartbeatMetrics } from "@muster/contract";
 import { createdAt, id, optionalTime } from "./columns.js";
 import { teams, users } from "./users.js";
@@ -26,6 +26,11 @@ export const hosts = pgTable(
     registeredAt: optionalTime("registered_at"),
     /** The live credential family; replacing it kills every host token and refresh token issued before. */
     credentialFamily: text("credential_family"),
+    /** SHA-256 of the host's newest certificate (hex), and when it expires. */
+    certFingerprint: text("cert_fingerprint"),
+    certExpiresAt: optionalTime("cert_expires_at"),
+    /** Whether the last probe of the agent's mTLS endpoint succeeded. */
+    mtlsEnabled: boolean("mtls_enabled").notNull().default(false),
     createdBy: text("created_by").notNull().references(() => users.id),
     createdAt: createdAt(),
     updatedAt: optionalTime("updated_at").notNull(),
@@ -72,6 +77,8 @@ export const hostRefreshTokens = pgTable(
     hostId: text("host_id").notNull().references(() => hosts.id),
     family: text("family").notNull(),
     tokenHash: text("token_hash").notNull().unique(),
+    /** SPKI (base64) of the certificate key issued with this token; refreshing then needs a proof signed by it. */
+    boundKey: text("bound_key"),
     createdAt: createdAt(),
     expiresAt: optionalTime("expires_at").notNull(),
     usedAt: optionalTime("used_at"),

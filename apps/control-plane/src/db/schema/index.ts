@@ -3,3 +3,4 @@ export * from "./commands.js";
 export * from "./hosts.js";
 export * from "./system.js";
 export * from "./users.js";
+export * from "./pki.js";

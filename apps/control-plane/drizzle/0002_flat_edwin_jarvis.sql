@@ -1,0 +1,1 @@
+ALTER TABLE "host_refresh_tokens" ADD COLUMN "bound_key" text;

@@ -1,0 +1,28 @@
+import { index, pgTable, text } from "drizzle-orm/pg-core";
+import { createdAt, optionalTime } from "./columns.js";
+import { hosts } from "./hosts.js";
+
+/** The control plane's CA when it generated its own (one row); a CA given as files is not stored. */
+export const certificateAuthority = pgTable("certificate_authority", {
+  id: text("id").primaryKey(),
+  certificate: text("certificate").notNull(),
+  /** PKCS#8 PEM; kept like the JWT signing keys, readable only to the control plane's database role. */
+  privateKey: text("private_key").notNull(),
+  createdAt: createdAt(),
+});
+
+/** Every certificate issued to a host, so deletion or re-registration can revoke them (the CRL lists these). */
+export const hostCertificates = pgTable(
+  "host_certificates",
+  {
+    serial: text("serial").primaryKey(),
+    hostId: text("host_id").notNull().references(() => hosts.id),
+    fingerprint: text("fingerprint").notNull(),
+    createdAt: createdAt(),
+    expiresAt: optionalTime("expires_at").notNull(),
+    revokedAt: optionalTime("revoked_at"),
+  },
+  (t) => [index("host_certificates_host_idx").on(t.hostId), index("host_certificates_revoked_idx").on(t.revokedAt, t.expiresAt)],
+);
+
+export type HostCertificateRow = typeof hostCertificates.$inferSelect;

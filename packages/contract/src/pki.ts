@@ -1,0 +1,48 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { Nullable, Timestamp } from "./common.js";
+import { IdSchema } from "./ids.js";
+
+/** A PEM-encoded X.509 object (certificate, CSR or CRL). */
+export const Pem = (label: string, maxLength: number, options: { description?: string } = {}) =>
+  Type.String({ minLength: 1, maxLength, pattern: `^-----BEGIN ${label}-----`, description: options.description ?? `PEM (${label})` });
+
+export const CertificateAuthorityInfo = Type.Object(
+  {
+    certificate: Pem("CERTIFICATE", 16_384),
+    fingerprint_sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "SHA-256 of the certificate's DER, hex" }),
+    expires_at: Timestamp,
+  },
+  { $id: "CertificateAuthority" },
+);
+export type CertificateAuthorityInfo = Static<typeof CertificateAuthorityInfo>;
+
+export const RevocationList = Type.Object(
+  {
+    crl: Pem("X509 CRL", 1_048_576, { description: "Revoked host certificates that have not expired yet, signed by the CA" }),
+    this_update: Timestamp,
+    next_update: Timestamp,
+  },
+  { $id: "RevocationList" },
+);
+export type RevocationList = Static<typeof RevocationList>;
+
+export const HostProbe = Type.Object(
+  {
+    host_id: IdSchema("host"),
+    reachable: Type.Boolean({ description: "A TLS 1.3 handshake with the agent's mTLS endpoint both ways, and its identity call, succeeded" }),
+    latency_ms: Nullable(Type.Number({ description: "Connect, handshake and identity call, end to end" })),
+    tls_version: Nullable(Type.String()),
+    certificate: Nullable(
+      Type.Object({
+        fingerprint_sha256: Type.String({ pattern: "^[0-9a-f]{64}$" }),
+        serial: Type.String(),
+        expires_at: Timestamp,
+      }),
+    ),
+    agent_version: Nullable(Type.String()),
+    error: Nullable(Type.String({ description: "Why the probe failed" })),
+    probed_at: Timestamp,
+  },
+  { $id: "HostProbe" },
+);
+export type HostProbe = Static<typeof HostProbe>;
