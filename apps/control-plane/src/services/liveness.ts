@@ -137,7 +137,7 @@ export class Liveness {
     const [lastBeat] = await this.deps.kv.zScores(LIVENESS_KEY, [hostId]);
     // A tracked host turns offline a window after its last beat; one the KV store lost, a window after the serving period began.
     const deadline = (lastBeat ?? this.servingSince) + this.deps.pacing.offlineAfterS() * 1000;
-    const waitS = this.deps.pacing.firstBeatWaitS(hostId, (deadline - now) / 1000 - FIRST_BEAT_MARGIN_S);
+    const waitS = this.deps.pacing.firstBeatWaitS((deadline - now) / 1000 - FIRST_BEAT_MARGIN_S);
     if (waitS === 0) return;
     this.deps.metrics.firstBeatsDeferred.inc();
     throw new DomainError("rate_limited", `the control plane is taking in its fleet at a paced rate; beat again in ${waitS} s`, waitS);

@@ -30,8 +30,9 @@ function hostFraction(hostId: string): number {
  * every host's next beat is a first beat (a token to verify, credentials to
  * read, a liveness entry to write), many times a steady beat's cost, and a
  * fleet whose agents retried through the downtime arrives at once. First
- * beats beyond the cap per second are told to come back later, each host at
- * its own point of the time the whole fleet needs at that rate.
+ * beats beyond the cap per second are told to come back later, at a random
+ * point of the time the whole fleet needs at that rate (drawn anew at every
+ * refusal, so hosts that collided once do not collide again).
  */
 export class Pacing {
   private fleetSize = 0;
@@ -60,16 +61,16 @@ export class Pacing {
   }
 
   /**
-   * How long a first beat that found no room should wait: the host's own
-   * point within the time the fleet needs at the cap, but never more than
+   * How long a first beat that found no room should wait: a random point
+   * within the time the fleet needs at the cap, but never more than
    * `latestS`, the time it has before it would be marked offline. 0 (go ahead
    * anyway) when that leaves less than a second.
    */
-  firstBeatWaitS(hostId: string, latestS: number): number {
+  firstBeatWaitS(latestS: number): number {
     const cap = this.config.maxHeartbeatsPerS ?? Infinity;
     const room = Math.min(Math.ceil(this.fleetSize / cap), Math.floor(latestS));
     if (room < MIN_WAIT_S) return 0;
-    return MIN_WAIT_S + Math.floor(hostFraction(hostId) * (room - MIN_WAIT_S + 1));
+    return MIN_WAIT_S + Math.floor(Math.random() * (room - MIN_WAIT_S + 1));
   }
 
   /** Seconds between one host's beats. */
