@@ -28,10 +28,26 @@ function rssBytes(pid: number): number {
   return Number(line.replace(/\D+/g, "")) * 1024;
 }
 
+/** The JS heap in use, as the control plane's /metrics reports it (the collector's view, not forced). */
+async function heapUsedBytes(url: string): Promise<number> {
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^muster_process_nodejs_heap_size_used_bytes (\S+)/m.exec(metrics)?.[1] ?? NaN);
+}
+
+async function idle(label: string): Promise<void> {
+  const bar = progress(label, HOLD_S);
+  for (let s = 1; s <= HOLD_S; s++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    bar.update(s);
+  }
+  bar.stop();
+}
+
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 };
+const kibEach = (bytes: number, count: number) => (bytes / Math.max(1, count) / 1024).toFixed(1);
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 /** A bench agent: says hello, acknowledges every command and answers it at once. */
@@ -70,7 +86,9 @@ async function main() {
     const hosts = await enrollHosts(holder.url, stores.adminKey, CHANNELS, 32, (done) => enrolling.update(done));
     enrolling.stop();
 
-    const baseline = rssBytes(holder.child.pid!);
+    // Enrolment leaves garbage behind; let the process idle as long as the hold before taking the baseline.
+    await idle("settle seconds ");
+    const baseline = { rss: rssBytes(holder.child.pid!), heap: await heapUsedBytes(holder.url) };
     // Arrival times by command ID: a command may reach its agent before the POST's answer reaches us.
     const arrivals = new Map<string, number>();
     const waiting = new Map<string, () => void>();
@@ -91,13 +109,8 @@ async function main() {
     dialing.stop();
     const dialS = (Date.now() - dialStarted) / 1000;
 
-    const holding = progress("hold   seconds ", HOLD_S);
-    for (let s = 1; s <= HOLD_S; s++) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      holding.update(s);
-    }
-    holding.stop();
-    const held = rssBytes(holder.child.pid!);
+    await idle("hold   seconds ");
+    const held = { rss: rssBytes(holder.child.pid!), heap: await heapUsedBytes(holder.url) };
     const metrics = await (await fetch(`${holder.url}/metrics`)).text();
     const open = Number(/^muster_agent_channels (\d+)/m.exec(metrics)?.[1] ?? NaN);
     const stillOpen = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).length;
@@ -128,8 +141,9 @@ async function main() {
     const rows: [string, string][] = [
       ["channels opened", `${sockets.length.toLocaleString("en")} in ${dialS.toFixed(1)} s (${Math.round(sockets.length / dialS)}/s)`],
       ["held after the idle spell", `${stillOpen.toLocaleString("en")} open at the agents, ${open.toLocaleString("en")} per /metrics`],
-      ["control plane RSS", `${mib(baseline)} before, ${mib(held)} holding them`],
-      ["memory per channel", `${((held - baseline) / Math.max(1, sockets.length) / 1024).toFixed(1)} KiB`],
+      ["control plane RSS", `${mib(baseline.rss)} before, ${mib(held.rss)} holding them`],
+      ["control plane JS heap in use", `${mib(baseline.heap)} before, ${mib(held.heap)} holding them`],
+      ["memory per channel", `${kibEach(held.rss - baseline.rss, sockets.length)} KiB resident, ${kibEach(held.heap - baseline.heap, sockets.length)} KiB of JS heap`],
       ["command delivery p50 / p99", `${percentile(deliveries, 50).toFixed(1)} / ${percentile(deliveries, 99).toFixed(1)} ms`],
       ["command round trip p50 / p99", `${percentile(roundTrips, 50).toFixed(1)} / ${percentile(roundTrips, 99).toFixed(1)} ms (POST to stored result)`],
     ];
