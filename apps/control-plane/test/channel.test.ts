@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHANNEL_CLOSE, PROTOCOL_VERSION } from "@muster/contract";
 import { startTestApp, type TestApp } from "./support/app.js";
-import { eventually, listen, TestChannel } from "./support/channel.js";
+import { eventually, listen, startTwoPlanes, TestChannel, type TwoPlanes } from "./support/channel.js";
 import { Factories, machineSpecs } from "./support/factories.js";
 
 /**
@@ -14,23 +14,15 @@ let b: TestApp;
 let urlA: string;
 let urlB: string;
 let f: Factories;
-const servers: { close(): Promise<void> }[] = [];
+let planes: TwoPlanes | undefined;
 
 beforeAll(async () => {
-  a = await startTestApp({ startLoops: true, config: { channelHelloTimeoutMs: 300 } });
-  b = await startTestApp({ startLoops: true, stores: a.stores });
-  const [sa, sb] = await Promise.all([listen(a), listen(b)]);
-  servers.push(sa, sb);
-  urlA = sa.baseUrl;
-  urlB = sb.baseUrl;
+  planes = await startTwoPlanes({ channelHelloTimeoutMs: 300 });
+  ({ a, b, urlA, urlB } = planes);
   f = new Factories(a);
 });
 
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
-  await Promise.all(servers.map((server) => server.close()));
-});
+afterAll(() => planes?.close());
 
 async function metric(app: TestApp, name: string): Promise<string> {
   const res = await app.http.get("/metrics");

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestApp, type TestApp } from "./support/app.js";
-import { eventually, listen, TestChannel } from "./support/channel.js";
+import type { TestApp } from "./support/app.js";
+import { eventually, startTwoPlanes, TestChannel, type TwoPlanes } from "./support/channel.js";
 import { Factories } from "./support/factories.js";
 
 /**
@@ -9,25 +9,17 @@ import { Factories } from "./support/factories.js";
  * expired when their timeout passes.
  */
 let a: TestApp;
-let b: TestApp;
 let urlB: string;
 let f: Factories;
-const servers: { close(): Promise<void> }[] = [];
+let planes: TwoPlanes | undefined;
 
 beforeAll(async () => {
-  a = await startTestApp({ startLoops: true });
-  b = await startTestApp({ startLoops: true, stores: a.stores });
-  const [sa, sb] = await Promise.all([listen(a), listen(b)]);
-  servers.push(sa, sb);
-  urlB = sb.baseUrl;
+  planes = await startTwoPlanes();
+  ({ a, urlB } = planes);
   f = new Factories(a);
 });
 
-afterAll(async () => {
-  await b?.close();
-  await a?.close();
-  await Promise.all(servers.map((server) => server.close()));
-});
+afterAll(() => planes?.close());
 
 const send = (hostId: string, body: unknown, key = a.adminKey) => a.http.post(`/v1/hosts/${hostId}/commands`, { key, body });
 const read = async (hostId: string, commandId: string, key = a.adminKey) => {

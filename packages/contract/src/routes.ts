@@ -48,6 +48,9 @@ export interface RouteDef {
   errors: readonly ErrorCode[];
 }
 
+/** The header a host's JWT travels in (`auth: "host_token"`), in Node's lower case. */
+export const HOST_TOKEN_HEADER = "x-host-token";
+
 const ListQuery = Type.Object({ ...PageQuery }, { additionalProperties: false });
 
 const OPERATOR_ERRORS = ["invalid_request", "unauthorized", "forbidden", "not_found"] as const;

@@ -6,6 +6,7 @@ import type { Db } from "../db/client.js";
 import { signingKeys } from "../db/schema/index.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import { unauthorized } from "../errors.js";
+import { BoundedMap } from "../lib/bounded.js";
 import { newId } from "../lib/ids.js";
 
 /** The one algorithm accepted; never taken from the token. */
@@ -31,7 +32,7 @@ const BAD_TOKEN = "host token is missing, malformed, expired or revoked; refresh
  * verification than raw bytes).
  */
 export class HostTokens {
-  private readonly verified = new Map<string, HostClaims>();
+  private readonly verified = new BoundedMap<string, HostClaims>(VERIFIED_CACHE_MAX);
 
   private constructor(
     private readonly keys: Map<string, CryptoKey>,
@@ -79,7 +80,6 @@ export class HostTokens {
     const known = this.verifiedBefore(token);
     if (known) return known;
     const claims = await this.verifySignature(token);
-    if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, claims);
     return claims;
   }

@@ -1,4 +1,5 @@
 import { createMiddleware } from "hono/factory";
+import { HOST_TOKEN_HEADER } from "@muster/contract";
 import { header } from "../http/node-request.js";
 import { unauthorized } from "../errors.js";
 import type { AppEnv } from "../http/env.js";
@@ -10,7 +11,7 @@ const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/;
 export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
   const authorization = header(c, "authorization");
   if (!authorization) {
-    const hint = header(c, "x-host-token") ? "; host tokens are not accepted on operator endpoints" : "";
+    const hint = header(c, HOST_TOKEN_HEADER) ? "; host tokens are not accepted on operator endpoints" : "";
     throw unauthorized(`missing API key: send 'Authorization: Bearer <key>'${hint}`);
   }
   const match = BEARER.exec(authorization);
@@ -21,7 +22,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
 
 /** Host endpoints: `X-Host-Token: <jwt>`. An operator key is never a host credential. */
 export const requireHostToken = createMiddleware<AppEnv>(async (c, next) => {
-  const token = header(c, "x-host-token");
+  const token = header(c, HOST_TOKEN_HEADER);
   if (!token) {
     const hint = header(c, "authorization") ? "; operator API keys are not accepted on host endpoints" : "";
     throw unauthorized(`missing host token: send 'X-Host-Token: <jwt>'${hint}`);

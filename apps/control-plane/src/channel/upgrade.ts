@@ -1,10 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { ERROR_STATUS, idPattern, type ErrorCode } from "@muster/contract";
+import { ERROR_STATUS, HOST_TOKEN_HEADER, idPattern, type ErrorCode } from "@muster/contract";
 import type { HostClaims } from "../auth/host-tokens.js";
-import { DomainError, forbidden, invalid, notFound, unauthorized } from "../errors.js";
+import { DomainError, invalid, unauthorized } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
-import { credentialState } from "../services/credential-state.js";
 
 const CHANNEL_PATH = /^\/v1\/hosts\/([^/?#]+)\/channel(?:\?.*)?$/;
 const HOST_ID = new RegExp(idPattern("host"));
@@ -21,15 +20,10 @@ export function channelHostId(url: string | undefined): string | null {
  */
 export async function authenticateUpgrade(deps: AppDeps, request: IncomingMessage, hostId: string): Promise<HostClaims> {
   if (!HOST_ID.test(hostId)) throw invalid("path parameter 'id': expected a host-… identifier");
-  const token = request.headers["x-host-token"];
+  const token = request.headers[HOST_TOKEN_HEADER];
   if (typeof token !== "string" || token === "") throw unauthorized("missing host token: send 'X-Host-Token: <jwt>'");
   const claims = await deps.hostTokens.verify(token);
-  if (claims.hostId !== hostId) throw forbidden("the host token belongs to another host than the one in the path");
-  const state = await credentialState(deps.db, deps.kv, hostId);
-  if (state.kind === "deleted") throw notFound("host");
-  if (state.kind === "none" || state.family !== claims.family) {
-    throw unauthorized("host credentials were revoked; refresh them, or register the host again if the refresh is refused");
-  }
+  await deps.liveness.authorize(claims, hostId);
   return claims;
 }
 

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
-import { PROTOCOL_HEADER, routes } from "@muster/contract";
+import { HOST_TOKEN_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
 import { acceptsProtocolHeader } from "../services/protocol.js";
 import type { AppDeps } from "./env.js";
 import { honoPath } from "./mount.js";
+import { headersDeclareBody } from "./node-request.js";
 
 const HEARTBEAT_URL = /^\/v1\/hosts\/([^/?#]+)\/heartbeat$/;
 
@@ -29,12 +30,10 @@ export function heartbeatLane(deps: AppDeps): (req: IncomingMessage, res: Server
     const match = HEARTBEAT_URL.exec(req.url ?? "");
     if (!match) return false;
     const { headers } = req;
-    if ((headers["content-length"] !== undefined && headers["content-length"] !== "0") || headers["transfer-encoding"] !== undefined) {
-      return false;
-    }
+    if (headersDeclareBody(headers)) return false;
     // An agent too old for this control plane is refused by the app, with the reason.
     if (!acceptsProtocolHeader(deps.config, headers[PROTOCOL_HEADER] as string | undefined)) return false;
-    const token = headers["x-host-token"];
+    const token = headers[HOST_TOKEN_HEADER];
     if (typeof token !== "string") return false;
     const started = performance.now();
     const claims = deps.hostTokens.verifiedBefore(token);

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Context } from "hono";
 
 /**
@@ -22,7 +22,12 @@ export function header(c: Context, name: string): string | undefined {
 
 /** Whether the request carries a body. */
 export function declaresBody(c: Context): boolean {
-  if (!incoming(c)) return c.req.raw.body !== null;
-  const length = header(c, "content-length");
-  return (length !== undefined && length !== "0") || header(c, "transfer-encoding") !== undefined;
+  const node = incoming(c);
+  return node ? headersDeclareBody(node.headers) : c.req.raw.body !== null;
+}
+
+/** Whether Node's parsed headers announce a body (sized or chunked). */
+export function headersDeclareBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers["content-length"];
+  return (length !== undefined && length !== "0") || headers["transfer-encoding"] !== undefined;
 }

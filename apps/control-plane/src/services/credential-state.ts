@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { hosts } from "../db/schema/index.js";
+import { BoundedMap } from "../lib/bounded.js";
 import type { Kv, Subscription } from "../kv/kv.js";
 import type { DbOrTx } from "./context.js";
 import { CREDENTIAL_CHANGES_CHANNEL, credentialStateKey } from "./kv-keys.js";
@@ -62,7 +63,7 @@ const LOCAL_CACHE_MAX = 200_000;
  * outlive a revocation.
  */
 export class CredentialCache {
-  private readonly local = new Map<string, CredentialState>();
+  private readonly local = new BoundedMap<string, CredentialState>(LOCAL_CACHE_MAX);
   private epoch = 0;
   private reliable = false;
   private subscription: Subscription | null = null;
@@ -105,7 +106,6 @@ export class CredentialCache {
     const epoch = this.epoch;
     const state = await credentialState(this.db, this.kv, hostId);
     if (this.reliable && epoch === this.epoch) {
-      if (this.local.size >= LOCAL_CACHE_MAX) this.local.delete(this.local.keys().next().value!);
       this.local.set(hostId, state);
     }
     return state;

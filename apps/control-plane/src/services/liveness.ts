@@ -5,6 +5,7 @@ import { DomainError, forbidden, notFound, unauthorized } from "../errors.js";
 import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
+import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
 import { LIVENESS_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
@@ -28,9 +29,8 @@ const KNOWN_HOSTS_MAX = 1_000_000;
  */
 export const BEAT_PERSIST_MS = 60_000;
 
-/** The serving-period key outlives its last refresher by this much; a shorter outage does not start a new period. */
+/** The serving-period key (refreshed at every sweep, each second) outlives its last refresher by this much; a shorter outage does not start a new period. */
 const SERVING_TTL_MS = 10_000;
-const SERVING_MARK_MS = 1_000;
 /** Below this many silent hosts the mass-silence breaker never holds a sweep (small fleets flip freely). */
 const MASS_SILENCE_MIN_HOSTS = 10;
 /** Room a deferred first beat keeps before its host's deadline, for its own trip and the sweeper's allowance. */
@@ -66,9 +66,9 @@ interface PendingBeat {
 export class Liveness {
   private batch = new Map<string, PendingBeat>();
   /** The beat time this process last wrote to PostgreSQL, per host. */
-  private persistedAt = new Map<string, number>();
+  private persistedAt = new BoundedMap<string, number>(KNOWN_HOSTS_MAX);
   /** Hosts this process has put into the liveness set; their later beats are batched. */
-  private known = new Set<string>();
+  private known = new BoundedSet<string>(KNOWN_HOSTS_MAX);
   private pendingScores = new Map<string, number>();
   private onlineQueue = new Map<string, PendingOnline>();
   private onlineWriter: Promise<void> | null = null;
@@ -92,17 +92,25 @@ export class Liveness {
     this.servingSince = startedAt.getTime();
   }
 
-  async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
+  /**
+   * Whether a verified host token still speaks for the host in the path: 403
+   * for another host, 404 for a deleted one, 401 for revoked credentials. Every
+   * host call over HTTP or the channel passes here.
+   */
+  async authorize(claims: HostClaims, pathHostId: string): Promise<void> {
     if (claims.hostId !== pathHostId) throw forbidden("the host token belongs to another host than the one in the path");
     const state = await this.credentials.get(claims.hostId);
     if (state.kind === "deleted") throw notFound("host");
     if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
+  }
 
-    if (!this.known.has(claims.hostId)) await this.admitFirstBeat(claims.hostId);
+  async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
+    await this.authorize(claims, pathHostId);
+    const known = this.known.has(claims.hostId);
+    if (!known) await this.admitFirstBeat(claims.hostId);
     const at = this.record(claims.hostId, metrics);
-    if (this.known.has(claims.hostId)) return;
+    if (known) return;
     const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
-    if (this.known.size >= KNOWN_HOSTS_MAX) this.known.delete(this.known.values().next().value!);
     this.known.add(claims.hostId);
     if (wasAbsent) await this.cameBack(claims.hostId, at);
   }
@@ -265,17 +273,13 @@ export class Liveness {
       for (const [id, beat] of beats) if (!this.batch.has(id)) this.batch.set(id, beat);
       throw error;
     }
-    for (const [id, beat] of beats) {
-      if (!this.persistedAt.has(id) && this.persistedAt.size >= KNOWN_HOSTS_MAX) {
-        this.persistedAt.delete(this.persistedAt.keys().next().value!);
-      }
-      this.persistedAt.set(id, beat.at);
-    }
+    for (const [id, beat] of beats) this.persistedAt.set(id, beat.at);
   }
 
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
+    // Every process sweeps, so every process marks the serving period, lease or not.
     const servingSince = await this.markServing();
     if (!(await this.holdLease(now))) return 0;
     await this.flushScores();
@@ -446,7 +450,6 @@ export class Liveness {
       this.timers.push(timer);
     };
     every(SCORE_FLUSH_MS, () => this.flushScores(), "liveness score flush");
-    every(SERVING_MARK_MS, () => this.markServing(), "serving mark");
     every(this.deps.config.sweepIntervalMs, () => this.sweepOnce(), "offline sweep");
     every(this.deps.config.heartbeatFlushMs, () => this.flush(), "heartbeat flush");
   }

@@ -75,16 +75,20 @@ export class Pacing {
 
   /** Seconds between one host's beats. */
   intervalS(hostId: string): number {
-    const fleetInterval = this.fleetIntervalS();
-    if (fleetInterval === this.config.heartbeatIntervalS) return fleetInterval;
-    return fleetInterval + Math.floor(fleetInterval * JITTER_SHARE * hostFraction(hostId));
+    return this.jitteredIntervalS(hostFraction(hostId));
   }
 
   /** Silence after which a host turns offline. */
   offlineAfterS(): number {
-    const fleetInterval = this.fleetIntervalS();
-    const longest = fleetInterval === this.config.heartbeatIntervalS ? fleetInterval : fleetInterval + Math.floor(fleetInterval * JITTER_SHARE);
+    const longest = this.jitteredIntervalS(1);
     return Math.ceil((this.config.offlineAfterS * longest) / this.config.heartbeatIntervalS);
+  }
+
+  /** The fleet's interval plus `fraction` of the jitter share when paced; exactly as configured otherwise. */
+  private jitteredIntervalS(fraction: number): number {
+    const fleetInterval = this.fleetIntervalS();
+    if (fleetInterval === this.config.heartbeatIntervalS) return fleetInterval;
+    return fleetInterval + Math.floor(fleetInterval * JITTER_SHARE * fraction);
   }
 
   /** The interval that keeps the whole fleet under the cap (the configured one when that does). */

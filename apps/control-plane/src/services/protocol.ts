@@ -2,6 +2,9 @@ import { PROTOCOL_VERSION } from "@muster/contract";
 import type { Config } from "../config.js";
 import { DomainError, invalid } from "../errors.js";
 
+/** The protocol header's value: a version number. */
+const VERSION = /^\d{1,6}$/;
+
 type ProtocolConfig = Pick<Config, "minProtocolVersion" | "agentUpgradeUrl">;
 
 /** The sentence a too-old agent shows its operator, the same on the channel and on HTTP. */
@@ -18,7 +21,7 @@ export function isTooOld(config: ProtocolConfig, version: number): boolean {
 
 /** Whether a protocol header lets a request through as it is (the heartbeat lane's check; the app explains refusals). */
 export function acceptsProtocolHeader(config: ProtocolConfig, raw: string | undefined): boolean {
-  return raw === undefined || (/^\d{1,6}$/.test(raw) && !isTooOld(config, Number(raw)));
+  return raw === undefined || (VERSION.test(raw) && !isTooOld(config, Number(raw)));
 }
 
 /**
@@ -28,7 +31,7 @@ export function acceptsProtocolHeader(config: ProtocolConfig, raw: string | unde
  */
 export function checkProtocolHeader(config: ProtocolConfig, raw: string | undefined): number | null {
   if (raw === undefined) return null;
-  if (!/^\d{1,6}$/.test(raw)) throw invalid("X-Muster-Protocol: expected the agent's protocol version, a whole number");
+  if (!VERSION.test(raw)) throw invalid("X-Muster-Protocol: expected the agent's protocol version, a whole number");
   const version = Number(raw);
   if (isTooOld(config, version)) throw new DomainError("upgrade_required", tooOldMessage(config, version));
   return version;

@@ -4,7 +4,8 @@ import type { Server } from "node:http";
 import { createHttpServer } from "../../src/http/server.js";
 import { PROTOCOL_VERSION, type ControlPlaneMessage } from "@muster/contract";
 import WebSocket from "ws";
-import type { TestApp } from "./app.js";
+import type { Config } from "../../src/config.js";
+import { startTestApp, type TestApp } from "./app.js";
 
 /** Serves a test app on a loopback port through the real server (heartbeat lane included), its agent channels attached, as main.ts does. */
 export async function listen(app: TestApp): Promise<{ baseUrl: string; close(): Promise<void> }> {
@@ -16,6 +17,32 @@ export async function listen(app: TestApp): Promise<{ baseUrl: string; close(): 
   return {
     baseUrl: `http://127.0.0.1:${port}`,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export interface TwoPlanes {
+  a: TestApp;
+  b: TestApp;
+  urlA: string;
+  urlB: string;
+  close(): Promise<void>;
+}
+
+/** Two control planes on shared stores (`config` for the first), each served on a loopback port with its loops running. */
+export async function startTwoPlanes(config: Partial<Config> = {}): Promise<TwoPlanes> {
+  const a = await startTestApp({ startLoops: true, config });
+  const b = await startTestApp({ startLoops: true, stores: a.stores });
+  const [servedA, servedB] = await Promise.all([listen(a), listen(b)]);
+  return {
+    a,
+    b,
+    urlA: servedA.baseUrl,
+    urlB: servedB.baseUrl,
+    async close() {
+      await b.close();
+      await a.close();
+      await Promise.all([servedA.close(), servedB.close()]);
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import {
   CHANNEL_CLOSE,
+  HOST_TOKEN_HEADER,
   ControlPlaneMessage,
   PROTOCOL_VERSION,
   type AgentMessage,
@@ -47,7 +48,7 @@ export class AgentChannel {
   ) {
     const url = `${controlPlane.replace(/^http/, "ws")}/v1/hosts/${encodeURIComponent(hostId)}/channel`;
     this.ws = new WebSocket(url, {
-      headers: { "x-host-token": token, ...(userAgent ? { "user-agent": userAgent } : {}) },
+      headers: { [HOST_TOKEN_HEADER]: token, ...(userAgent ? { "user-agent": userAgent } : {}) },
       handshakeTimeout: 10_000,
       perMessageDeflate: false,
       ...tls,

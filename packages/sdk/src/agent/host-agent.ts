@@ -1,5 +1,6 @@
 import {
   CHANNEL_CLOSE,
+  HOST_TOKEN_HEADER,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   routes,
@@ -118,7 +119,7 @@ export class HostAgent {
     // Every call names the protocol, so a control plane that no longer speaks it refuses at once (426) instead of half-working.
     const protocol = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
     this.anonymous = new Transport({ ...transport, authHeaders: () => protocol });
-    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...protocol, "x-host-token": this.creds?.token ?? "" }) });
+    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...protocol, [HOST_TOKEN_HEADER]: this.creds?.token ?? "" }) });
     this.baseUrl = this.anonymous.baseUrl;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.commands = new CommandRunner(
