@@ -5,7 +5,7 @@ import type { StoredCredentials } from "../src/agent/credentials.js";
 /**
  * Test doubles for the agent runtime: a clock whose time moves only when the
  * test says so, and a control plane that lives in a fetch function. Nothing
- * here sleeps; every wait is a bounded number of event-loop turns.
+ * here sleeps; every wait yields to the event loop until its condition holds.
  */
 
 interface Timer {
@@ -13,7 +13,21 @@ interface Timer {
   callback: () => void;
 }
 
-const WAIT_FOR_TIMER_MS = 5_000;
+const WAIT_MS = 5_000;
+
+/**
+ * Lets promises and I/O callbacks run until `condition()` holds or 5 s of
+ * real time passed; says which. Bounded by real time, not by event-loop turns:
+ * key generation runs on libuv's thread pool, which a busy machine makes slow.
+ */
+async function waitFor(condition: () => boolean): Promise<boolean> {
+  const until = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() >= until) return false;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return true;
+}
 
 export class FakeClock implements AgentClock {
   private nowMs: number;
@@ -42,33 +56,25 @@ export class FakeClock implements AgentClock {
     return this.timers.size;
   }
 
-  /**
-   * Lets promises and I/O callbacks run until a timer is pending, or `done()`
-   * says to stop waiting. Bounded by real time, not by event-loop turns: key
-   * generation runs on libuv's thread pool, which a busy machine makes slow.
-   */
+  /** Waits until a timer is pending, or `done()` says to stop waiting. */
   async waitForTimer(done: () => boolean = () => false): Promise<void> {
-    const until = Date.now() + WAIT_FOR_TIMER_MS;
-    while (Date.now() < until) {
-      if (this.timers.size > 0 || done()) return;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    throw new Error(`FakeClock: no timer was set within ${WAIT_FOR_TIMER_MS} ms`);
+    if (!(await waitFor(() => this.timers.size > 0 || done()))) throw new Error(`FakeClock: no timer was set within ${WAIT_MS} ms`);
   }
 
   /**
    * Waits for the next timer, moves time to it and runs it, then lets the work
-   * it started run until it sets another timer (or a bounded number of turns
-   * passed: the agent may have stopped). Returns how far time moved.
+   * it started run until it sets another timer or `settled()` holds (for steps
+   * after which the agent sets none: it stopped, or waits on a request).
+   * Returns how far time moved.
    */
-  async next(): Promise<number> {
+  async next(settled: () => boolean = () => false): Promise<number> {
     await this.waitForTimer();
     const [id, timer] = [...this.timers].sort((a, b) => a[1].at - b[1].at)[0]!;
     this.timers.delete(id);
     const delay = timer.at - this.nowMs;
     this.nowMs = timer.at;
     timer.callback();
-    for (let turn = 0; turn < 2_000 && this.timers.size === 0; turn++) await new Promise((resolve) => setImmediate(resolve));
+    await this.waitForTimer(settled);
     return delay;
   }
 

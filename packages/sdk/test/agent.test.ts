@@ -238,7 +238,7 @@ describe("HostAgent credentials refresh", () => {
     const { agent, cp, clock, named, store } = setup({ saved: "issue" });
     cp.revokeAll();
     await agent.start();
-    await clock.next();
+    await clock.next(() => agent.state === "stopped");
     const exit = await agent.done;
 
     expect(exit).toMatchObject({ reason: "reregistration_required", hostId: HOST_ID });
@@ -255,7 +255,7 @@ describe("HostAgent credentials refresh", () => {
     const { agent, cp, clock } = setup({ saved: "issue" });
     cp.replies.heartbeat.push({ status: 401 }, { status: 401 });
     await agent.start();
-    await clock.next();
+    await clock.next(() => agent.state === "stopped");
     expect(await agent.done).toMatchObject({ reason: "reregistration_required" });
     expect(cp.calls.map((call) => call.route)).toEqual(["heartbeat", "refresh", "heartbeat"]);
   });
@@ -266,7 +266,7 @@ describe("HostAgent when the host is deleted", () => {
     const { agent, cp, clock, named, store } = setup({ saved: "issue" });
     cp.replies.heartbeat.push({ status: 404, message: "host not found" });
     await agent.start();
-    await clock.next();
+    await clock.next(() => agent.state === "stopped");
     const exit = await agent.done;
 
     expect(exit).toMatchObject({ reason: "host_deleted", hostId: HOST_ID });
@@ -282,7 +282,7 @@ describe("HostAgent when the host is deleted", () => {
     cp.replies.heartbeat.push({ status: 401 });
     cp.replies.refresh.push({ status: 404, message: "the host was deleted; its agent should remove its credentials" });
     await agent.start();
-    await clock.next();
+    await clock.next(() => agent.state === "stopped");
     const exit = await agent.done;
 
     expect(exit).toMatchObject({ reason: "host_deleted", hostId: HOST_ID });
@@ -376,7 +376,7 @@ describe("HostAgent stop", () => {
     const { agent, cp, clock, named } = setup({ saved: "issue" });
     cp.replies.heartbeat.push("hang");
     await agent.start();
-    await clock.next();
+    await clock.next(() => cp.callsTo("heartbeat").length === 1);
     expect(cp.callsTo("heartbeat")).toHaveLength(1);
 
     await agent.stop();
@@ -410,8 +410,7 @@ describe("HostAgent stop", () => {
     const spent = store.credentials!.refresh_token;
     cp.replies.heartbeat.push({ status: 401 });
     await gated.start();
-    await clock.next();
-    await waitUntil(() => refreshSent);
+    await clock.next(() => refreshSent);
 
     const stopping = gated.stop();
     release();
@@ -426,11 +425,10 @@ describe("HostAgent stop", () => {
     cp.replies.heartbeat.push({ status: 401 });
     cp.replies.refresh.push("hang");
     await agent.start();
-    await clock.next();
-    await waitUntil(() => cp.callsTo("refresh").length === 1);
+    await clock.next(() => cp.callsTo("refresh").length === 1);
 
     const stopping = agent.stop();
-    expect(await clock.next()).toBe(500);
+    expect(await clock.next(() => agent.state === "stopped")).toBe(500);
     expect(await stopping).toEqual({ reason: "stopped" });
     expect(store.credentials).toEqual(before);
   });
@@ -469,11 +467,6 @@ describe("HostAgent with a store that refuses to save", () => {
     expect(store.credentials!.token).toBe(agent.credentials!.token);
   });
 });
-
-async function waitUntil(condition: () => boolean): Promise<void> {
-  for (let turn = 0; turn < 2_000 && !condition(); turn++) await new Promise((resolve) => setImmediate(resolve));
-  expect(condition()).toBe(true);
-}
 
 describe("HostAgent host certificate", () => {
   const privateKeyOf = (pem: string) => createPrivateKey(pem);
