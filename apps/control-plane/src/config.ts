@@ -41,6 +41,11 @@ export interface Config {
   serverCertificatePin: string | null;
   jwtIssuer: string;
   jwtAudience: string;
+  /**
+   * Slack on host-token expiry, for clocks that disagree: control planes that
+   * sign and verify on different machines, and a token sent just before it ended.
+   */
+  clockLeewayS: number;
 }
 
 export class ConfigError extends Error {}
@@ -75,6 +80,7 @@ export const defaultConfig: Config = {
   serverCertificatePin: null,
   jwtIssuer: "muster",
   jwtAudience: "muster-host",
+  clockLeewayS: 30,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */
@@ -118,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
     tlsCertFile: text("MUSTER_TLS_CERT_FILE"),
     tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
+    clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {
@@ -133,6 +140,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     problems.push("MUSTER_TLS_CERT_FILE and MUSTER_TLS_KEY_FILE go together: give both or neither");
+  }
+  if (config.clockLeewayS * 2 > config.hostTokenTtlS) {
+    problems.push(`MUSTER_CLOCK_LEEWAY_S (${config.clockLeewayS}) must be at most half of MUSTER_HOST_TOKEN_TTL_S, or expired tokens outlive their purpose`);
   }
   if (config.hostCertTtlS <= config.hostTokenTtlS) {
     // Agents renew their certificate when they refresh, at 80% of the token's lifetime.

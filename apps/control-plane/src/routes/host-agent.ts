@@ -1,6 +1,6 @@
 import type { Context, Hono } from "hono";
 import { getConnInfo } from "@hono/node-server/conninfo";
-import { PROTOCOL_HEADER, routes } from "@muster/contract";
+import { AGENT_CLOCK_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
 import { mount } from "../http/mount.js";
 import type { AppEnv } from "../http/env.js";
 import { header } from "../http/node-request.js";
@@ -25,7 +25,7 @@ export function hostAgentRoutes(app: Hono<AppEnv>): void {
   mount(app, routes.refreshHostCredentials, async (c, { body }) => c.json(await refreshHostCredentials(c.get("deps"), body), 200));
   mount(app, routes.heartbeat, async (c, { params, body }) => {
     checkProtocolHeader(c.get("deps").config, header(c, PROTOCOL_HEADER));
-    await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, body);
+    await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, { metrics: body, agentClock: header(c, AGENT_CLOCK_HEADER) });
     return c.body(null, 204);
   });
 }
