@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { request as httpRequest } from "node:http";
 import type { TObject } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ID_BODY_LENGTH, ID_PREFIX, routes, type IdKind, type RouteDef } from "@muster/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/app.js";
-import { listen } from "./support/channel.js";
+import { listen, upgradeRequest } from "./support/channel.js";
 import { Factories } from "./support/factories.js";
 import { HOSTILE_KEYS, HOSTILE_STRINGS, MALFORMED_JSON, boundaryValues, envelopeProblem, schemaAccepts, seeded, toJson } from "./support/fuzz.js";
 import type { CallResult } from "./support/http.js";
@@ -378,7 +377,7 @@ describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
               : credential.host === "other" || byId.includes(403) ? [403]
               : [401];
             sent++;
-            const res = await upgrade(served.baseUrl, `/v1/hosts/${id}/channel`, credential.headers);
+            const res = await upgradeRequest(served.baseUrl, `/v1/hosts/${id}/channel`, credential.headers);
             const problem = envelopeProblem(res, statuses);
             if (problem) problems.push(`[seed ${SEED}] upgrade /v1/hosts/${id.slice(0, 60)}/channel with ${credential.name} → ${problem}: ${JSON.stringify(res.body)}`);
           }),
@@ -401,37 +400,3 @@ describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
     expect(Object.prototype).not.toHaveProperty("muster_polluted");
   });
 });
-
-/** A WebSocket upgrade request; a refusal's status and JSON body, or 101 when the server took the socket. */
-function upgrade(baseUrl: string, path: string, headers: Headers): Promise<CallResult> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${baseUrl}${path}`, {
-      headers: {
-        ...headers,
-        connection: "Upgrade",
-        upgrade: "websocket",
-        "sec-websocket-version": "13",
-        "sec-websocket-key": randomBytes(16).toString("base64"),
-      },
-    });
-    req.on("upgrade", (response, socket) => {
-      socket.destroy();
-      resolve({ status: response.statusCode ?? 0, body: undefined, headers: new Headers() });
-    });
-    req.on("response", (response) => {
-      let text = "";
-      response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-      response.on("end", () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // Not JSON: the envelope check reports it.
-        }
-        resolve({ status: response.statusCode ?? 0, body, headers: new Headers() });
-      });
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
