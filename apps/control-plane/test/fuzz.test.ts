@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import type { TObject } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { ID_BODY_LENGTH, ID_PREFIX, routes, type IdKind, type RouteDef } from "@muster/contract";
@@ -26,6 +27,14 @@ const MIN_REQUESTS = 10_000;
 const BODIES_PER_ROUTE = 300;
 const MAX_BODY_BYTES = 64 * 1024;
 const IN_FLIGHT = 25;
+/** The share of requests sent over a socket to the real server (heartbeat lane, Node's header parsing) rather than in-process. */
+const SOCKET_SHARE = 0.15;
+/**
+ * Kept in-process: a request head over 16 KiB, which Node's HTTP parser answers
+ * with a bare 431 before any of our code runs, and bodies over the limit, whose
+ * early 413 races the client still writing them.
+ */
+const socketable = (request: Sent) => request.path.length <= 8 * 1024 && (request.body?.length ?? 0) <= MAX_BODY_BYTES;
 
 const ALL_ROUTES = Object.values(routes) as RouteDef[];
 const named = (routeList: RouteDef[]) => routeList.map((route) => [route.operationId, route] as const);
@@ -64,6 +73,7 @@ interface Sent {
 }
 
 let t: TestApp;
+let served: Awaited<ReturnType<typeof listen>>;
 let fx: InputFixture;
 let credentials: Credential[];
 let before: Record<string, string[]>;
@@ -251,9 +261,31 @@ function expectedOnRoute(route: RouteDef, credential: Credential, input: Input):
 
 // ---- sending ----------------------------------------------------------------------------------
 
-function describeRequest(request: Sent): string {
+function describeRequest(request: Sent, viaSocket: boolean): string {
   const body = request.body === undefined ? "" : ` body(${request.body.length})=${JSON.stringify(request.body.slice(0, 200))}`;
-  return `[seed ${SEED}] ${request.method} ${request.path.slice(0, 300)} with ${request.credential}${body}`;
+  const how = viaSocket ? " over a socket" : "";
+  return `[seed ${SEED}] ${request.method} ${request.path.slice(0, 300)}${how} with ${request.credential}${body}`;
+}
+
+/** One request on a connection of its own (no keep-alive race with the server closing idle sockets). */
+function overSocket(request: Sent): Promise<CallResult> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${served.baseUrl}${request.path}`, { method: request.method, headers: request.headers, agent: false }, (response) => {
+      let text = "";
+      response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+      response.on("end", () => {
+        let body: unknown = text;
+        try {
+          body = text === "" ? undefined : JSON.parse(text);
+        } catch {
+          // Not JSON (the docs page, metrics): the envelope check reports it where an error was due.
+        }
+        resolve({ status: response.statusCode ?? 0, body, headers: new Headers() });
+      });
+    });
+    req.on("error", reject);
+    req.end(request.body);
+  });
 }
 
 /** Sends the requests IN_FLIGHT at a time; returns a line for each answer that is not as expected. */
@@ -263,9 +295,12 @@ async function run(requests: Sent[]): Promise<string[]> {
     await Promise.all(
       requests.slice(i, i + IN_FLIGHT).map(async (request) => {
         sent++;
-        const res = await t.http.call(request.method, request.path, { headers: request.headers, ...(request.body === undefined ? {} : { rawBody: request.body }) });
+        const viaSocket = random() < SOCKET_SHARE && socketable(request);
+        const res = viaSocket
+          ? await overSocket(request)
+          : await t.http.call(request.method, request.path, { headers: request.headers, ...(request.body === undefined ? {} : { rawBody: request.body }) });
         const problem = envelopeProblem(res, request.statuses);
-        if (problem) problems.push(`${describeRequest(request)} → ${problem}: ${JSON.stringify(res.body)?.slice(0, 300)}`);
+        if (problem) problems.push(`${describeRequest(request, viaSocket)} → ${problem}: ${JSON.stringify(res.body)?.slice(0, 300)}`);
       }),
     );
   }
@@ -317,9 +352,13 @@ beforeAll(async () => {
   t = await startTestApp();
   fx = await buildInputFixture(t);
   credentials = await buildCredentials();
+  served = await listen(t);
   before = await databaseSnapshot(t);
 });
-afterAll(() => t.close());
+afterAll(async () => {
+  await served.close();
+  await t.close();
+});
 
 describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
   it.each(named(ALL_ROUTES))("%s: every answer is the expected status in the envelope, never a 5xx", async (_, route) => {
@@ -354,37 +393,33 @@ describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
   });
 
   it("refuses channel upgrades with every credential kind and junk host IDs, over a socket, in the envelope", async () => {
-    const served = await listen(t);
     const host = fx.ids.host;
     const ids: [string, number[]][] = [
       [host, []],
       [`host-${"a".repeat(ID_BODY_LENGTH)}`, [403]],
-      ...PATH_JUNK.slice(0, 30).map(({ value, raw }): [string, number[]] => {
+      ...PATH_JUNK.map(({ value, raw }): [string, number[]] => {
         const encoded = raw ? value : encodeURIComponent(value);
         // The upgrade handler takes the ID as sent; only a host ID's shape gets past its check.
-        return [encoded, /^host-[a-z2-7]{26}$/.test(encoded) ? [403] : encoded.includes("/") ? [404] : [400]];
+        // A raw dot-segment is resolved by the client's URL parser before it is sent: no channel path is left (404).
+        return [encoded, /^host-[a-z2-7]{26}$/.test(encoded) ? [403] : raw ? [400, 404] : [400]];
       }),
     ];
     const problems: string[] = [];
-    try {
-      for (const [id, byId] of ids) {
-        await Promise.all(
-          credentials.map(async (credential) => {
-            // The host's own token on its own path would open the channel: that is channel.test.ts's business.
-            if (credential.host === "self" && id === host) return;
-            const statuses = byId.includes(400) || byId.includes(404) ? byId
-              : credential.host === undefined ? [401]
-              : credential.host === "other" || byId.includes(403) ? [403]
-              : [401];
-            sent++;
-            const res = await upgradeRequest(served.baseUrl, `/v1/hosts/${id}/channel`, credential.headers);
-            const problem = envelopeProblem(res, statuses);
-            if (problem) problems.push(`[seed ${SEED}] upgrade /v1/hosts/${id.slice(0, 60)}/channel with ${credential.name} → ${problem}: ${JSON.stringify(res.body)}`);
-          }),
-        );
-      }
-    } finally {
-      await served.close();
+    for (const [id, byId] of ids) {
+      await Promise.all(
+        credentials.map(async (credential) => {
+          // The host's own token on its own path would open the channel: that is channel.test.ts's business.
+          if (credential.host === "self" && id === host) return;
+          const statuses = byId.includes(400) || byId.includes(404) ? byId
+            : credential.host === undefined ? [401]
+            : credential.host === "other" || byId.includes(403) ? [403]
+            : [401];
+          sent++;
+          const res = await upgradeRequest(served.baseUrl, `/v1/hosts/${id}/channel`, credential.headers);
+          const problem = envelopeProblem(res, statuses);
+          if (problem) problems.push(`[seed ${SEED}] upgrade /v1/hosts/${id.slice(0, 60)}/channel with ${credential.name} → ${problem}: ${JSON.stringify(res.body)}`);
+        }),
+      );
     }
     expect(problems).toEqual([]);
   });
