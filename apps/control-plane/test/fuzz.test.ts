@@ -2,12 +2,12 @@ import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import type { TObject } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { ID_BODY_LENGTH, ID_PREFIX, routes, type IdKind, type RouteDef } from "@muster/contract";
+import { ID_BODY_LENGTH, routes, type RouteDef } from "@muster/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { listen, upgradeRequest } from "./support/channel.js";
 import { Factories } from "./support/factories.js";
-import { HOSTILE_KEYS, HOSTILE_STRINGS, MALFORMED_JSON, boundaryValues, envelopeProblem, schemaAccepts, seeded, toJson } from "./support/fuzz.js";
+import { HOSTILE_KEYS, HOSTILE_STRINGS, MALFORMED_JSON, PATH_JUNK, boundaryValues, envelopeProblem, schemaAccepts, seeded, toJson } from "./support/fuzz.js";
 import type { CallResult } from "./support/http.js";
 import { buildInputFixture, databaseSnapshot, hostileBodies, isTag, pathOf, validBody, type InputFixture } from "./support/inputs.js";
 
@@ -64,6 +64,7 @@ interface Input {
 }
 
 interface Sent {
+  label: string;
   method: string;
   path: string;
   headers: Headers;
@@ -128,20 +129,6 @@ async function buildCredentials(): Promise<Credential[]> {
 
 // ---- inputs -----------------------------------------------------------------------------------
 
-const PATH_JUNK: { value: string; raw?: boolean }[] = [
-  { value: "x" },
-  { value: "host-123" },
-  { value: `host-${"a".repeat(10_000)}` },
-  { value: `HOST-${"A".repeat(ID_BODY_LENGTH)}` },
-  { value: "host-\u0000" },
-  { value: "hôst-🚀" },
-  { value: "../../etc/passwd" },
-  { value: '{"$ne":null}' },
-  ...HOSTILE_STRINGS.filter((value) => value !== "" && value.length < 1000 && !/[\ud800-\udfff]/.test(value)).map((value) => ({ value })),
-  ...["%E0%A4%A", "%2e%2e", "%2F", "%00", "%ED%A0%80", "%252F", "a%2Fb", "%C0%AF", "%", "%%"].map((value) => ({ value, raw: true })),
-  ...(Object.keys(ID_PREFIX) as IdKind[]).map((kind) => ({ value: `${ID_PREFIX[kind]}-${"a".repeat(ID_BODY_LENGTH)}` })),
-];
-
 /** Bad values of each path parameter; one that matches the schema names nothing, so it is 404 (403 on a host route: not the token's host). */
 function pathInputs(route: RouteDef): Input[] {
   const body = route.body ? JSON.stringify(validBody(fx, route)) : undefined;
@@ -151,7 +138,7 @@ function pathInputs(route: RouteDef): Input[] {
       const wellFormed = !raw && Value.Check(schema, value);
       // Removing a tag the host does not have is a real request, not junk.
       if (wellFormed && isTag(schema)) return [];
-      const statuses = raw ? [400] : !wellFormed ? [400] : route.auth === "host_token" ? [403] : [404];
+      const statuses = !wellFormed ? [400] : route.auth === "host_token" ? [403] : [404];
       const path = pathOf(fx, route, { [name]: raw ? value : encodeURIComponent(value) });
       return [{ label: `{${name}}=${value.slice(0, 40)}`, path, ...(body ? { body } : {}), statuses, ...(raw ? { unrouted: true } : {}) }];
     });
@@ -216,7 +203,11 @@ function bodyInputs(route: RouteDef): Input[] {
   ];
 }
 
-/** Well-formed bodies carrying the wrong secret: another kind of token, a junk one, one already used. */
+/**
+ * Well-formed bodies carrying the wrong secret: other kinds of credential, junk,
+ * the other route's secret. (Not a used refresh token: presenting one revokes
+ * its host's credentials, a change this run must not make.)
+ */
 function wrongSecretInputs(route: RouteDef): Input[] {
   const field = route.operationId === "registerHost" ? "token" : "refresh_token";
   const secrets = [fx.host.token, t.adminKey, randomBytes(32).toString("hex"), "x", "' or 1=1--", fx.outsiders.owner.key,
@@ -264,7 +255,7 @@ function expectedOnRoute(route: RouteDef, credential: Credential, input: Input):
 function describeRequest(request: Sent, viaSocket: boolean): string {
   const body = request.body === undefined ? "" : ` body(${request.body.length})=${JSON.stringify(request.body.slice(0, 200))}`;
   const how = viaSocket ? " over a socket" : "";
-  return `[seed ${SEED}] ${request.method} ${request.path.slice(0, 300)}${how} with ${request.credential}${body}`;
+  return `[seed ${SEED}] (${request.label}) ${request.method} ${request.path.slice(0, 300)}${how} with ${request.credential}${body}`;
 }
 
 /** One request on a connection of its own (no keep-alive race with the server closing idle sockets). */
@@ -313,6 +304,7 @@ function requestsFor(route: RouteDef, input: Input, chosen: Credential[]): Sent[
     if (!statuses) return [];
     const contentType = input.contentType ?? (input.body === undefined ? undefined : "application/json");
     return [{
+      label: input.label,
       method: route.method.toUpperCase(),
       path: input.query === undefined ? input.path : `${input.path}?${input.query}`,
       headers: { ...credential.headers, ...(contentType ? { "content-type": contentType } : {}) },
@@ -386,7 +378,9 @@ describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
     ];
     const requests = paths.flatMap(([method, path, statuses]) =>
       credentials.flatMap((credential) =>
-        ["", `?${pick(RAW_QUERIES)}`].map((query) => ({ method, path: `${path}${query}`, headers: credential.headers, statuses, credential: credential.name })),
+        ["", `?${pick(RAW_QUERIES)}`].map((query) => ({
+          label: "system", method, path: `${path}${query}`, headers: credential.headers, statuses, credential: credential.name,
+        })),
       ),
     );
     expect(await run(requests)).toEqual([]);

@@ -1,9 +1,9 @@
 import { Value } from "@sinclair/typebox/value";
-import { ID_BODY_LENGTH, ID_PREFIX, routes, type IdKind, type RouteDef } from "@muster/contract";
+import { routes, type RouteDef } from "@muster/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { Factories, machineSpecs } from "./support/factories.js";
-import { MALFORMED_JSON, envelopeProblem } from "./support/fuzz.js";
+import { MALFORMED_JSON, PATH_JUNK, envelopeProblem } from "./support/fuzz.js";
 import type { CallOptions, CallResult } from "./support/http.js";
 import {
   bodyProperties,
@@ -175,23 +175,8 @@ describe("refused input changes nothing", () => {
   });
 
   describe.each(named(PARAM_ROUTES))("%s path parameters", (_, route) => {
-    const wellFormedIds = (Object.keys(ID_PREFIX) as IdKind[]).map((kind) => ({
-      label: `an unknown ${kind} id`,
-      value: `${ID_PREFIX[kind]}-${"a".repeat(ID_BODY_LENGTH)}`,
-    }));
-    const junk: { label: string; value: string; raw?: boolean }[] = [
-      { label: "a single letter", value: "x" },
-      { label: "a short id", value: "host-123" },
-      { label: "SQL", value: "'; drop table hosts;--" },
-      { label: "a 10 000-character string", value: `host-${"a".repeat(10_000)}` },
-      { label: "uppercase", value: `HOST-${"A".repeat(ID_BODY_LENGTH)}` },
-      { label: "a NUL byte", value: "host-\u0000" },
-      { label: "unicode", value: "hôst-🚀" },
-      { label: "path traversal", value: "../../etc/passwd" },
-      { label: "bad percent-encoding", value: "%E0%A4%A", raw: true },
-      { label: "JSON", value: '{"$ne":null}' },
-      ...wellFormedIds,
-    ];
+    // Raw encodings may not reach the route at all; fuzz.test.ts sends those.
+    const junk = PATH_JUNK.filter(({ raw }) => !raw);
 
     for (const [name, paramSchema] of Object.entries(route.params!.properties)) {
       it(`answers junk in {${name}} with 400 or 404 and the envelope, never 5xx`, async () => {
@@ -199,13 +184,13 @@ describe("refused input changes nothing", () => {
         const cases = junk.filter(({ value }) => !(isTag(paramSchema) && Value.Check(paramSchema, value)));
         const body = route.body ? JSON.stringify(validBody(route)) : undefined;
         const problems = await refusals(
-          cases.map(({ label, value, raw }) => {
+          cases.map(({ value }) => {
             const wellFormed = Value.Check(paramSchema, value);
             // A well-formed ID that names nothing is 404; on a host route the token names another host: 403.
             const statuses = !wellFormed ? [400] : route.auth === "host_token" ? [403] : [404];
             return {
-              label,
-              send: () => sendRaw(route, body, pathOf(route, { [name]: raw ? value : encodeURIComponent(value) })),
+              label: value.slice(0, 60),
+              send: () => sendRaw(route, body, pathOf(route, { [name]: encodeURIComponent(value) })),
               statuses,
               ...(wellFormed ? {} : { mentions: name }),
             };

@@ -1,6 +1,6 @@
 import type { TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { ERROR_STATUS, type ErrorCode } from "@muster/contract";
+import { ERROR_STATUS, ID_BODY_LENGTH, ID_PREFIX, type ErrorCode, type IdKind } from "@muster/contract";
 import type { CallResult } from "./http.js";
 
 /*
@@ -54,6 +54,21 @@ export const HOSTILE_KEYS: [string, Json][] = [
   ["a".repeat(1000), 1],
   ["🚀", "rocket"],
   ["is_admin", true],
+];
+
+/** Path parameter values no route expects; `raw` ones are sent as they are, the others URL-encoded. */
+export const PATH_JUNK: { value: string; raw?: boolean }[] = [
+  { value: "x" },
+  { value: "host-123" },
+  { value: `host-${"a".repeat(10_000)}` },
+  { value: `HOST-${"A".repeat(ID_BODY_LENGTH)}` },
+  { value: "host-\u0000" },
+  { value: "hôst-🚀" },
+  { value: "../../etc/passwd" },
+  { value: '{"$ne":null}' },
+  ...HOSTILE_STRINGS.filter((value) => value !== "" && value.length < 1000 && !/[\ud800-\udfff]/.test(value)).map((value) => ({ value })),
+  ...["%E0%A4%A", "%2e%2e", "%2F", "%00", "%ED%A0%80", "%252F", "a%2Fb", "%C0%AF", "%", "%%"].map((value) => ({ value, raw: true })),
+  ...(Object.keys(ID_PREFIX) as IdKind[]).map((kind) => ({ value: `${ID_PREFIX[kind]}-${"a".repeat(ID_BODY_LENGTH)}` })),
 ];
 
 /** Text that is not one JSON value, or not JSON at all. (No byte-order marks: the platform's UTF-8 decoder drops them, as RFC 8259 allows.) */
