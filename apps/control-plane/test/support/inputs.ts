@@ -110,8 +110,9 @@ export const requiredFields = (route: RouteDef) => ((route.body as { required?: 
 
 /**
  * Raw JSON bodies the contract refuses, built from the route's valid example:
- * whole-body, per-field (hostile values and the field schema's own boundaries)
- * and hostile-key variants, then random mixes; a seeded shuffle picks `count`.
+ * whole-body, missing-field, per-field (hostile values and the field schema's
+ * own boundaries) and hostile-key variants, then random mixes; a seeded
+ * shuffle picks `count`.
  */
 export function hostileBodies(fx: InputFixture, route: RouteDef, seed: number, count: number): string[] {
   const random = seeded(seed);
@@ -129,6 +130,7 @@ export function hostileBodies(fx: InputFixture, route: RouteDef, seed: number, c
     if (!schemaAccepts(route.body!, raw)) refused.add(raw);
   };
   for (const value of HOSTILE_VALUES) offer(new Raw(toJson(value)));
+  for (const field of requiredFields(route)) offer(valid.filter(([key]) => key !== field));
   for (const field of fields) for (const value of valuesFor.get(field)!) offer(withField(valid, field, value));
   for (const [key, value] of HOSTILE_KEYS) offer([...valid, [key, value]]);
   // Random mixes until there are plenty to choose from; bounded either way.
