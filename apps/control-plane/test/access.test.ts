@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { routes, type Host, type RouteDef } from "@muster/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
@@ -453,5 +454,131 @@ describe("audit log", () => {
     for (const query of ["target_id=%00", "target_id=a%00b"]) {
       expectError(await t.http.get(`/v1/audit?${query}`, { key: t.adminKey }), 400, "invalid_request");
     }
+  });
+});
+
+// ---- every operator route against another team -------------------------------------------------
+
+/** A team and one of each thing it owns. */
+interface TeamResources {
+  team: TeamFixture;
+  host: Host;
+  commandId: string;
+  /** A key of the team's member, which the owner may revoke. */
+  memberKeyId: string;
+  /** A user in no team, whom the owner may add. */
+  newcomerId: string;
+}
+
+async function teamResources(): Promise<TeamResources> {
+  const team = await f.team();
+  const { host } = await f.host(team.owner.key, { type: "byoc", tags: ["seed"] });
+  const command = await t.http.post(`/v1/hosts/${host.id}/commands`, { key: team.owner.key, body: { type: "ping" } });
+  expect(command.status, JSON.stringify(command.body)).toBe(201);
+  return { team, host, commandId: command.body.id, memberKeyId: (await ownKey(team.member.key)).id, newcomerId: (await f.user()).id };
+}
+
+/** What a team's own owner could tell apart: every ID, name and email of its resources. */
+const secretsOf = (r: TeamResources) => [
+  r.team.team.id, r.team.team.name, r.host.id, r.commandId, r.memberKeyId,
+  ...[r.team.owner, r.team.member].flatMap(({ user }) => [user.id, user.email]),
+];
+
+/**
+ * Every operator route of the contract, aimed at one team's resources: `own` is
+ * what that team's owner gets (so the request is a real one), `owner` and
+ * `member` what another team's owner and member get (SPEC §3: another team's
+ * resources are 404; what only admins may do is 403).
+ */
+const CROSS_TEAM: Record<string, { own: number; owner: number; member: number; call: (r: TeamResources, key: string) => Promise<CallResult> }> = {
+  getMe: { own: 200, owner: 200, member: 200, call: (_, key) => t.http.get("/v1/me", { key }) },
+  createUser: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/users", { key, body: { email: `x-${unique()}@example.test` } }) },
+  listUsers: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.get("/v1/users", { key }) },
+  createTeam: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/teams", { key, body: { name: `t-${unique()}` } }) },
+  listTeams: { own: 200, owner: 200, member: 200, call: (_, key) => t.http.get("/v1/teams?limit=500", { key }) },
+  addMember: {
+    own: 201, owner: 404, member: 404,
+    call: (r, key) => t.http.post(`/v1/teams/${r.team.team.id}/members`, { key, body: { user_id: r.newcomerId, role: "member" } }),
+  },
+  removeMember: {
+    own: 204, owner: 404, member: 404,
+    call: (r, key) => t.http.delete(`/v1/teams/${r.team.team.id}/members/${r.team.member.user.id}`, { key }),
+  },
+  createApiKey: {
+    own: 201, owner: 403, member: 403,
+    call: (r, key) => t.http.post("/v1/api-keys", { key, body: { name: `k-${unique()}`, user_id: r.team.owner.user.id, team_id: r.team.team.id } }),
+  },
+  listApiKeys: { own: 200, owner: 200, member: 200, call: (_, key) => t.http.get("/v1/api-keys?limit=500", { key }) },
+  revokeApiKey: { own: 204, owner: 404, member: 404, call: (r, key) => t.http.delete(`/v1/api-keys/${r.memberKeyId}`, { key }) },
+  createHost: {
+    own: 201, owner: 404, member: 404,
+    call: (r, key) => t.http.post("/v1/hosts", { key, body: { type: "byoc", team_id: r.team.team.id } }),
+  },
+  listHosts: { own: 200, owner: 200, member: 200, call: (r, key) => t.http.get(`/v1/hosts?team_id=${r.team.team.id}`, { key }) },
+  getHost: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}`, { key }) },
+  deleteHost: { own: 204, owner: 404, member: 404, call: (r, key) => t.http.delete(`/v1/hosts/${r.host.id}`, { key }) },
+  regenerateHostToken: { own: 201, owner: 404, member: 404, call: (r, key) => t.http.post(`/v1/hosts/${r.host.id}/token`, { key }) },
+  addHostTag: { own: 204, owner: 404, member: 404, call: (r, key) => t.http.post(`/v1/hosts/${r.host.id}/tags`, { key, body: { tag: "added" } }) },
+  removeHostTag: { own: 204, owner: 404, member: 404, call: (r, key) => t.http.delete(`/v1/hosts/${r.host.id}/tags/seed`, { key }) },
+  probeHost: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.post(`/v1/hosts/${r.host.id}/probe`, { key }) },
+  listHostTags: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}/tags`, { key }) },
+  sendCommand: {
+    own: 201, owner: 404, member: 404,
+    call: (r, key) => t.http.post(`/v1/hosts/${r.host.id}/commands`, { key, body: { type: "ping" } }),
+  },
+  getCommand: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}/commands/${r.commandId}`, { key }) },
+  // Audit is closed to members (403) and filtered to the caller's team for owners: another team's target lists nothing.
+  listAudit: { own: 200, owner: 200, member: 403, call: (r, key) => t.http.get(`/v1/audit?target_id=${r.host.id}`, { key }) },
+};
+
+const OPERATOR_ROUTES = (Object.values(routes) as RouteDef[]).filter((route) => route.auth === "api_key");
+
+describe("every operator route against another team's resources", () => {
+  it("has a case for every operator route of the contract", () => {
+    expect(Object.keys(CROSS_TEAM).sort()).toEqual(OPERATOR_ROUTES.map((route) => route.operationId).sort());
+  });
+
+  it.each(OPERATOR_ROUTES.map((route) => route.operationId))("%s: a real request for the team's own owner", async (name) => {
+    const { own, call } = CROSS_TEAM[name]!;
+    const r = await teamResources();
+    const res = await call(r, r.team.owner.key);
+    expect(res.status, JSON.stringify(res.body)).toBe(own);
+  });
+
+  describe.each(["owner", "member"] as const)("with another team's %s key", (role) => {
+    let mine: TeamResources;
+    let theirs: TeamFixture;
+    beforeAll(async () => {
+      [mine, theirs] = [await teamResources(), await f.team()];
+    });
+
+    it.each(OPERATOR_ROUTES.map((route) => route.operationId))("%s: refused as SPEC §3 says, nothing of the team in the answer", async (name) => {
+      const { [role]: status, call } = CROSS_TEAM[name]!;
+      const res = await call(mine, theirs[role].key);
+      expect(res.status, JSON.stringify(res.body)).toBe(status);
+      if (status >= 400) expect(res.body).toEqual({ error: { code: status === 403 ? "forbidden" : "not_found", message: expect.any(String) } });
+      const text = JSON.stringify(res.body ?? "");
+      for (const secret of secretsOf(mine)) expect(text, name).not.toContain(secret);
+      if (name === "listHosts" || name === "listAudit") expect(res.status === 200 ? res.body.items : []).toEqual([]);
+    });
+
+    it("left the team's resources as they were", async () => {
+      const host = await t.http.get(`/v1/hosts/${mine.host.id}`, { key: mine.team.owner.key });
+      expect(host.status).toBe(200);
+      expect(host.body.tags).toEqual(["seed"]);
+      expect((await t.http.get(`/v1/hosts/${mine.host.id}/commands/${mine.commandId}`, { key: mine.team.owner.key })).status).toBe(200);
+      expect(await meStatus(mine.team.member.key)).toBe(200);
+      const members = await listAll("/v1/api-keys", mine.team.member.key);
+      expect(ids(members)).toContain(mine.memberKeyId);
+      expect(await f.auditOf(mine.host.id, "host.token_regenerated")).toEqual([]);
+    });
+  });
+
+  // So no third kind of key, of a user in no team, exists to try above (a removed member's keys die: see "team members").
+  it("makes no key for a non-admin user who is in no team", async () => {
+    const loner = await f.user();
+    const res = await t.http.post("/v1/api-keys", { key: t.adminKey, body: { name: `k-${unique()}`, user_id: loner.id } });
+    expectError(res, 400, "invalid_request");
+    expect(res.body.error.message).toContain("team_id");
   });
 });

@@ -1,11 +1,12 @@
-import { randomBytes } from "node:crypto";
+import { X509Certificate, randomBytes } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { SignJWT, type JWTPayload } from "jose";
+import { SignJWT, generateKeyPair, type CryptoKey, type JWTPayload } from "jose";
 import { ID_PREFIX, TAG_PATTERN, idPattern, routes, type HostCredentials, type IdKind, type RouteDef } from "@muster/contract";
 import type { TSchema } from "@sinclair/typebox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signingKeys } from "../src/db/schema/index.js";
 import { startTestApp, type TestApp } from "./support/app.js";
+import { listen, upgradeRequest } from "./support/channel.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories } from "./support/factories.js";
 import type { CallResult } from "./support/http.js";
@@ -35,6 +36,14 @@ interface Credentials {
   other: HostCredentials;
   /** The real signing key (kid k1) read from the database, so forged tokens differ from real ones in one claim only. */
   signingSecret: Uint8Array;
+  /** Asymmetric private keys, one per algorithm a token might name instead of the pinned HS256. */
+  asymmetric: Record<"RS256" | "ES256" | "EdDSA", CryptoKey>;
+  /** What GET /v1/ca serves, as PEM text: the certificate and its public key (an HMAC secret an attacker can read). */
+  caPems: { certificate: string; publicKey: string };
+  /** The earlier token of a host that registered again since. */
+  reRegisteredToken: string;
+  /** A live-looking token of a host deleted since. */
+  deleted: HostCredentials;
 }
 let creds: Credentials;
 
@@ -46,8 +55,10 @@ function call(route: RouteDef, path: string, headers: Headers): Promise<CallResu
   return t.http.call(route.method.toUpperCase(), path, body);
 }
 
-function expectRefused(res: CallResult, status: 401 | 403, label: string): void {
-  const code = status === 401 ? "unauthorized" : "forbidden";
+const CODES = { 401: "unauthorized", 403: "forbidden", 404: "not_found" } as const;
+
+function expectRefused(res: CallResult, status: keyof typeof CODES, label: string): void {
+  const code = CODES[status];
   expect(res.status, `${label}: ${JSON.stringify(res.body)}`).toBe(status);
   expect(res.body).toEqual({ error: { code, message: expect.any(String) } });
   expect(res.body.error.message.length).toBeGreaterThan(0);
@@ -117,7 +128,7 @@ function without(claims: JWTPayload, name: string): JWTPayload {
   return rest;
 }
 
-function sign(claims: JWTPayload, options: { secret?: Uint8Array; header?: Record<string, unknown> } = {}): Promise<string> {
+function sign(claims: JWTPayload, options: { secret?: Uint8Array | CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {
   const header = { alg: "HS256", kid: "k1", typ: "JWT", ...options.header };
   return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(options.secret ?? creds.signingSecret);
 }
@@ -144,12 +155,29 @@ beforeAll(async () => {
 
   const [key] = await t.stores.database.db.select().from(signingKeys).where(eq(signingKeys.kid, "k1"));
   expect(key).toBeDefined();
+  const ca = await t.http.get("/v1/ca");
+  expect(ca.status).toBe(200);
+  const caPublicKey = new X509Certificate(ca.body.certificate).publicKey.export({ type: "spki", format: "pem" }).toString();
+  const reRegistered = await f.regularHost();
+  const earlier = await f.register(reRegistered.registration_token);
+  const regenerated = await t.http.post(`/v1/hosts/${earlier.host.id}/token`, { key: t.adminKey });
+  await f.register(regenerated.body.registration_token);
+  const deleted = await f.enrolledHost();
+  expect((await t.http.delete(`/v1/hosts/${deleted.host.id}`, { key: t.adminKey })).status).toBe(204);
   creds = {
     revokedKey: revoked.key,
     expiredKey: expiring.key,
     host: await f.enrolledHost(),
     other: await f.enrolledHost(),
     signingSecret: new Uint8Array(Buffer.from(key!.secret, "base64url")),
+    asymmetric: {
+      RS256: (await generateKeyPair("RS256")).privateKey,
+      ES256: (await generateKeyPair("ES256")).privateKey,
+      EdDSA: (await generateKeyPair("EdDSA")).privateKey,
+    },
+    caPems: { certificate: ca.body.certificate, publicKey: caPublicKey },
+    reRegisteredToken: earlier.token,
+    deleted,
   };
 });
 afterAll(() => t.close());
@@ -207,7 +235,7 @@ describe("operator routes refuse anything but a live API key", () => {
 
 interface HostRefusal {
   name: string;
-  status: 401 | 403;
+  status: 401 | 403 | 404;
   /** The headers, and the host whose path they are sent to (the token's host unless told). */
   request: () => Promise<{ headers: Headers; hostId?: string }>;
 }
@@ -254,6 +282,17 @@ const HOST_REFUSALS: HostRefusal[] = [
   },
   { name: "a token signed with another HS256 secret under kid k1", status: 401, request: () => withToken(sign(live(), { secret: randomBytes(32) })) },
   { name: "the real key under HS512 (the algorithm is pinned)", status: 401, request: () => withToken(sign(live(), { header: { alg: "HS512" } })) },
+  // asymmetric tokens and HMAC keyed with public material: the algorithm is pinned, whatever key or alg the token names
+  ...(["RS256", "ES256", "EdDSA"] as const).map((alg): HostRefusal => ({
+    name: `a token signed ${alg} with a key of its own`,
+    status: 401,
+    request: () => withToken(sign(live(), { secret: creds.asymmetric[alg], header: { alg } })),
+  })),
+  ...(["certificate", "publicKey"] as const).map((pem): HostRefusal => ({
+    name: `an HS256 token keyed with the CA's ${pem} PEM from GET /v1/ca`,
+    status: 401,
+    request: () => withToken(sign(live(), { secret: new TextEncoder().encode(creds.caPems[pem]) })),
+  })),
   { name: "an unknown kid", status: 401, request: () => withToken(sign(live(), { header: { kid: "k9" } })) },
   { name: "no kid", status: 401, request: () => withToken(sign(live(), { header: { kid: undefined } })) },
   // claims, each wrong alone, signed with the real key
@@ -268,6 +307,16 @@ const HOST_REFUSALS: HostRefusal[] = [
   { name: "host_id differing from sub", status: 401, request: () => withToken(sign({ ...live(), host_id: creds.other.host.id })) },
   { name: "a credential family the host no longer has", status: 401, request: () => withToken(sign({ ...live(), fam: `fam-${unique()}` })) },
   { name: "exp a second beyond the leeway", status: 401, request: () => withToken(sign({ ...live(), exp: nowS() - t.config.clockLeewayS - 1 })) },
+  { name: "exp an hour ago", status: 401, request: () => withToken(sign({ ...live(), exp: nowS() - 3600, iat: nowS() - 7200 })) },
+  // the right signature and claims, for credentials the host no longer has
+  {
+    name: "the earlier token of a host that registered again",
+    status: 401,
+    request: () => withToken(creds.reRegisteredToken, claimsOf(creds.reRegisteredToken).sub),
+  },
+  // SPEC §5: a deleted host's heartbeat is 404, so its agent wipes the credentials
+  { name: "the token of a host deleted since", status: 404, request: () => withToken(creds.deleted.token, creds.deleted.host.id) },
+  { name: "the token of a host deleted since, on another host's path", status: 403, request: () => withToken(creds.deleted.token) },
   { name: "nbf an hour ahead", status: 401, request: () => withToken(sign({ ...live(), nbf: nowS() + 3600 })) },
   // authenticated, but not this host
   { name: "a valid token of another host", status: 403, request: async () => withToken(sign(live()), creds.other.host.id) },
@@ -286,6 +335,24 @@ describe("host routes refuse anything but the host's own live token", () => {
   it.each(HOST_REFUSALS)("refuses $name with $status", async ({ name, status, request }) => {
     const { headers, hostId } = await request();
     expectRefused(await heartbeat(hostId ?? creds.host.host.id, headers), status, name);
+  });
+
+  describe("on the channel upgrade, authenticated exactly as the heartbeat", () => {
+    let served: Awaited<ReturnType<typeof listen>>;
+    beforeAll(async () => {
+      served = await listen(t);
+    });
+    afterAll(() => served.close());
+
+    it("upgrades for the host's own live token (so each refusal below is its one change's doing)", async () => {
+      const res = await upgradeRequest(served.baseUrl, `/v1/hosts/${creds.host.host.id}/channel`, { "x-host-token": creds.host.token });
+      expect(res.status).toBe(101);
+    });
+
+    it.each(HOST_REFUSALS)("refuses $name with $status", async ({ name, status, request }) => {
+      const { headers, hostId } = await request();
+      expectRefused(await upgradeRequest(served.baseUrl, `/v1/hosts/${hostId ?? creds.host.host.id}/channel`, headers), status, name);
+    });
   });
 
   it("answers a bad token on another host's path with 401, not 403: authentication comes first", async () => {

@@ -1,10 +1,13 @@
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { createHttpServer } from "../../src/http/server.js";
 import { PROTOCOL_VERSION, type ControlPlaneMessage } from "@muster/contract";
 import WebSocket from "ws";
 import type { Config } from "../../src/config.js";
+import type { CallResult } from "./http.js";
 import { startTestApp, type TestApp } from "./app.js";
 
 /** Serves a test app on a loopback port through the real server (heartbeat lane included), its agent channels attached, as main.ts does. */
@@ -109,4 +112,38 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     if (Date.now() > until) throw new Error("condition not met in time");
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** A WebSocket upgrade request; a refusal's status and JSON body, or 101 when the server took the socket. */
+export function upgradeRequest(baseUrl: string, path: string, headers: Record<string, string>): Promise<CallResult> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${baseUrl}${path}`, {
+      headers: {
+        ...headers,
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": randomBytes(16).toString("base64"),
+      },
+    });
+    req.on("upgrade", (response, socket) => {
+      socket.destroy();
+      resolve({ status: response.statusCode ?? 0, body: undefined, headers: new Headers() });
+    });
+    req.on("response", (response) => {
+      let text = "";
+      response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+      response.on("end", () => {
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // Not JSON: the envelope check reports it.
+        }
+        resolve({ status: response.statusCode ?? 0, body, headers: new Headers() });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
