@@ -15,3 +15,21 @@ describe("host identity configuration", () => {
     expect(() => loadConfig({ MUSTER_HOST_TOKEN_TTL_S: "3600", MUSTER_HOST_CERT_TTL_S: "3600" })).toThrow(/MUSTER_HOST_CERT_TTL_S must be longer/);
   });
 });
+
+describe("rate limit configuration", () => {
+  it("defaults to a generous per-address and a tight per-token limit, trusting no proxy", () => {
+    expect(loadConfig({})).toMatchObject({ rateLimitPerAddress: 600, rateLimitPerToken: 10, trustedProxies: [] });
+  });
+
+  it("reads the limits (0 turns one off) and the trusted proxies", () => {
+    const config = loadConfig({ MUSTER_RATE_LIMIT_PER_ADDRESS: "0", MUSTER_RATE_LIMIT_PER_TOKEN: "3", MUSTER_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,::1" });
+    expect(config).toMatchObject({ rateLimitPerAddress: 0, rateLimitPerToken: 3, trustedProxies: ["10.0.0.0/8", "192.168.1.7", "::1"] });
+  });
+
+  it("names each bad setting", () => {
+    const attempt = () => loadConfig({ MUSTER_RATE_LIMIT_PER_TOKEN: "-1", MUSTER_TRUSTED_PROXIES: "10.0.0.0/33,proxy.local" });
+    expect(attempt).toThrow(/MUSTER_RATE_LIMIT_PER_TOKEN must be a whole number/);
+    expect(attempt).toThrow(/MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs.*"10.0.0.0\/33"/);
+    expect(attempt).toThrow(/"proxy.local"/);
+  });
+});
