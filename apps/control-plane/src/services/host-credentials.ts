@@ -20,8 +20,9 @@ import { machineFingerprint, RegistrationReplay } from "./registration-replay.js
 // One message for every refused token, whatever the reason, so a caller learns nothing from it.
 const REGISTRATION_REFUSED =
   "registration token is invalid, already used or expired; ask an operator for a new one (POST /v1/hosts/{id}/token)";
+// A refresh token outlived by a long offline spell ends here too: say what to do, not just what went wrong.
 const REFRESH_REFUSED =
-  "refresh token is invalid, expired or revoked; the host must register again with a new registration token";
+  "refresh token is invalid, expired or revoked; the host must register again with a new registration token: an operator issues one (`muster hosts token <host_id>`, or POST /v1/hosts/{id}/token) and the agent registers with it (`muster-agent --register <token> --address <ip:port>`)";
 
 interface TokenPointer {
   hostId: string;
