@@ -48,6 +48,11 @@ export interface Config {
   rateLimitPerToken: number;
   /** Proxies (IPs or CIDRs) whose X-Forwarded-For names the client; empty: the socket's peer is the client. */
   trustedProxies: string[];
+  /**
+   * Slack on host-token expiry, for clocks that disagree: control planes that
+   * sign and verify on different machines, and a token sent just before it ended.
+   */
+  clockLeewayS: number;
 }
 
 export class ConfigError extends Error {}
@@ -86,6 +91,7 @@ export const defaultConfig: Config = {
   rateLimitPerAddress: 600,
   rateLimitPerToken: 10,
   trustedProxies: [],
+  clockLeewayS: 30,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */
@@ -132,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rateLimitPerAddress: integer("MUSTER_RATE_LIMIT_PER_ADDRESS", defaultConfig.rateLimitPerAddress, 0, 10_000_000),
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
     trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
+    clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {
@@ -147,6 +154,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     problems.push("MUSTER_TLS_CERT_FILE and MUSTER_TLS_KEY_FILE go together: give both or neither");
+  }
+  if (config.clockLeewayS * 2 > config.hostTokenTtlS) {
+    problems.push(`MUSTER_CLOCK_LEEWAY_S (${config.clockLeewayS}) must be at most half of MUSTER_HOST_TOKEN_TTL_S, or expired tokens outlive their purpose`);
   }
   if (config.hostCertTtlS <= config.hostTokenTtlS) {
     // Agents renew their certificate when they refresh, at 80% of the token's lifetime.

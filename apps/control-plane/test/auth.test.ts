@@ -267,7 +267,7 @@ const HOST_REFUSALS: HostRefusal[] = [
   { name: "no typ", status: 401, request: () => withToken(sign(without(live(), "typ"))) },
   { name: "host_id differing from sub", status: 401, request: () => withToken(sign({ ...live(), host_id: creds.other.host.id })) },
   { name: "a credential family the host no longer has", status: 401, request: () => withToken(sign({ ...live(), fam: `fam-${unique()}` })) },
-  { name: "exp a second ago", status: 401, request: () => withToken(sign({ ...live(), exp: nowS() - 1 })) },
+  { name: "exp a second beyond the leeway", status: 401, request: () => withToken(sign({ ...live(), exp: nowS() - t.config.clockLeewayS - 1 })) },
   { name: "nbf an hour ahead", status: 401, request: () => withToken(sign({ ...live(), nbf: nowS() + 3600 })) },
   // authenticated, but not this host
   { name: "a valid token of another host", status: 403, request: async () => withToken(sign(live()), creds.other.host.id) },
@@ -303,10 +303,11 @@ describe("host routes refuse anything but the host's own live token", () => {
     expect(await meStatus(fresh.key)).toBe(200);
   });
 
-  it("refuses a host token once the clock passes its expiry, and not a second before", async () => {
+  it("refuses a host token once the clock passes its expiry plus the configured leeway, and not a second before", async () => {
     const host = await f.enrolledHost();
     expect((await f.heartbeat(host)).status).toBe(204);
-    clock.advance(t.config.hostTokenTtlS * 1000 - 1000);
+    expect(t.config.clockLeewayS).toBeGreaterThan(0);
+    clock.advance((t.config.hostTokenTtlS + t.config.clockLeewayS) * 1000 - 1000);
     expect((await f.heartbeat(host)).status).toBe(204);
     clock.advance(2000);
     expectRefused(await f.heartbeat(host), 401, "expired host token");

@@ -99,6 +99,20 @@ describe("heartbeats over the channel", () => {
     channel.close();
   });
 
+  it("carry the agent's clock, so the host's skew is recorded", async () => {
+    const creds = await f.enrolledHost();
+    const channel = await TestChannel.open(urlA, creds.host.id, creds.token);
+    channel.send({ type: "heartbeat", sent_at: new Date(Date.now() + 3_600_000).toISOString() });
+    const skew = await eventually(async () => {
+      const res = await a.http.get(`/v1/hosts/${creds.host.id}`, { key: a.adminKey });
+      return res.body.clock_skew_ms ?? undefined;
+    });
+    // An hour ahead, less the message's trip and the time until the batch reached the database.
+    expect(skew).toBeGreaterThan(3_590_000);
+    expect(skew).toBeLessThanOrEqual(3_600_000);
+    channel.close();
+  });
+
   it("close the channel with 'host deleted' once the host is gone", async () => {
     const creds = await f.enrolledHost();
     const channel = await TestChannel.open(urlA, creds.host.id, creds.token);

@@ -33,3 +33,16 @@ describe("rate limit configuration", () => {
     expect(attempt).toThrow(/"proxy.local"/);
   });
 });
+
+describe("clock leeway configuration", () => {
+  it("defaults to 30 s and reads MUSTER_CLOCK_LEEWAY_S", () => {
+    expect(loadConfig({}).clockLeewayS).toBe(30);
+    expect(loadConfig({ MUSTER_CLOCK_LEEWAY_S: "0" }).clockLeewayS).toBe(0);
+  });
+
+  it("refuses a leeway over 300 s, or over half the host-token lifetime", () => {
+    expect(() => loadConfig({ MUSTER_CLOCK_LEEWAY_S: "301" })).toThrow(/MUSTER_CLOCK_LEEWAY_S must be a whole number from 0 to 300/);
+    expect(() => loadConfig({ MUSTER_CLOCK_LEEWAY_S: "31", MUSTER_HOST_TOKEN_TTL_S: "60" })).toThrow(/MUSTER_CLOCK_LEEWAY_S \(31\) must be at most half/);
+    expect(loadConfig({ MUSTER_HOST_TOKEN_TTL_S: "60" }).clockLeewayS).toBe(30);
+  });
+});

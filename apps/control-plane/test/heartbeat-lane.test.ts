@@ -71,6 +71,16 @@ describe("heartbeat lane over a real socket", () => {
     expect(metrics).toMatch(/muster_http_requests_total\{method="POST",route="\/v1\/hosts\/:id\/heartbeat",status="204"\} \d+/);
   });
 
+  it("records the clock skew a known host's beat reports, as the app does", async () => {
+    const creds = await knownHost();
+    const before = appCalls;
+    const res = await beat(creds, { headers: { "x-muster-agent-clock": new Date(clock.now().getTime() - 7_000).toISOString() } });
+    expect(appCalls).toBe(before);
+    expect(res.status).toBe(204);
+    await t.runtime.deps.liveness.flush();
+    expect((await t.http.get(`/v1/hosts/${creds.host.id}`, { key: t.adminKey })).body.clock_skew_ms).toBe(-7_000);
+  });
+
   it("leaves a first beat to the app", async () => {
     const creds = await f.enrolledHost();
     expect((await viaApp(() => beat(creds))).status).toBe(204);
@@ -117,9 +127,9 @@ describe("heartbeat lane over a real socket", () => {
     expect(res.status).toBe(direct.status);
   });
 
-  it("leaves an expired token to the app: 401", async () => {
+  it("leaves a token expired beyond the leeway to the app: 401", async () => {
     const creds = await knownHost();
-    clock.advance(t.config.hostTokenTtlS * 1000 + 1000);
+    clock.advance((t.config.hostTokenTtlS + t.config.clockLeewayS) * 1000 + 1000);
     expect((await viaApp(() => beat(creds))).status).toBe(401);
   });
 });

@@ -125,10 +125,10 @@ describe("liveness with a hand-driven clock", () => {
     const claims = await t.runtime.deps.hostTokens.verify(creds.token);
     const pacing = new Pacing(t.stores.database.db, { heartbeatIntervalS: 1, offlineAfterS: 4, maxHeartbeatsPerS: null }, t.runtime.deps.logger);
     const shortWindow = new Liveness({ ...t.runtime.deps, pacing }, "short-window", clock.now());
-    await shortWindow.heartbeat(claims, creds.host.id, undefined);
+    await shortWindow.heartbeat(claims, creds.host.id, {});
     await shortWindow.flush();
     clock.advance(2000);
-    await shortWindow.heartbeat(claims, creds.host.id, undefined);
+    await shortWindow.heartbeat(claims, creds.host.id, {});
     await shortWindow.flush();
     expect((await storedRow(creds.host.id)).lastHeartbeatAt).toEqual(clock.now());
     await shortWindow.stop();
@@ -139,10 +139,10 @@ describe("liveness with a hand-driven clock", () => {
     await f.heartbeat(creds);
     const claims = await t.runtime.deps.hostTokens.verify(creds.token);
     const stopping = new Liveness(t.runtime.deps, "stopping", clock.now());
-    await stopping.heartbeat(claims, creds.host.id, undefined);
+    await stopping.heartbeat(claims, creds.host.id, {});
     await stopping.flush();
     clock.advance(5000);
-    await stopping.heartbeat(claims, creds.host.id, undefined);
+    await stopping.heartbeat(claims, creds.host.id, {});
     await stopping.flush();
     expect((await storedRow(creds.host.id)).lastHeartbeatAt).not.toEqual(clock.now());
     await stopping.stop();
@@ -198,6 +198,36 @@ describe("liveness with a hand-driven clock", () => {
     expect(await f.auditOf(creds.host.id, "host.online")).toHaveLength(2);
   });
 
+  it("records the host's clock skew from the agent's clock header; writes a move of a second or more at once, ignores an unreadable reading", async () => {
+    const creds = await f.enrolledHost();
+    const beatAt = (offsetMs: number | string) =>
+      t.http.post(`/v1/hosts/${creds.host.id}/heartbeat`, {
+        hostToken: creds.token,
+        headers: { "x-muster-agent-clock": typeof offsetMs === "string" ? offsetMs : new Date(clock.now().getTime() + offsetMs).toISOString() },
+      });
+    const skew = async () => (await status(creds.host.id)).clock_skew_ms;
+    expect(await skew()).toBeNull();
+
+    expect((await beatAt(45_000)).status).toBe(204);
+    await liveness().flush();
+    expect(await skew()).toBe(45_000);
+
+    clock.advance(1000);
+    await beatAt(45_400);
+    await liveness().flush();
+    expect(await skew()).toBe(45_000);
+
+    clock.advance(1000);
+    await beatAt(-120_000);
+    await liveness().flush();
+    expect(await skew()).toBe(-120_000);
+
+    clock.advance(BEAT_PERSIST_MS);
+    for (const reading of ["yesterday", "", "9999999-01-01T00:00:00Z"]) expect((await beatAt(reading)).status).toBe(204);
+    await liveness().flush();
+    expect(await skew()).toBe(-120_000);
+  });
+
   it("marks a silent host offline past its deadline (and the allowance for batched beats), not before, and only once", async () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
@@ -235,7 +265,7 @@ describe("liveness with a hand-driven clock", () => {
     const racingKv: Kv = Object.create(t.stores.kv) as Kv;
     racingKv.zPopUpTo = async (key, max, limit) => {
       const due = await t.stores.kv.zPopUpTo(key, max, limit);
-      if (due.some((entry) => entry.member === creds.host.id)) await newcomer.heartbeat(claims, creds.host.id, undefined);
+      if (due.some((entry) => entry.member === creds.host.id)) await newcomer.heartbeat(claims, creds.host.id, {});
       return due;
     };
     const sweeper = new Liveness({ ...t.runtime.deps, kv: racingKv }, "racer", new Date(0));

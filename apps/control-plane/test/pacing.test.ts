@@ -129,7 +129,7 @@ describe("spreading first beats (paced)", () => {
     const pacing = t.runtime.deps.pacing;
     while (pacing.takeFirstBeat(clock.now().getTime()));
 
-    const beat = () => restarted.heartbeat(claims, creds.host.id, undefined);
+    const beat = () => restarted.heartbeat(claims, creds.host.id, {});
     // 11 hosts are under the cap's 30 s, so the window is 90 s and the fleet needs 6 s at 2 a second.
     await expect(beat()).rejects.toMatchObject({ code: "rate_limited", retryAfterS: expect.any(Number) });
     // 10 s before the deadline the wait is cut to end 5 s before it; 4 s before, the beat goes ahead whatever the rate.

@@ -12,8 +12,12 @@ import { IdSchema } from "./ids.js";
  * acknowledges each command and reports its result.
  */
 
-/** The protocol this contract describes. Bumped on every change an older peer cannot follow. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol this contract describes. Bumped on every change an older peer
+ * cannot follow. 2: the welcome names the control plane's version, and
+ * heartbeats to a control plane of 2 or later carry `sent_at`.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Carries the agent's protocol version on HTTP register and heartbeat calls; absent means "not told". */
 export const PROTOCOL_HEADER = "x-muster-protocol";
@@ -50,7 +54,12 @@ export const Hello = Type.Object(
 export type Hello = Static<typeof Hello>;
 
 export const ChannelHeartbeat = Type.Object(
-  { type: Type.Literal("heartbeat"), metrics: Type.Optional(HeartbeatMetrics) },
+  {
+    type: Type.Literal("heartbeat"),
+    metrics: Type.Optional(HeartbeatMetrics),
+    /** The agent's clock when it sent the beat, as in the HTTP heartbeat's X-Muster-Agent-Clock. */
+    sent_at: Type.Optional(Timestamp),
+  },
   { additionalProperties: false },
 );
 
@@ -78,6 +87,8 @@ export const Welcome = Type.Object({
   host_id: IdSchema("host"),
   heartbeat_interval_s: Type.Integer({ minimum: 1 }),
   min_protocol_version: Type.Integer(),
+  /** The control plane's own protocol; absent from version 1, which refuses fields it does not know. */
+  protocol_version: Type.Optional(Type.Integer()),
 });
 export type Welcome = Static<typeof Welcome>;
 

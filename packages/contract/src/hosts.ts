@@ -47,6 +47,9 @@ export const Host = Type.Object(
     tags: Type.Array(Tag),
     metrics: Nullable(HeartbeatMetrics),
     last_heartbeat_at: Nullable(Timestamp),
+    clock_skew_ms: Nullable(
+      Type.Integer({ description: "the host's clock minus the control plane's at its last measured heartbeat, in ms (positive: the host is ahead)" }),
+    ),
     registered_at: Nullable(Timestamp),
     cert_fingerprint: Nullable(Type.String({ description: "SHA-256 (hex) of the newest certificate issued to the host" })),
     cert_expires_at: Nullable(Timestamp),

@@ -51,6 +51,12 @@ export interface RouteDef {
 /** The header a host's JWT travels in (`auth: "host_token"`), in Node's lower case. */
 export const HOST_TOKEN_HEADER = "x-host-token";
 
+/**
+ * The agent's clock (RFC 3339, milliseconds) on its heartbeats, so the control
+ * plane can record the host's clock skew; absent or unreadable: not measured.
+ */
+export const AGENT_CLOCK_HEADER = "x-muster-agent-clock";
+
 const ListQuery = Type.Object({ ...PageQuery }, { additionalProperties: false });
 
 const OPERATOR_ERRORS = ["invalid_request", "unauthorized", "forbidden", "not_found"] as const;
@@ -201,7 +207,7 @@ export const routes = {
   }),
   heartbeat: route({
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
-    summary: "Report the host alive, optionally with live metrics", params: HostParams,
+    summary: "Report the host alive, optionally with live metrics (X-Muster-Agent-Clock: the agent's time, for clock_skew_ms)", params: HostParams,
     body: HeartbeatMetrics, bodyOptional: true,
     status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "rate_limited", "upgrade_required"],
   }),

@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import { CHANNEL_CLOSE } from "@muster/contract";
+import { CHANNEL_CLOSE, PROTOCOL_VERSION } from "@muster/contract";
 import { startControlPlane, type ControlPlane } from "@muster/testkit";
 import {
   HostAgent,
@@ -77,8 +77,10 @@ describe("heartbeats over the channel", () => {
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     expect(beatsOverHttp(http, openedAt + 50)).toBe(0);
     const host = await admin.hosts.get(hostId);
-    expect(host).toMatchObject({ status: "online", agent_version: "7.7.7", protocol_version: 1 });
+    expect(host).toMatchObject({ status: "online", agent_version: "7.7.7", protocol_version: PROTOCOL_VERSION });
     expect(Date.now() - Date.parse(host.last_heartbeat_at!)).toBeLessThan(2_500);
+    // One machine, one clock: the recorded skew is the beats' trip and nothing more.
+    expect(Math.abs(host.clock_skew_ms!)).toBeLessThan(1_000);
   });
 
   it("falls back to HTTP heartbeats when the channel drops, and redials with backoff", async () => {

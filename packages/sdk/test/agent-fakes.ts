@@ -99,6 +99,8 @@ export interface Call {
   route: RouteName;
   at: number;
   token: string | null;
+  /** The agent's clock as the call carried it (X-Muster-Agent-Clock). */
+  agentClock: string | null;
   body: Record<string, unknown> | undefined;
 }
 
@@ -118,6 +120,8 @@ export class FakeControlPlane {
   refreshTtlS = 90 * 86_400;
   /** Whether a CSR gets a certificate (false: a control plane that predates host certificates). */
   certify = true;
+  /** How far the control plane's clock (its answers' Date header) is ahead of the agent's. */
+  clockAheadMs = 0;
   private liveJwts = new Map<string, number>();
   /** Live refresh tokens and when each expires. */
   private liveRefresh = new Map<string, number>();
@@ -152,6 +156,12 @@ export class FakeControlPlane {
   }
 
   readonly fetch: typeof fetch = async (input, init) => {
+    const response = await this.answer(input, init);
+    response.headers.set("date", new Date(this.clock.now() + this.clockAheadMs).toUTCString());
+    return response;
+  };
+
+  private async answer(input: Parameters<typeof fetch>[0], init: RequestInit | undefined): Promise<Response> {
     const url = new URL(String(input));
     const headers = new Headers(init?.headers);
     const body = typeof init?.body === "string" ? (JSON.parse(init.body) as Record<string, unknown>) : undefined;
@@ -164,7 +174,7 @@ export class FakeControlPlane {
             ? "heartbeat"
             : null;
     if (!route) return error(404, "not_found", "no such route");
-    this.calls.push({ route, at: this.clock.now(), token: headers.get("x-host-token"), body });
+    this.calls.push({ route, at: this.clock.now(), token: headers.get("x-host-token"), agentClock: headers.get("x-muster-agent-clock"), body });
 
     const reply = this.replies[route].shift();
     if (reply === "down") throw new TypeError("fetch failed", { cause: { code: "ECONNREFUSED" } });
@@ -200,7 +210,7 @@ export class FakeControlPlane {
     if (expiresAt === undefined || expiresAt <= this.clock.now()) return error(401, "unauthorized", "host token expired or revoked");
     if (!url.pathname.includes(HOST_ID)) return error(403, "forbidden", "another host");
     return new Response(null, { status: 204 });
-  };
+  }
 
   /** With a CSR, a stand-in certificate (the agent stores it, it does not parse it). */
   private credentials(csr?: unknown): HostCredentials {
@@ -235,7 +245,7 @@ function hostView(at: string): HostCredentials["host"] {
   return {
     id: HOST_ID, type: "regular", team_id: null, provider: null, availability_zone: null, arch: "x86_64", cpu_cores: 4,
     memory_mb: 8192, disk_gb: 100, address: "10.0.0.7:7070", hostname: "worker", os: "Linux", agent_version: "test", protocol_version: null,
-    status: "pending", tags: [], metrics: null, last_heartbeat_at: null, registered_at: at, cert_fingerprint: null,
+    status: "pending", tags: [], metrics: null, last_heartbeat_at: null, clock_skew_ms: null, registered_at: at, cert_fingerprint: null,
     cert_expires_at: null, mtls_enabled: false, created_by: `usr-${"b".repeat(26)}`,
     created_at: at, updated_at: at,
   };

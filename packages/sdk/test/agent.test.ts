@@ -14,7 +14,7 @@ const SPECS: HostSpecs = { arch: "x86_64", cpu_cores: 8, memory_mb: 16384, disk_
 type Recorded = { [K in keyof HostAgentEvents]: { event: K; payload: HostAgentEvents[K] } }[keyof HostAgentEvents];
 const EVENTS: (keyof HostAgentEvents)[] = [
   "registered", "started", "heartbeat", "credentialsRefreshed", "heartbeatFailed", "controlPlaneLost",
-  "controlPlaneRestored", "reregistrationRequired", "hostDeleted", "stopped",
+  "controlPlaneRestored", "reregistrationRequired", "hostDeleted", "clockSkew", "stopped",
 ];
 
 function setup(options: Partial<HostAgentOptions> & { saved?: "issue"; tokenTtlS?: number; intervalS?: number } = {}) {
@@ -596,5 +596,44 @@ describe("HostAgent host certificate", () => {
     await agent.stop();
     expect(store.credentials!.refresh_token).not.toBe(first.refresh_token);
     expect(store.credentials!.tls).toEqual(first.tls);
+  });
+});
+
+describe("HostAgent and clocks", () => {
+  it("sends this host's clock on every call, for the control plane to record the skew", async () => {
+    const { agent, cp, clock } = setup();
+    await agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" });
+    await agent.start();
+    await clock.next();
+    clock.jump(1234);
+    await clock.next();
+    expect(cp.calls.map((call) => call.route)).toEqual(["register", "heartbeat", "heartbeat"]);
+    for (const call of cp.calls) expect(call.agentClock).toBe(new Date(call.at).toISOString());
+  });
+
+  it("warns once when its clock strays beyond the bound from the control plane's, says which way, and says when it is back", async () => {
+    const warnings: string[] = [];
+    const logger = { debug() {}, info() {}, warn: (_: object, message: string) => void warnings.push(message), error() {} };
+    const { agent, cp, clock, named } = setup({ saved: "issue", logger, maxClockSkewMs: 30_000 });
+    cp.clockAheadMs = 20_000;
+    await agent.start();
+    await clock.next();
+    expect(named("clockSkew")).toEqual([]);
+
+    cp.clockAheadMs = 90_000;
+    await clock.next();
+    await clock.next();
+    expect(named("clockSkew")).toEqual([{ hostId: HOST_ID, skewMs: -90_500, boundMs: 30_000, over: true }]);
+    expect(warnings.filter((message) => message.includes("clock"))).toEqual([
+      expect.stringMatching(/this host's clock is 91 s behind the control plane's \(bound 30 s\).*sync it with NTP/),
+    ]);
+
+    cp.clockAheadMs = -45_000;
+    await clock.next();
+    expect(named("clockSkew")).toHaveLength(1);
+    cp.clockAheadMs = 0;
+    await clock.next();
+    expect(named("clockSkew").at(-1)).toEqual({ hostId: HOST_ID, skewMs: -500, boundMs: 30_000, over: false });
+    await agent.stop();
   });
 });

@@ -39,7 +39,7 @@ export class HostTokens {
     private readonly currentKid: string,
     private readonly clock: Clock,
     private readonly random: RandomBytes,
-    private readonly config: Pick<Config, "jwtIssuer" | "jwtAudience" | "hostTokenTtlS">,
+    private readonly config: Pick<Config, "jwtIssuer" | "jwtAudience" | "hostTokenTtlS" | "clockLeewayS">,
   ) {}
 
   /** Loads the signing keys, creating the first on an empty database (every process agrees on it). */
@@ -84,10 +84,10 @@ export class HostTokens {
     return claims;
   }
 
-  /** The claims of a token that passed before and has not expired; undefined when it must be verified. */
+  /** The claims of a token that passed before and has not expired (leeway included); undefined when it must be verified. */
   verifiedBefore(token: string): HostClaims | undefined {
     const known = this.verified.get(token);
-    if (known && known.expiresAt.getTime() > this.clock.now().getTime()) return known;
+    if (known && known.expiresAt.getTime() + this.config.clockLeewayS * 1000 > this.clock.now().getTime()) return known;
     if (known) this.verified.delete(token);
     return undefined;
   }
@@ -100,6 +100,7 @@ export class HostTokens {
         audience: this.config.jwtAudience,
         requiredClaims: ["sub", "exp", "iat", "jti"],
         currentDate: this.clock.now(),
+        clockTolerance: this.config.clockLeewayS,
       });
       if (payload.typ !== "host" || payload.host_id !== payload.sub || typeof payload.fam !== "string") {
         throw unauthorized(BAD_TOKEN);

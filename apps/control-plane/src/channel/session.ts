@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   AgentMessage,
   CHANNEL_CLOSE,
+  PROTOCOL_VERSION,
   type CommandResult,
   type ControlPlaneMessage,
   type Hello,
@@ -130,7 +131,7 @@ export class ChannelSession {
         case "hello":
           return await this.hello(message);
         case "heartbeat":
-          return await this.deps.liveness.heartbeat(this.claims, this.hostId, message.metrics);
+          return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
           this.sent.delete(message.id);
           return await markDelivered(this.deps.db, this.hostId, message.id, this.deps.clock.now());
@@ -170,6 +171,7 @@ export class ChannelSession {
       host_id: this.hostId,
       heartbeat_interval_s: this.deps.pacing.intervalS(this.hostId),
       min_protocol_version: config.minProtocolVersion,
+      protocol_version: PROTOCOL_VERSION,
     });
     await this.deliver();
   }

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
-import { HOST_TOKEN_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
+import { AGENT_CLOCK_HEADER, HOST_TOKEN_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
 import { acceptsProtocolHeader } from "../services/protocol.js";
 import type { AppDeps } from "./env.js";
 import { honoPath } from "./mount.js";
@@ -37,7 +37,7 @@ export function heartbeatLane(deps: AppDeps): (req: IncomingMessage, res: Server
     if (typeof token !== "string") return false;
     const started = performance.now();
     const claims = deps.hostTokens.verifiedBefore(token);
-    if (!claims || !deps.liveness.recordKnownBeat(claims, match[1]!)) return false;
+    if (!claims || !deps.liveness.recordKnownBeat(claims, match[1]!, headers[AGENT_CLOCK_HEADER] as string | undefined)) return false;
     res.writeHead(204, { "X-Request-Id": randomUUID() });
     res.end();
     requests.inc();

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { PROTOCOL_HEADER, routes } from "@muster/contract";
+import { AGENT_CLOCK_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
 import { mount } from "../http/mount.js";
 import { clientAddress } from "../http/client-address.js";
 import type { AppEnv } from "../http/env.js";
@@ -19,7 +19,7 @@ export function hostAgentRoutes(app: Hono<AppEnv>): void {
   });
   mount(app, routes.heartbeat, async (c, { params, body }) => {
     checkProtocolHeader(c.get("deps").config, header(c, PROTOCOL_HEADER));
-    await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, body);
+    await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, { metrics: body, agentClock: header(c, AGENT_CLOCK_HEADER) });
     return c.body(null, 204);
   });
 }

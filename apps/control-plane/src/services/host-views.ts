@@ -48,6 +48,7 @@ function hostView(row: HostRow, tags: string[], liveBeatMs: number | null): Host
     tags,
     metrics: row.metrics ?? null,
     last_heartbeat_at: Number.isFinite(lastBeatMs) ? new Date(lastBeatMs).toISOString() : null,
+    clock_skew_ms: row.clockSkewMs,
     registered_at: row.registeredAt?.toISOString() ?? null,
     cert_fingerprint: row.certFingerprint,
     cert_expires_at: row.certExpiresAt?.toISOString() ?? null,

@@ -43,9 +43,38 @@ interface PendingOnline {
   waiters: { resolve: () => void; reject: (error: unknown) => void }[];
 }
 
+/** What a beat carries besides the host's word that it lives. */
+export interface BeatReport {
+  metrics?: HeartbeatMetrics | undefined;
+  /** The agent's clock when it sent the beat (RFC 3339); see AGENT_CLOCK_HEADER. */
+  agentClock?: string | undefined;
+}
+
 interface PendingBeat {
   at: number;
   metrics: HeartbeatMetrics | undefined;
+  /** The host's clock minus ours at this beat; undefined when the beat did not say. */
+  skewMs: number | undefined;
+}
+
+interface PersistedBeat {
+  at: number;
+  skewMs: number | undefined;
+}
+
+/**
+ * A changed skew is written at once only when it moved by this much: the
+ * measurement includes the request's one-way trip, so smaller moves are noise.
+ */
+const SKEW_RESOLUTION_MS = 1_000;
+/** Clocks further off than this are not clocks; such a reading is ignored. */
+const SKEW_MAX_MS = 100 * 365 * 24 * 3600 * 1000;
+
+/** The host's clock minus ours, from the agent's reading taken when it sent the beat. */
+export function clockSkewMs(agentClock: string | undefined, receivedAtMs: number): number | undefined {
+  if (agentClock === undefined) return undefined;
+  const skew = Date.parse(agentClock) - receivedAtMs;
+  return Math.abs(skew) <= SKEW_MAX_MS ? skew : undefined;
 }
 
 /**
@@ -65,8 +94,8 @@ interface PendingBeat {
  */
 export class Liveness {
   private batch = new Map<string, PendingBeat>();
-  /** The beat time this process last wrote to PostgreSQL, per host. */
-  private persistedAt = new BoundedMap<string, number>(KNOWN_HOSTS_MAX);
+  /** The beat time and skew this process last wrote to PostgreSQL, per host. */
+  private persisted = new BoundedMap<string, PersistedBeat>(KNOWN_HOSTS_MAX);
   /** Hosts this process has put into the liveness set; their later beats are batched. */
   private known = new BoundedSet<string>(KNOWN_HOSTS_MAX);
   private pendingScores = new Map<string, number>();
@@ -104,11 +133,11 @@ export class Liveness {
     if (state.kind === "none" || state.family !== claims.family) throw unauthorized(REVOKED);
   }
 
-  async heartbeat(claims: HostClaims, pathHostId: string, metrics: HeartbeatMetrics | undefined): Promise<void> {
+  async heartbeat(claims: HostClaims, pathHostId: string, report: BeatReport): Promise<void> {
     await this.authorize(claims, pathHostId);
     const known = this.known.has(claims.hostId);
     if (!known) await this.admitFirstBeat(claims.hostId);
-    const at = this.record(claims.hostId, metrics);
+    const at = this.record(claims.hostId, report);
     if (known) return;
     const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
     this.known.add(claims.hostId);
@@ -121,18 +150,23 @@ export class Liveness {
    * Records it and answers true; false means "not sure", and the caller takes
    * the full path (heartbeat()), which gives the definite answer.
    */
-  recordKnownBeat(claims: HostClaims, pathHostId: string): boolean {
+  recordKnownBeat(claims: HostClaims, pathHostId: string, agentClock: string | undefined): boolean {
     if (claims.hostId !== pathHostId || !this.known.has(pathHostId)) return false;
     const state = this.credentials.peek(pathHostId);
     if (state?.kind !== "live" || state.family !== claims.family) return false;
-    this.record(pathHostId, undefined);
+    this.record(pathHostId, { agentClock });
     return true;
   }
 
   /** Puts an accepted beat in the batches (a known host's score too) and returns its time. */
-  private record(hostId: string, metrics: HeartbeatMetrics | undefined): number {
+  private record(hostId: string, report: BeatReport): number {
     const at = this.deps.clock.now().getTime();
-    this.batch.set(hostId, { at, metrics: metrics ?? this.batch.get(hostId)?.metrics });
+    const previous = this.batch.get(hostId);
+    this.batch.set(hostId, {
+      at,
+      metrics: report.metrics ?? previous?.metrics,
+      skewMs: clockSkewMs(report.agentClock, at) ?? previous?.skewMs,
+    });
     this.deps.metrics.heartbeats.inc();
     if (this.known.has(hostId)) this.pendingScores.set(hostId, at);
     return at;
@@ -245,35 +279,47 @@ export class Liveness {
   }
 
   /**
-   * Writes the batched beats that are due (new metrics, or a stored time older
-   * than BEAT_PERSIST_MS) to PostgreSQL in one statement; `all` writes every
-   * one, as a stopping process does.
+   * Writes the batched beats that are due (new metrics, a skew that moved, or a
+   * stored time older than BEAT_PERSIST_MS) to PostgreSQL in one statement;
+   * `all` writes every one, as a stopping process does.
    */
   async flush({ all = false }: { all?: boolean } = {}): Promise<void> {
     const persistEveryMs = Math.min(BEAT_PERSIST_MS, (this.deps.pacing.offlineAfterS() * 1000) / 2);
     const beats = new Map<string, PendingBeat>();
     for (const [id, beat] of this.batch) {
-      const persisted = this.persistedAt.get(id);
-      if (all || beat.metrics !== undefined || persisted === undefined || beat.at - persisted >= persistEveryMs) {
+      const persisted = this.persisted.get(id);
+      const due =
+        all ||
+        persisted === undefined ||
+        beat.metrics !== undefined ||
+        (beat.skewMs !== undefined && (persisted.skewMs === undefined || Math.abs(beat.skewMs - persisted.skewMs) >= SKEW_RESOLUTION_MS)) ||
+        beat.at - persisted.at >= persistEveryMs;
+      if (due) {
         beats.set(id, beat);
         this.batch.delete(id);
       }
     }
     if (beats.size === 0) return;
-    const rows = [...beats].map(([id, beat]) => ({ id, at: new Date(beat.at).toISOString(), metrics: beat.metrics ?? null }));
+    const rows = [...beats].map(([id, beat]) => ({
+      id,
+      at: new Date(beat.at).toISOString(),
+      metrics: beat.metrics ?? null,
+      skew_ms: beat.skewMs ?? null,
+    }));
     try {
       await this.deps.db.execute(sql`
         update ${hosts} as h
         set last_heartbeat_at = greatest(h.last_heartbeat_at, v.at),
-            metrics = coalesce(v.metrics, h.metrics)
-        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz, metrics jsonb)
+            metrics = coalesce(v.metrics, h.metrics),
+            clock_skew_ms = coalesce(v.skew_ms, h.clock_skew_ms)
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz, metrics jsonb, skew_ms bigint)
         where h.id = v.id and h.deleted_at is null`);
     } catch (error) {
       // Keep the beats for the next flush, unless newer ones arrived meanwhile.
       for (const [id, beat] of beats) if (!this.batch.has(id)) this.batch.set(id, beat);
       throw error;
     }
-    for (const [id, beat] of beats) this.persistedAt.set(id, beat.at);
+    for (const [id, beat] of beats) this.persisted.set(id, { at: beat.at, skewMs: beat.skewMs ?? this.persisted.get(id)?.skewMs });
   }
 
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */

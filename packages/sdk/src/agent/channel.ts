@@ -36,6 +36,8 @@ export class AgentChannel {
   private ended = false;
   /** A ping went out with the last heartbeat and no pong has come back yet. */
   private awaitingPong = false;
+  /** The control plane's protocol, from its welcome (1 when it did not say). */
+  private peerProtocol = 1;
 
   constructor(
     controlPlane: string,
@@ -67,14 +69,19 @@ export class AgentChannel {
    * is dead without having said so (a NAT or firewall dropped it): it is
    * dropped, and false tells the caller to send this beat over HTTP.
    */
-  heartbeat(metrics: HeartbeatMetrics | undefined): boolean {
+  heartbeat(metrics: HeartbeatMetrics | undefined, sentAt: Date): boolean {
     if (this.awaitingPong) {
       this.ws.terminate();
       return false;
     }
     this.awaitingPong = true;
     this.ws.ping();
-    this.send(metrics ? { type: "heartbeat", metrics } : { type: "heartbeat" });
+    this.send({
+      type: "heartbeat",
+      ...(metrics ? { metrics } : {}),
+      // A version-1 control plane refuses fields it does not know.
+      ...(this.peerProtocol >= 2 ? { sent_at: sentAt.toISOString() } : {}),
+    });
     return true;
   }
 
@@ -103,7 +110,10 @@ export class AgentChannel {
       message = undefined;
     }
     if (!checkMessage.Check(message)) return void this.ws.close(CHANNEL_CLOSE.badMessage, "unknown message");
-    if (message.type === "welcome") this.events.welcome(message);
+    if (message.type === "welcome") {
+      this.peerProtocol = message.protocol_version ?? 1;
+      this.events.welcome(message);
+    }
     else if (message.type === "rejected") this.rejected = message;
     else this.events.command(message);
   }

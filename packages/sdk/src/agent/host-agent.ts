@@ -1,5 +1,6 @@
 import {
   CHANNEL_CLOSE,
+  AGENT_CLOCK_HEADER,
   HOST_TOKEN_HEADER,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
@@ -14,6 +15,7 @@ import { AgentChannel } from "./channel.js";
 import { CommandRunner } from "./commands.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
+import { clockSkewMs, ClockSkewWatch } from "./clock-skew.js";
 import { CredentialsFileError, refreshDueAt, toStoredCredentials, type StoredCredentials } from "./credentials.js";
 import { TypedEmitter } from "./emitter.js";
 import { newHostKey, refreshProof, type HostKeyRequest } from "./host-key.js";
@@ -31,6 +33,7 @@ import type {
 const REGISTRATION_RETRY_MS = 4 * 60_000;
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
+const MAX_CLOCK_SKEW_MS = 10_000;
 
 /** Registration did not happen; nothing was saved. `cause` holds the underlying MusterApiError or MusterConnectionError. */
 export class RegistrationError extends MusterError {
@@ -118,11 +121,23 @@ export class HostAgent {
       this.log.error({ event, err: describe(error) }, "a HostAgent event listener failed; the agent carries on"),
     );
     this.tls = /^https:/i.test(options.controlPlane) ? pinnedTls(() => this.creds?.server_certificate_pin, options.ca) : null;
-    const transport = { baseUrl: options.controlPlane, fetch: options.fetch ?? this.tls?.fetch, maxRetries: 0, userAgent: options.userAgent };
-    // Every call names the protocol, so a control plane that no longer speaks it refuses at once (426) instead of half-working.
-    const protocol = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
-    this.anonymous = new Transport({ ...transport, authHeaders: () => protocol });
-    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...protocol, [HOST_TOKEN_HEADER]: this.creds?.token ?? "" }) });
+    const skew = this.clockSkewWatch(options.maxClockSkewMs ?? MAX_CLOCK_SKEW_MS);
+    const fetchFn = options.fetch ?? this.tls?.fetch ?? globalThis.fetch.bind(globalThis);
+    const transport = {
+      baseUrl: options.controlPlane,
+      fetch: async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+        const response = await fetchFn(input, init);
+        skew.observe(clockSkewMs(response.headers.get("date"), this.clock.now()));
+        return response;
+      },
+      maxRetries: 0,
+      userAgent: options.userAgent,
+    };
+    // Every call names the protocol, so a control plane that no longer speaks it refuses at once (426) instead of half-working,
+    // and carries this host's clock, so the control plane can record how far it is off.
+    const common = () => ({ [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [AGENT_CLOCK_HEADER]: new Date(this.clock.now()).toISOString() });
+    this.anonymous = new Transport({ ...transport, authHeaders: common });
+    this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...common(), [HOST_TOKEN_HEADER]: this.creds?.token ?? "" }) });
     this.baseUrl = this.anonymous.baseUrl;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.commands = new CommandRunner(
@@ -314,6 +329,25 @@ export class HostAgent {
     return this.options.certificate === false ? Promise.resolve(null) : newHostKey();
   }
 
+  /** Warns when this host's clock strays from the control plane's: certificates and token lifetimes are judged by clocks. */
+  private clockSkewWatch(boundMs: number): ClockSkewWatch {
+    return new ClockSkewWatch(boundMs, (skewMs, over) => {
+      const hostId = this.creds?.host_id ?? null;
+      const fields = { host_id: hostId, clock_skew_ms: Math.round(skewMs), bound_ms: boundMs };
+      if (over) {
+        const direction = skewMs > 0 ? "ahead of" : "behind";
+        this.log.warn(
+          fields,
+          `this host's clock is ${Math.round(Math.abs(skewMs) / 1000)} s ${direction} the control plane's (bound ${boundMs / 1000} s): ` +
+            "certificates may look not yet valid or expired to one side; sync it with NTP (e.g. `timedatectl set-ntp true`, or chrony)",
+        );
+      } else {
+        this.log.info(fields, "this host's clock is back within the bound of the control plane's");
+      }
+      this.events.emit("clockSkew", { hostId, skewMs, boundMs, over });
+    });
+  }
+
   private adopt(credentials: StoredCredentials): void {
     this.creds = credentials;
     this.refreshAt = refreshDueAt(credentials, this.options.refreshRatio ?? 0.8);
@@ -400,7 +434,7 @@ export class HostAgent {
     } catch (error) {
       this.log.debug({ err: describe(error) }, "metrics unavailable; heartbeat sent without them");
     }
-    if (this.channelUp && this.channel?.heartbeat(metrics)) return { kind: "ok" };
+    if (this.channelUp && this.channel?.heartbeat(metrics, new Date(this.clock.now()))) return { kind: "ok" };
     try {
       await this.request(false, (signal) =>
         this.authenticated.call(

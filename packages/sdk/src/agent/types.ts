@@ -52,6 +52,8 @@ export interface HostAgentOptions {
   ca?: string | Buffer;
   /** Keep the agent channel (a WebSocket to the control plane) open for heartbeats and commands (default true); false: HTTP heartbeats only, no commands. */
   channel?: boolean;
+  /** Warn when this host's clock is further than this from the control plane's (default 10 s). */
+  maxClockSkewMs?: number;
 }
 
 /** Runs one command on the host; its return value (JSON) is the result, a throw its failure. */
@@ -87,6 +89,11 @@ export interface HostAgentEvents {
   reregistrationRequired: { hostId: string; message: string };
   /** The control plane no longer knows the host; the credentials are removed. The agent stops. */
   hostDeleted: { hostId: string; message: string };
+  /**
+   * This host's clock moved beyond `maxClockSkewMs` of the control plane's
+   * (`over`), or back within it. `skewMs` is positive when this host is ahead.
+   */
+  clockSkew: { hostId: string | null; skewMs: number; boundMs: number; over: boolean };
   /** The agent channel is open: heartbeats and commands travel over it. */
   channelOpen: { hostId: string };
   /** The channel closed or could not open; heartbeats go over HTTP until the redial after `retryInMs` succeeds. */

@@ -1,4 +1,4 @@
-import { boolean, index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
 import type { HeartbeatMetrics } from "@muster/contract";
 import { createdAt, id, optionalTime } from "./columns.js";
 import { teams, users } from "./users.js";
@@ -23,6 +23,7 @@ export const hosts = pgTable(
     status: text("status", { enum: ["pending", "online", "offline"] }).notNull(),
     metrics: jsonb("metrics").$type<HeartbeatMetrics>(),
     lastHeartbeatAt: optionalTime("last_heartbeat_at"),
+    clockSkewMs: bigint("clock_skew_ms", { mode: "number" }),
     registeredAt: optionalTime("registered_at"),
     /** The live credential family; replacing it kills every host token and refresh token issued before. */
     credentialFamily: text("credential_family"),

@@ -1,0 +1,1 @@
+ALTER TABLE "hosts" ADD COLUMN "clock_skew_ms" bigint;
