@@ -78,7 +78,27 @@ export async function runAgent(config: AgentConfig, io: RunIo): Promise<number> 
   const endpoint = await startEndpoint(agent, config, log);
   const exit = await agent.done;
   await endpoint?.stop();
-  return exitStatus(exit, log);
+  return exitStatus(exit, log, config, agent.credentials?.address ?? config.address);
+}
+
+/**
+ * What to do once the refresh token is refused (it expired during a long
+ * offline spell, or was revoked): where a new registration token comes from
+ * and the exact command that registers this machine again, as it runs now.
+ */
+export function reregistrationAdvice(hostId: string, config: AgentConfig, address: string | null): string {
+  const command = [
+    "muster-agent",
+    `--control-plane ${config.controlPlane}`,
+    "--register <NEW_TOKEN>",
+    `--address ${address ?? "<IP:PORT>"}`,
+    `--credentials-file ${config.credentialsFile}`,
+  ].join(" ");
+  return (
+    `re-registration needed: the control plane no longer accepts this host's credentials. ` +
+    `Get a new registration token for ${hostId} (an operator runs \`muster hosts token ${hostId}\`, or POST /v1/hosts/${hostId}/token), ` +
+    `then run: ${command}`
+  );
 }
 
 /**
@@ -109,15 +129,12 @@ async function startEndpoint(agent: HostAgent, config: AgentConfig, log: Logger)
   }
 }
 
-function exitStatus(exit: AgentExit, log: Logger): number {
+function exitStatus(exit: AgentExit, log: Logger, config: AgentConfig, address: string | null): number {
   switch (exit.reason) {
     case "stopped":
       return EXIT.ok;
     case "reregistration_required":
-      log.error(
-        { host_id: exit.hostId, exit_code: EXIT.reregister },
-        `re-registration needed: ask an operator for a new registration token (POST /v1/hosts/${exit.hostId}/token), then run muster-agent --register TOKEN --address IP:PORT`,
-      );
+      log.error({ host_id: exit.hostId, exit_code: EXIT.reregister, reason: exit.message }, reregistrationAdvice(exit.hostId, config, address));
       return EXIT.reregister;
     case "host_deleted":
       log.error({ host_id: exit.hostId, exit_code: EXIT.deleted }, `host ${exit.hostId} was deleted in the control plane; its credentials are removed; exiting`);

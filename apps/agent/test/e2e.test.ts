@@ -244,7 +244,7 @@ describe("muster-agent, the built executable", () => {
 
     const exit = await second.exited;
     expect(exit.code).toBe(5);
-    expect(second.logs().at(-1)).toMatchObject({ level: "error", msg: expect.stringMatching(/^re-registration needed: .*--register TOKEN/) });
+    expect(second.logs().at(-1)).toMatchObject({ level: "error", msg: expect.stringMatching(/^re-registration needed: .*muster hosts token .*--register <NEW_TOKEN> --address /) });
     expect(second.logs()).toContainEqual(expect.objectContaining({ msg: expect.stringMatching(/refused the refresh token/) }));
     expect(JSON.parse(readFileSync(credentialsFile(), "utf8"))).toEqual(replaced);
   });

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
 
@@ -41,6 +42,12 @@ export interface Config {
   serverCertificatePin: string | null;
   jwtIssuer: string;
   jwtAudience: string;
+  /** Registrations, and refreshes, per minute from one client address (each endpoint counted apart); 0: no limit. */
+  rateLimitPerAddress: number;
+  /** Registrations, and refreshes, per minute presenting one token; 0: no limit. */
+  rateLimitPerToken: number;
+  /** Proxies (IPs or CIDRs) whose X-Forwarded-For names the client; empty: the socket's peer is the client. */
+  trustedProxies: string[];
   /**
    * Slack on host-token expiry, for clocks that disagree: control planes that
    * sign and verify on different machines, and a token sent just before it ended.
@@ -80,6 +87,10 @@ export const defaultConfig: Config = {
   serverCertificatePin: null,
   jwtIssuer: "muster",
   jwtAudience: "muster-host",
+  // Generous per address: a fleet of thousands may enroll through one NAT. Tight per token: one agent retries a few times at most.
+  rateLimitPerAddress: 600,
+  rateLimitPerToken: 10,
+  trustedProxies: [],
   clockLeewayS: 30,
 };
 
@@ -124,6 +135,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
     tlsCertFile: text("MUSTER_TLS_CERT_FILE"),
     tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
+    rateLimitPerAddress: integer("MUSTER_RATE_LIMIT_PER_ADDRESS", defaultConfig.rateLimitPerAddress, 0, 10_000_000),
+    rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
+    trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
   };
 
@@ -151,6 +165,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if ((config.caCertFile === null) !== (config.caKeyFile === null)) {
     problems.push("MUSTER_CA_CERT_FILE and MUSTER_CA_KEY_FILE go together: give both or neither");
   }
+  for (const proxy of config.trustedProxies) {
+    if (!isAddressOrCidr(proxy)) problems.push(`MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs, comma-separated (got "${proxy}")`);
+  }
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   }
@@ -167,4 +184,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return config;
+}
+
+function isAddressOrCidr(entry: string): boolean {
+  const [address = "", prefix, ...rest] = entry.split("/");
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  const bits = Number(prefix);
+  return /^[0-9]{1,3}$/.test(prefix) && bits <= (family === 4 ? 32 : 128);
 }

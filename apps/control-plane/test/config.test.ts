@@ -16,6 +16,24 @@ describe("host identity configuration", () => {
   });
 });
 
+describe("rate limit configuration", () => {
+  it("defaults to a generous per-address and a tight per-token limit, trusting no proxy", () => {
+    expect(loadConfig({})).toMatchObject({ rateLimitPerAddress: 600, rateLimitPerToken: 10, trustedProxies: [] });
+  });
+
+  it("reads the limits (0 turns one off) and the trusted proxies", () => {
+    const config = loadConfig({ MUSTER_RATE_LIMIT_PER_ADDRESS: "0", MUSTER_RATE_LIMIT_PER_TOKEN: "3", MUSTER_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,::1" });
+    expect(config).toMatchObject({ rateLimitPerAddress: 0, rateLimitPerToken: 3, trustedProxies: ["10.0.0.0/8", "192.168.1.7", "::1"] });
+  });
+
+  it("names each bad setting", () => {
+    const attempt = () => loadConfig({ MUSTER_RATE_LIMIT_PER_TOKEN: "-1", MUSTER_TRUSTED_PROXIES: "10.0.0.0/33,proxy.local" });
+    expect(attempt).toThrow(/MUSTER_RATE_LIMIT_PER_TOKEN must be a whole number/);
+    expect(attempt).toThrow(/MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs.*"10.0.0.0\/33"/);
+    expect(attempt).toThrow(/"proxy.local"/);
+  });
+});
+
 describe("clock leeway configuration", () => {
   it("defaults to 30 s and reads MUSTER_CLOCK_LEEWAY_S", () => {
     expect(loadConfig({}).clockLeewayS).toBe(30);

@@ -40,6 +40,13 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     expect(results.filter((value) => value === null)).toHaveLength(39);
   });
 
+  it("counts atomically under concurrency, and the first increment's TTL ends the count", async () => {
+    const counts = await Promise.all(Array.from({ length: 40 }, () => kv.incrWithTtl("counter", 200)));
+    expect([...counts].sort((a, b) => a - b)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    await sleep(250);
+    expect(await kv.incrWithTtl("counter", 200)).toBe(1);
+  });
+
   it("keeps a sorted set: add reports newcomers, scores read back, pop takes only the due members", async () => {
     expect(await kv.zAdd("z", "h1", 100)).toBe(true);
     expect(await kv.zAdd("z", "h1", 150)).toBe(false);
@@ -111,6 +118,17 @@ describe("in-process KV expiry", () => {
     now = 1_500;
     expect(await kv.get("k")).toBeNull();
     expect(await kv.getDel("k")).toBeNull();
+    await kv.close();
+  });
+
+  it("keeps a counter's first expiry: later increments do not slide it", async () => {
+    let now = 1_000;
+    const kv = new MemoryKv(() => now);
+    expect(await kv.incrWithTtl("c", 500)).toBe(1);
+    now = 1_400;
+    expect(await kv.incrWithTtl("c", 500)).toBe(2);
+    now = 1_500;
+    expect(await kv.incrWithTtl("c", 500)).toBe(1);
     await kv.close();
   });
 });

@@ -26,7 +26,7 @@ describe("registration token", () => {
     expect(creds.refresh_token).toMatch(/^mrt_/);
     expect(Date.parse(creds.token_expires_at) - clock.now().getTime()).toBe(t.config.hostTokenTtlS * 1000);
 
-    const again = await t.http.post("/v1/hosts/register", { body: { token: created.registration_token, ...machineSpecs } });
+    const again = await t.http.post("/v1/hosts/register", { body: { token: created.registration_token, ...machineSpecs, hostname: "another-machine" } });
     expect(again.status).toBe(401);
     expect(await f.auditOf(created.host.id, "host.registered")).toHaveLength(1);
   });
@@ -60,7 +60,7 @@ describe("registration token", () => {
 
     const used = await f.regularHost();
     await f.register(used.registration_token);
-    refusals.push(await t.http.post("/v1/hosts/register", { body: { token: used.registration_token, ...machineSpecs } }));
+    refusals.push(await t.http.post("/v1/hosts/register", { body: { token: used.registration_token, ...machineSpecs, machine_id: "another-machine" } }));
 
     const superseded = await f.regularHost();
     const regenerated = await t.http.post(`/v1/hosts/${superseded.host.id}/token`, { key: t.adminKey });

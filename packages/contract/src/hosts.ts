@@ -119,6 +119,13 @@ export const RegisterHostBody = Body({
   hostname: Type.Optional(Label(255)),
   os: Type.Optional(Label(255)),
   agent_version: Type.Optional(Label(64)),
+  machine_id: Type.Optional(
+    Type.String({
+      pattern: "^[A-Za-z0-9._:-]{1,128}$",
+      description:
+        "A stable identifier of the machine (the SDK agent sends an app-specific SHA-256 of /etc/machine-id). A registration retried within 5 minutes by the same machine (same machine_id, or same specs when absent, and same CSR key) gets the credentials already issued back instead of 401. Never stored.",
+    }),
+  ),
   csr: Type.Optional(HostCsr()),
 });
 export type RegisterHostBody = Static<typeof RegisterHostBody>;

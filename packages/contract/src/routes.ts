@@ -198,12 +198,12 @@ export const routes = {
   registerHost: route({
     operationId: "registerHost", method: "post", path: "/v1/hosts/register", auth: "body_secret", tag: "Host agent",
     summary: "Trade a registration token and the machine's specs for host credentials", body: RegisterHostBody,
-    status: 201, response: HostCredentials, errors: ["invalid_request", "unauthorized", "upgrade_required"],
+    status: 201, response: HostCredentials, errors: ["invalid_request", "unauthorized", "conflict", "rate_limited", "upgrade_required"],
   }),
   refreshHostCredentials: route({
     operationId: "refreshHostCredentials", method: "post", path: "/v1/hosts/auth/refresh", auth: "body_secret",
     tag: "Host agent", summary: "Rotate a refresh token into fresh credentials (404: the host was deleted)", body: RefreshBody,
-    status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized", "not_found"],
+    status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized", "not_found", "rate_limited"],
   }),
   heartbeat: route({
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",

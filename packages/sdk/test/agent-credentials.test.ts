@@ -174,6 +174,20 @@ describe("detectHostSpecs and createMetricsSampler", () => {
     expect(specs.os).toContain(os.release());
   });
 
+  it("sends an app-specific hash of the machine ID, from the first file that holds one, never the ID itself", () => {
+    const dir = freshDir();
+    const machineId = "0123456789abcdef0123456789abcdef";
+    fs.writeFileSync(join(dir, "dbus-machine-id"), `${machineId}\n`);
+    const specs = detectHostSpecs({ machineIdFiles: [join(dir, "missing"), join(dir, "dbus-machine-id")] });
+    expect(specs.machine_id).toMatch(/^[0-9a-f]{64}$/);
+    expect(specs.machine_id).not.toContain(machineId);
+    expect(Value.Check(RegisterHostBody, { ...specs, token: "t", address: "10.0.0.7:7070" })).toBe(true);
+    expect(detectHostSpecs({ machineIdFiles: [join(dir, "dbus-machine-id")] }).machine_id).toBe(specs.machine_id);
+
+    fs.writeFileSync(join(dir, "empty"), "\n");
+    expect(detectHostSpecs({ machineIdFiles: [join(dir, "empty")] })).not.toHaveProperty("machine_id");
+  });
+
   it("samples live metrics the contract accepts", () => {
     const sample = createMetricsSampler();
     sample();

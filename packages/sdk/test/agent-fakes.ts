@@ -117,12 +117,14 @@ export class FakeControlPlane {
   registrationTokens = new Set(["reg-token-1"]);
   intervalS = 30;
   tokenTtlS = 3600;
+  refreshTtlS = 90 * 86_400;
   /** Whether a CSR gets a certificate (false: a control plane that predates host certificates). */
   certify = true;
   /** How far the control plane's clock (its answers' Date header) is ahead of the agent's. */
   clockAheadMs = 0;
   private liveJwts = new Map<string, number>();
-  private liveRefresh = new Set<string>();
+  /** Live refresh tokens and when each expires. */
+  private liveRefresh = new Map<string, number>();
   private serial = 0;
 
   constructor(private readonly clock: FakeClock) {}
@@ -195,10 +197,12 @@ export class FakeControlPlane {
     }
     if (route === "refresh") {
       const token = String(body?.refresh_token);
-      if (!this.liveRefresh.delete(token)) {
+      const expiresAt = this.liveRefresh.get(token);
+      if (expiresAt === undefined || expiresAt <= this.clock.now()) {
         this.revokeAll();
-        return error(401, "unauthorized", "refresh token is invalid, expired or revoked");
+        return error(401, "unauthorized", "refresh token is invalid, expired or revoked; the host must register again with a new registration token");
       }
+      this.liveRefresh.delete(token);
       return json(200, this.credentials(this.certify ? body?.csr : undefined));
     }
     const jwt = headers.get("x-host-token") ?? "";
@@ -218,13 +222,13 @@ export class FakeControlPlane {
     const token = `eyJhbGciOiJIUzI1NiJ9.${payload}.sig${serial}`;
     const refreshToken = `mrt_refresh_${serial}`;
     this.liveJwts.set(token, exp * 1000);
-    this.liveRefresh.add(refreshToken);
+    this.liveRefresh.set(refreshToken, now + this.refreshTtlS * 1000);
     return {
       host: hostView(new Date(now).toISOString()),
       token,
       token_expires_at: new Date(exp * 1000).toISOString(),
       refresh_token: refreshToken,
-      refresh_token_expires_at: new Date(now + 90 * 86_400_000).toISOString(),
+      refresh_token_expires_at: new Date(now + this.refreshTtlS * 1000).toISOString(),
       heartbeat_interval_s: this.intervalS,
       ...(typeof csr === "string"
         ? {

@@ -70,16 +70,43 @@ describe("HostAgent registration", () => {
     expect(error).toBeInstanceOf(RegistrationError);
     expect((error as Error).message).toMatch(/refused the registration token: .*Nothing was saved/);
     expect(store.credentials).toEqual(before);
+    expect(cp.callsTo("register")).toHaveLength(1);
     expect(cp.callsTo("heartbeat")).toHaveLength(0);
   });
 
-  it("writes nothing when the control plane cannot be reached", async () => {
-    const { agent, store, cp } = setup();
-    cp.replies.register.push("down");
-    const error = await agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" }).catch((e: unknown) => e);
+  it("retries a registration that failed or was asked to wait, sending the very same body (the same CSR) each time", async () => {
+    const { agent, cp, clock, store } = setup({ certificate: true });
+    cp.replies.register.push("down", { status: 503 }, { status: 429, retryAfter: 20 }, { status: 409, retryAfter: 1 });
+    let settled = false;
+    const registered = agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" }).finally(() => (settled = true));
+    const delays: number[] = [];
+    while (!settled) delays.push(await clock.next(() => settled));
+    const saved = await registered;
 
-    expect(error).toBeInstanceOf(RegistrationError);
-    expect((error as Error).message).toMatch(/cannot reach the Muster control plane.*ECONNREFUSED.*Nothing was saved/);
+    const attempts = cp.callsTo("register");
+    expect(attempts).toHaveLength(5);
+    expect(attempts[0]!.body?.csr).toMatch(/BEGIN CERTIFICATE REQUEST/);
+    for (const attempt of attempts) expect(attempt.body).toEqual(attempts[0]!.body);
+    expect(delays[2]).toBeGreaterThanOrEqual(20_000);
+    expect(store.credentials).toEqual(saved);
+    expect(saved.tls?.certificate).toMatch(/fake-1/);
+  });
+
+  it("gives up after four minutes of failures, writing nothing", async () => {
+    const { agent, store, cp, clock } = setup();
+    cp.replies.register.push(...Array.from({ length: 50 }, () => "down" as const));
+    let settled = false;
+    const error = agent.register({ token: "reg-token-1", address: "10.0.0.7:7070" }).then(
+      () => null,
+      (e: unknown) => e,
+    ).finally(() => (settled = true));
+    while (!settled) await clock.next(() => settled);
+
+    expect(await error).toBeInstanceOf(RegistrationError);
+    expect(((await error) as Error).message).toMatch(/cannot reach the Muster control plane.*ECONNREFUSED.*Nothing was saved/);
+    const attempts = cp.callsTo("register");
+    expect(attempts.length).toBeGreaterThan(3);
+    expect(attempts.at(-1)!.at - attempts[0]!.at).toBeLessThanOrEqual(4 * 60_000);
     expect(store.credentials).toBeNull();
   });
 
@@ -215,6 +242,21 @@ describe("HostAgent credentials refresh", () => {
     expect(named("credentialsRefreshed")).toHaveLength(1);
   });
 
+  it.each([
+    ["proactive", { tokenTtlS: 1000, intervalS: 10 }],
+    ["after a 401", { intervalS: 10 }],
+  ])("waits out a 429's Retry-After before refreshing again (%s)", async (when, options) => {
+    const { agent, cp, clock } = setup({ saved: "issue", ...options });
+    if (when === "after a 401") cp.replies.heartbeat.push({ status: 401 });
+    cp.replies.refresh.push({ status: 429, retryAfter: 45 });
+    await agent.start();
+    while (cp.callsTo("refresh").length < 2) await clock.next();
+
+    const [limited, retried] = cp.callsTo("refresh");
+    expect(retried!.at - limited!.at).toBeGreaterThanOrEqual(45_000);
+    expect(agent.state).toBe("running");
+  });
+
   it("on 401 refreshes and retries the heartbeat at once", async () => {
     const { agent, cp, clock, store, named } = setup({ saved: "issue" });
     const first = store.credentials!;
@@ -258,6 +300,34 @@ describe("HostAgent credentials refresh", () => {
     await clock.next(() => agent.state === "stopped");
     expect(await agent.done).toMatchObject({ reason: "reregistration_required" });
     expect(cp.calls.map((call) => call.route)).toEqual(["heartbeat", "refresh", "heartbeat"]);
+  });
+});
+
+describe("HostAgent back from a long offline spell", () => {
+  it("longer than its host token's lifetime: refreshes with its refresh token, then beats", async () => {
+    const { agent, cp, clock, named } = setup({ saved: "issue" });
+    clock.jump((cp.tokenTtlS + 3 * 86_400) * 1000);
+    await agent.start();
+    await clock.next();
+    await clock.waitForTimer();
+
+    expect(cp.calls.map((call) => call.route)).toEqual(["refresh", "heartbeat"]);
+    expect(named("heartbeat")).toHaveLength(1);
+    expect(agent.state).toBe("running");
+  });
+
+  it("longer than its refresh token's lifetime: stops and says to register again with a new token", async () => {
+    const { agent, cp, clock, named } = setup({ saved: "issue" });
+    clock.jump((cp.refreshTtlS + 60) * 1000);
+    await agent.start();
+    await clock.next(() => agent.state === "stopped");
+    const exit = await agent.done;
+
+    expect(exit).toMatchObject({ reason: "reregistration_required", hostId: HOST_ID });
+    const message = (exit as { message: string }).message;
+    expect(message).toMatch(/refused the refresh token \(refresh token is invalid, expired or revoked.*\): the host must be registered again/);
+    expect(message).toContain(`POST /v1/hosts/${HOST_ID}/token`);
+    expect(named("reregistrationRequired")).toEqual([{ hostId: HOST_ID, message }]);
   });
 });
 

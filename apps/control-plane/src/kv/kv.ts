@@ -25,6 +25,11 @@ export interface Kv {
   /** Read and delete in one atomic step: of concurrent callers exactly one sees the value. */
   getDel(key: string): Promise<string | null>;
   del(keys: string[]): Promise<void>;
+  /**
+   * Adds one to a counter and returns the new count, in one atomic step. The
+   * first increment gives the key `ttlMs` to live; later ones keep that expiry.
+   */
+  incrWithTtl(key: string, ttlMs: number): Promise<number>;
   /** Set a member's score in a sorted set; true when the member was not there before. */
   zAdd(key: string, member: string, score: number): Promise<boolean>;
   /**

@@ -45,6 +45,13 @@ export class MemoryKv implements Kv {
     for (const key of keys) this.strings.delete(key);
   }
 
+  async incrWithTtl(key: string, ttlMs: number): Promise<number> {
+    const entry = this.live(key);
+    const count = (entry ? Number(entry.value) : 0) + 1;
+    this.strings.set(key, { value: String(count), expiresAt: entry ? entry.expiresAt : this.now() + ttlMs });
+    return count;
+  }
+
   async zAdd(key: string, member: string, score: number): Promise<boolean> {
     const set = this.sortedSet(key);
     const added = !set.has(member);

@@ -15,6 +15,12 @@ for i = 1, #ARGV, 2 do
 end
 return added`;
 
+// The expiry is set only when the key has none (the first increment), so a window never slides.
+const INCR_WITH_TTL = `
+local count = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count`;
+
 export interface RedisKvOptions {
   url: string;
   /** Prepended to every key, so several deployments or test runs can share one Redis. */
@@ -36,6 +42,7 @@ export class RedisKv implements Kv {
     });
     this.redis.defineCommand("zPopUpTo", { numberOfKeys: 1, lua: Z_POP_UP_TO });
     this.redis.defineCommand("zAddMany", { numberOfKeys: 1, lua: Z_ADD_MANY });
+    this.redis.defineCommand("incrWithTtl", { numberOfKeys: 1, lua: INCR_WITH_TTL });
     // ioredis reconnects by itself; errors reach callers through rejected commands.
     this.redis.on("error", () => {});
   }
@@ -64,6 +71,10 @@ export class RedisKv implements Kv {
 
   async del(keys: string[]): Promise<void> {
     if (keys.length > 0) await this.redis.del(...keys);
+  }
+
+  async incrWithTtl(key: string, ttlMs: number): Promise<number> {
+    return (await (this.redis as unknown as RedisWithScripts).incrWithTtl(key, Math.max(1, Math.ceil(ttlMs)))) as number;
   }
 
   async zAdd(key: string, member: string, score: number): Promise<boolean> {
@@ -134,4 +145,5 @@ export class RedisKv implements Kv {
 interface RedisWithScripts {
   zPopUpTo(key: string, maxScore: number, limit: number): Promise<unknown>;
   zAddMany(key: string, ...scoresAndMembers: (string | number)[]): Promise<unknown>;
+  incrWithTtl(key: string, ttlMs: number): Promise<unknown>;
 }

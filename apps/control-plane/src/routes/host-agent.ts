@@ -1,28 +1,22 @@
-import type { Context, Hono } from "hono";
-import { getConnInfo } from "@hono/node-server/conninfo";
+import type { Hono } from "hono";
 import { AGENT_CLOCK_HEADER, PROTOCOL_HEADER, routes } from "@muster/contract";
 import { mount } from "../http/mount.js";
+import { clientAddress } from "../http/client-address.js";
 import type { AppEnv } from "../http/env.js";
 import { header } from "../http/node-request.js";
 import { refreshHostCredentials, registerHost } from "../services/host-credentials.js";
 import { checkProtocolHeader } from "../services/protocol.js";
 
-/** The peer's address, for the registration audit row; absent when the app is driven without a socket. */
-function peerAddress(c: Context): string | null {
-  try {
-    return getConnInfo(c).remote.address ?? null;
-  } catch {
-    return null;
-  }
-}
-
 export function hostAgentRoutes(app: Hono<AppEnv>): void {
   mount(app, routes.registerHost, async (c, { body }) => {
     const deps = c.get("deps");
     const protocolVersion = checkProtocolHeader(deps.config, header(c, PROTOCOL_HEADER));
-    return c.json(await registerHost(deps, body, peerAddress(c), protocolVersion), 201);
+    return c.json(await registerHost(deps, body, clientAddress(c, deps.config.trustedProxies), protocolVersion), 201);
   });
-  mount(app, routes.refreshHostCredentials, async (c, { body }) => c.json(await refreshHostCredentials(c.get("deps"), body), 200));
+  mount(app, routes.refreshHostCredentials, async (c, { body }) => {
+    const deps = c.get("deps");
+    return c.json(await refreshHostCredentials(deps, body, clientAddress(c, deps.config.trustedProxies)), 200);
+  });
   mount(app, routes.heartbeat, async (c, { params, body }) => {
     checkProtocolHeader(c.get("deps").config, header(c, PROTOCOL_HEADER));
     await c.get("deps").liveness.heartbeat(c.get("hostClaims"), params.id, { metrics: body, agentClock: header(c, AGENT_CLOCK_HEADER) });

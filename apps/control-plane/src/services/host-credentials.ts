@@ -14,12 +14,15 @@ import { publishCredentialState } from "./credential-state.js";
 import { issueHostCertificate, revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
+import { enforceRateLimits } from "./rate-limit.js";
+import { machineFingerprint, RegistrationReplay } from "./registration-replay.js";
 
 // One message for every refused token, whatever the reason, so a caller learns nothing from it.
 const REGISTRATION_REFUSED =
   "registration token is invalid, already used or expired; ask an operator for a new one (POST /v1/hosts/{id}/token)";
+// A refresh token outlived by a long offline spell ends here too: say what to do, not just what went wrong.
 const REFRESH_REFUSED =
-  "refresh token is invalid, expired or revoked; the host must register again with a new registration token";
+  "refresh token is invalid, expired or revoked; the host must register again with a new registration token: an operator issues one (`muster hosts token <host_id>`, or POST /v1/hosts/{id}/token) and the agent registers with it (`muster-agent --register <token> --address <ip:port>`)";
 
 interface TokenPointer {
   hostId: string;
@@ -27,22 +30,34 @@ interface TokenPointer {
 }
 
 /**
- * Trades a one-time registration token for credentials. The KV store's atomic
- * get-and-delete picks exactly one winner among concurrent callers; the
- * database row is then checked too, so a token that expired, was superseded or
- * was already used is refused even if the KV store still held it.
+ * Trades a one-time registration token for credentials. A claim in the KV
+ * store (see registration-replay.ts) picks exactly one request among any
+ * number with one token; the claimant then takes the token with an atomic
+ * get-and-delete, and the database row is checked too, so a token that
+ * expired, was superseded or was already used is refused even if the KV store
+ * still held it. A request that finds the token claimed is a retry: from the
+ * claimant's machine it gets the answer already issued (or 409 while it is
+ * still being made); from any other machine, or once the answer is old, 401.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
+  const tokenHash = hashSecret(body.token);
+  await enforceRateLimits(deps, "register", { address: fromAddress, tokenHash });
   // A bad CSR is bad input: refuse it before the token is spent.
   const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
-  const tokenHash = hashSecret(body.token);
+  const replay = new RegistrationReplay(deps, body.token, tokenHash, machineFingerprint(body, publicKey));
+  if (!(await replay.claim())) return answerRetry(deps, replay);
+
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
-  if (pointer === null) throw unauthorized(REGISTRATION_REFUSED);
+  if (pointer === null) {
+    await replay.release();
+    throw unauthorized(REGISTRATION_REFUSED);
+  }
   const { hostId, tokenId } = JSON.parse(pointer) as TokenPointer;
 
+  let credentials: HostCredentials;
   try {
-    return await withTransaction(deps.db, async (tx) => {
+    credentials = await withTransaction(deps.db, async (tx) => {
       const now = deps.clock.now();
       const [used] = await tx
         .update(hostRegistrationTokens)
@@ -105,8 +120,47 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
     if (!(error instanceof DomainError)) {
       await deps.kv.set(kvKey, pointer, { ttlMs: deps.config.registrationTokenTtlS * 1000, onlyIfAbsent: true }).catch(() => {});
     }
+    await replay.release();
     throw error;
   }
+  await replay.remember(credentials);
+  return credentials;
+}
+
+async function answerRetry(deps: ServiceDeps, replay: RegistrationReplay): Promise<HostCredentials> {
+  const previous = await replay.previous();
+  if (previous?.state === "claimed") {
+    throw new DomainError("conflict", "a registration with this token from this machine is still in progress; retry in a second", 1);
+  }
+  if (previous?.state === "issued" && (await stillLive(deps, previous.credentials))) {
+    deps.logger.info({ host_id: previous.credentials.host.id }, "registration retried by the same machine: the credentials already issued are sent again");
+    return previous.credentials;
+  }
+  throw unauthorized(REGISTRATION_REFUSED);
+}
+
+/**
+ * Whether credentials are still the host's live ones: their refresh token
+ * unused, unrevoked and of the host's current family. Once the agent has used
+ * them, or the host was re-registered or deleted, sending them again would
+ * only hand out a dead (or, if used, family-revoking) refresh token.
+ */
+async function stillLive(deps: ServiceDeps, credentials: HostCredentials): Promise<boolean> {
+  const [live] = await deps.db
+    .select({ id: hostRefreshTokens.id })
+    .from(hostRefreshTokens)
+    .innerJoin(hosts, eq(hosts.id, hostRefreshTokens.hostId))
+    .where(
+      and(
+        eq(hostRefreshTokens.tokenHash, hashSecret(credentials.refresh_token)),
+        isNull(hostRefreshTokens.usedAt),
+        isNull(hostRefreshTokens.revokedAt),
+        gt(hostRefreshTokens.expiresAt, deps.clock.now()),
+        isNull(hosts.deletedAt),
+        eq(hosts.credentialFamily, hostRefreshTokens.family),
+      ),
+    );
+  return live !== undefined;
 }
 
 type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: true };
@@ -122,9 +176,10 @@ const PROOF_REFUSED =
  * already used means two parties hold it, so the whole family dies and the
  * host must register again.
  */
-export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody): Promise<HostCredentials> {
-  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
+export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBody, fromAddress: string | null): Promise<HostCredentials> {
   const tokenHash = hashSecret(body.refresh_token);
+  await enforceRateLimits(deps, "refresh", { address: fromAddress, tokenHash });
+  const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   await requireProofIfBound(deps, body, tokenHash);
   const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
     const now = deps.clock.now();

@@ -28,3 +28,12 @@ export const channelOwnerKey = (hostId: string) => `channel:${hostId}`;
  * first to start again begins a new period.
  */
 export const SERVING_SINCE_KEY = "serving-since";
+
+/** A rate-limit counter: one per endpoint, kind of subject (client address, token hash), subject and minute window. */
+export const rateLimitKey = (endpoint: string, kind: string, subject: string, window: number) => `ratelimit:${endpoint}:${kind}:${subject}:${window}`;
+
+/**
+ * A registration's replayable answer (see registration-replay.ts), keyed by the
+ * registration token's hash; the value is sealed with a key only the token opens.
+ */
+export const registrationReplayKey = (tokenHash: string) => `regreplay:${tokenHash}`;

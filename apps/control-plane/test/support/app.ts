@@ -32,7 +32,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const ownsStores = options.stores === undefined;
   const stores = options.stores ?? (await createTestStores());
   const adminKey = `test-admin-${randomBytes(24).toString("hex")}`;
-  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", ...options.config };
+  // Races on one token (dozens of registrations at once) are tested; the per-token limit is tested on its own.
+  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", rateLimitPerToken: 1000, ...options.config };
   const runtime = await buildRuntime({
     config,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),

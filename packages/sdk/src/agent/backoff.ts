@@ -18,6 +18,16 @@ export function backoffDelayMs(failures: number, random: () => number): number {
   return clamp(ceiling / 2 + (ceiling / 2) * random(), BACKOFF_MIN_MS, BACKOFF_MAX_MS);
 }
 
+/**
+ * Delay before retrying a refused or failed call: the backoff, or longer when
+ * the control plane asked for a pause (429 or 503 with Retry-After), never
+ * over 60 s.
+ */
+export function retryDelayMs(failures: number, random: () => number, retryAfterS: number | null): number {
+  const backoff = backoffDelayMs(failures, random);
+  return retryAfterS === null ? backoff : Math.min(BACKOFF_MAX_MS, Math.max(backoff, retryAfterS * 1000));
+}
+
 /** Delay to the next heartbeat for the interval the control plane asked for. */
 export function heartbeatDelayMs(intervalS: number, random: () => number): number {
   const intervalMs = intervalS * 1000;

@@ -10,7 +10,7 @@ import {
 } from "@muster/contract";
 import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js";
 import { Transport } from "../transport.js";
-import { backoffDelayMs, BACKOFF_MAX_MS, heartbeatDelayMs } from "./backoff.js";
+import { backoffDelayMs, heartbeatDelayMs, retryDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
 import { CommandRunner } from "./commands.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
@@ -28,6 +28,9 @@ import type {
   HostAgentState,
   RefreshReason,
 } from "./types.js";
+
+/** How long registration keeps retrying: inside the 5 minutes in which the control plane answers the same machine's retry again. */
+const REGISTRATION_RETRY_MS = 4 * 60_000;
 
 const silentLogger: AgentLogger = { debug() {}, info() {}, warn() {}, error() {} };
 const MAX_CLOCK_SKEW_MS = 10_000;
@@ -216,14 +219,8 @@ export class HostAgent {
     const key = await this.newKey();
     if (key) body.csr = key.csrPem;
 
-    let response;
-    try {
-      response = await this.request(true, (signal) =>
-        this.anonymous.call(routes.registerHost, { body }, { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 }),
-      );
-    } catch (error) {
-      throw new RegistrationError(registrationMessage(error, this.baseUrl), { cause: error });
-    }
+    // The same body (the same key and CSR) on every attempt: a retry after a lost answer is recognised and answered again.
+    const response = await this.sendRegistration(body);
     const credentials = toStoredCredentials(response, this.baseUrl, this.clock.now(), key?.privateKeyPem);
     try {
       await this.options.credentials.save(credentials);
@@ -238,6 +235,37 @@ export class HostAgent {
     this.log.info({ host_id: credentials.host_id, credentials: this.options.credentials.description }, "host registered; credentials saved");
     this.events.emit("registered", { hostId: credentials.host_id, host: response.host, credentials: { ...credentials } });
     return credentials;
+  }
+
+  /**
+   * Sends the registration, again after failures that may be retried, with
+   * backoff (Retry-After when given), for up to REGISTRATION_RETRY_MS: within
+   * the control plane's window for answering a retry from the same machine.
+   */
+  private async sendRegistration(body: RegisterHostBody) {
+    const giveUpAt = this.clock.now() + REGISTRATION_RETRY_MS;
+    for (let failures = 1; ; failures++) {
+      try {
+        return await this.request(true, (signal) =>
+          this.anonymous.call(routes.registerHost, { body }, { signal, timeoutMs: this.options.credentialTimeoutMs ?? 30_000 }),
+        );
+      } catch (error) {
+        const retryInMs = retryDelayMs(failures, this.random, retryAfterOf(error));
+        if (!registrationRetryable(error) || this.status !== "idle" || this.clock.now() + retryInMs > giveUpAt) {
+          throw new RegistrationError(registrationMessage(error, this.baseUrl), { cause: error });
+        }
+        this.log.warn({ err: describe(error), attempt: failures, retry_in_ms: Math.round(retryInMs) }, "registration failed; retrying");
+        await this.pause(retryInMs);
+        if (this.status !== "idle") throw new RegistrationError("the agent was stopped before the registration completed. Nothing was saved.", { cause: error });
+      }
+    }
+  }
+
+  /** Waits on the agent's clock; cut short when the agent stops. */
+  private async pause(ms: number): Promise<void> {
+    let timer: unknown = null;
+    await Promise.race([new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, ms))), this.done]);
+    this.clock.clearTimeout(timer);
   }
 
   /**
@@ -361,7 +389,7 @@ export class HostAgent {
         if (refreshed.kind === "failed") {
           // The token is still good until it expires: keep beating, retry the refresh later.
           this.refreshFailures++;
-          const retryInMs = backoffDelayMs(this.refreshFailures, this.random);
+          const retryInMs = retryDelayMs(this.refreshFailures, this.random, retryAfterOf(refreshed.error));
           this.refreshRetryAt = this.clock.now() + retryInMs;
           this.log.warn({ host_id: this.hostId, err: refreshed.error.message, retry_in_ms: Math.round(retryInMs) }, "credential refresh failed; will retry");
         }
@@ -512,10 +540,7 @@ export class HostAgent {
     const hostId = this.creds!.host_id;
     this.failures++;
     if (this.failures === 1) this.firstFailureAt = this.clock.now();
-    let retryInMs = backoffDelayMs(this.failures, this.random);
-    if (error instanceof MusterApiError && error.retryAfterS !== null) {
-      retryInMs = Math.min(BACKOFF_MAX_MS, Math.max(retryInMs, error.retryAfterS * 1000));
-    }
+    const retryInMs = retryDelayMs(this.failures, this.random, retryAfterOf(error));
     this.log.warn(
       { host_id: hostId, err: error.message, consecutive_failures: this.failures, retry_in_ms: Math.round(retryInMs) },
       "heartbeat failed",
@@ -534,7 +559,7 @@ export class HostAgent {
 
   private async endReregistration(detail: string): Promise<void> {
     const hostId = this.creds!.host_id;
-    const message = `${detail}: the host must be registered again with a new registration token`;
+    const message = `${detail}: the host must be registered again with a new registration token (an operator issues one: POST /v1/hosts/${hostId}/token)`;
     this.log.error({ host_id: hostId }, message);
     this.events.emit("reregistrationRequired", { hostId, message });
     this.finish({ reason: "reregistration_required", hostId, message });
@@ -680,6 +705,21 @@ function registrationMessage(error: unknown, baseUrl: string): string {
   }
   if (error instanceof MusterConnectionError) return `${error.message}. Nothing was saved.`;
   return `registration did not complete (${describe(error)}). Nothing was saved.`;
+}
+
+function retryAfterOf(error: unknown): number | null {
+  return error instanceof MusterApiError ? error.retryAfterS : null;
+}
+
+/**
+ * Whether a registration that failed this way may be sent again: the network
+ * failed or timed out (the answer may have been lost: the control plane gives
+ * the same machine its credentials again), or the control plane asked to wait
+ * (429, 409 while an earlier attempt is in progress, 503) or failed (5xx).
+ */
+function registrationRetryable(error: unknown): boolean {
+  if (error instanceof MusterConnectionError) return true;
+  return error instanceof MusterApiError && (error.status === 409 || error.status === 429 || error.status >= 500);
 }
 
 function asMusterError(error: unknown): MusterError {

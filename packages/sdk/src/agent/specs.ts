@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { readFileSync, statfsSync } from "node:fs";
 import * as os from "node:os";
 import type { HeartbeatMetrics, RegisterHostBody } from "@muster/contract";
@@ -8,11 +9,14 @@ export type HostSpecs = Omit<RegisterHostBody, "token" | "address">;
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 
+const MACHINE_ID_FILES = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
+
 /**
  * The machine's specs as `uname -m`, the kernel and the root file system see
- * them: architecture, CPU cores, total memory, root-disk size, hostname and OS.
+ * them: architecture, CPU cores, total memory, root-disk size, hostname and OS;
+ * and, where systemd or D-Bus keep one, an ID of the machine.
  */
-export function detectHostSpecs(options: { rootPath?: string } = {}): HostSpecs {
+export function detectHostSpecs(options: { rootPath?: string; machineIdFiles?: string[] } = {}): HostSpecs {
   const specs: HostSpecs = {
     arch: label(os.machine(), 32) ?? os.arch(),
     cpu_cores: Math.max(1, os.cpus().length || os.availableParallelism()),
@@ -23,7 +27,27 @@ export function detectHostSpecs(options: { rootPath?: string } = {}): HostSpecs 
   if (hostname) specs.hostname = hostname;
   const system = label(describeOs(), 255);
   if (system) specs.os = system;
+  const machineId = appSpecificMachineId(options.machineIdFiles ?? MACHINE_ID_FILES);
+  if (machineId) specs.machine_id = machineId;
   return specs;
+}
+
+/**
+ * The machine ID is meant to stay private to the machine (machine-id(5)), so
+ * what leaves it is an HMAC keyed by it, as systemd's app-specific IDs are:
+ * stable for this machine, meaningless elsewhere. The control plane uses it to
+ * recognise a registration retried by the same machine.
+ */
+function appSpecificMachineId(files: string[]): string | undefined {
+  for (const file of files) {
+    try {
+      const id = readFileSync(file, "utf8").trim();
+      if (/^[0-9a-f]{32}$/i.test(id)) return createHmac("sha256", id.toLowerCase()).update("muster-agent").digest("hex");
+    } catch {
+      // Not every system has it.
+    }
+  }
+  return undefined;
 }
 
 function diskTotalGb(path: string): number {

@@ -1,0 +1,51 @@
+import { BlockList, isIP } from "node:net";
+import type { Context } from "hono";
+import { getConnInfo } from "@hono/node-server/conninfo";
+import { header } from "./node-request.js";
+
+/** The socket's peer; null when the app is driven without a socket (tests, other runtimes). */
+function peerAddress(c: Context): string | null {
+  try {
+    return getConnInfo(c).remote.address ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** "::ffff:10.0.0.1" (an IPv4 peer on a dual-stack socket) is 10.0.0.1. */
+function normalize(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped ? mapped[1]! : address;
+}
+
+function proxyList(proxies: string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of proxies) {
+    const [address = "", prefix] = entry.split("/");
+    const type = isIP(address) === 6 ? "ipv6" : "ipv4";
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return list;
+}
+
+/**
+ * The client's address. X-Forwarded-For is believed only as far as it was
+ * written by configured trusted proxies: walking it from the right, the first
+ * address that is not a trusted proxy is the client. Anyone can send the
+ * header, so with no trusted proxies it is ignored entirely.
+ */
+export function clientAddress(c: Context, trustedProxies: string[]): string | null {
+  const peer = peerAddress(c);
+  if (peer === null) return null;
+  let client = normalize(peer);
+  if (trustedProxies.length === 0) return client;
+  const trusted = proxyList(trustedProxies);
+  const isTrusted = (address: string) => trusted.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+  const hops = (header(c, "x-forwarded-for") ?? "").split(",").map((hop) => normalize(hop.trim())).filter(Boolean);
+  for (const hop of hops.reverse()) {
+    if (!isTrusted(client) || isIP(hop) === 0) break;
+    client = hop;
+  }
+  return client;
+}

@@ -1,0 +1,110 @@
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from "node:crypto";
+import type { HostCredentials, RegisterHostBody } from "@muster/contract";
+import type { x509 } from "../pki/x509.js";
+import type { ServiceDeps } from "./context.js";
+import { registrationReplayKey } from "./kv-keys.js";
+
+/** How long a registration's answer can be fetched again by the machine that asked, when the first answer was lost. */
+export const REPLAY_WINDOW_MS = 5 * 60_000;
+/** How long a registration in progress holds its token before a crashed process's claim counts as gone. */
+const CLAIM_MS = 60_000;
+const HKDF_INFO = "muster registration replay v1";
+
+export type ReplayRecord = { state: "claimed"; at: number } | { state: "issued"; at: number; credentials: HostCredentials };
+
+/**
+ * Which machine is asking. An agent's own machine ID (the SDK sends an
+ * app-specific hash of /etc/machine-id) is the stable part when sent; without
+ * one, the specs it reports stand in. The CSR's public key counts either way:
+ * a replayed answer carries a certificate for that key, useless to anyone else.
+ */
+export function machineFingerprint(body: RegisterHostBody, publicKey: x509.PublicKey | null): string {
+  const machine =
+    body.machine_id !== undefined
+      ? { machine_id: body.machine_id }
+      : {
+          hostname: body.hostname ?? null,
+          arch: body.arch,
+          cpu_cores: body.cpu_cores,
+          memory_mb: body.memory_mb,
+          disk_gb: body.disk_gb,
+          address: body.address,
+        };
+  const key = publicKey === null ? null : Buffer.from(publicKey.rawData).toString("base64");
+  return createHash("sha256").update(JSON.stringify({ ...machine, public_key: key })).digest("hex");
+}
+
+/**
+ * A registration's answer, kept for a retry after a lost response. The KV
+ * store holds it sealed (AES-256-GCM) under a key derived (HKDF) from the
+ * registration token itself, which only the registering agent knows, and
+ * bound to the machine's fingerprint as associated data: the store never
+ * holds a usable secret, and another machine with the same token cannot open
+ * it. The same record first marks the token claimed, so of several requests
+ * with one token exactly one goes on to spend it.
+ */
+export class RegistrationReplay {
+  private readonly kvKey: string;
+  private readonly key: Buffer;
+
+  constructor(
+    private readonly deps: Pick<ServiceDeps, "kv" | "clock" | "random" | "logger">,
+    token: string,
+    tokenHash: string,
+    private readonly fingerprint: string,
+  ) {
+    this.kvKey = registrationReplayKey(tokenHash);
+    this.key = Buffer.from(hkdfSync("sha256", token, Buffer.alloc(0), HKDF_INFO, 32));
+  }
+
+  /** Marks the token claimed by this request; false when another request holds it or has answered already. */
+  claim(): Promise<boolean> {
+    const record: ReplayRecord = { state: "claimed", at: this.now() };
+    return this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: CLAIM_MS, onlyIfAbsent: true });
+  }
+
+  /** What an earlier request with this token from this machine left, if it is still current. */
+  async previous(): Promise<ReplayRecord | null> {
+    const sealed = await this.deps.kv.get(this.kvKey);
+    const record = sealed === null ? null : this.open(sealed);
+    if (record === null) return null;
+    const age = this.now() - record.at;
+    return age <= (record.state === "claimed" ? CLAIM_MS : REPLAY_WINDOW_MS) ? record : null;
+  }
+
+  /** Keeps the answer for the replay window. A store failure costs only the replay, never the answer. */
+  async remember(credentials: HostCredentials): Promise<void> {
+    const record: ReplayRecord = { state: "issued", at: this.now(), credentials };
+    await this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: REPLAY_WINDOW_MS }).catch((error: unknown) => {
+      this.deps.logger.warn({ err: error, host_id: credentials.host.id }, "cannot keep the registration's answer for a retry");
+    });
+  }
+
+  /** Drops this request's claim (the registration failed), so a retry is judged afresh. */
+  async release(): Promise<void> {
+    await this.deps.kv.del([this.kvKey]).catch(() => {});
+  }
+
+  private now(): number {
+    return this.deps.clock.now().getTime();
+  }
+
+  private seal(record: ReplayRecord): string {
+    const iv = this.deps.random(12);
+    const cipher = createCipheriv("aes-256-gcm", this.key, iv).setAAD(Buffer.from(this.fingerprint));
+    const data = Buffer.concat([cipher.update(JSON.stringify(record), "utf8"), cipher.final()]);
+    return [iv, data, cipher.getAuthTag()].map((part) => part.toString("base64url")).join(".");
+  }
+
+  /** Null when the record was sealed for another machine (or is not a record at all). */
+  private open(sealed: string): ReplayRecord | null {
+    const [iv, data, tag] = sealed.split(".").map((part) => Buffer.from(part, "base64url"));
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", this.key, iv!).setAAD(Buffer.from(this.fingerprint));
+      decipher.setAuthTag(tag!);
+      return JSON.parse(Buffer.concat([decipher.update(data!), decipher.final()]).toString("utf8")) as ReplayRecord;
+    } catch {
+      return null;
+    }
+  }
+}

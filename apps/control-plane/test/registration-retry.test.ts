@@ -1,0 +1,135 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hashSecret } from "../src/lib/secrets.js";
+import { registrationReplayKey } from "../src/services/kv-keys.js";
+import { machineFingerprint, RegistrationReplay, REPLAY_WINDOW_MS } from "../src/services/registration-replay.js";
+import { startTestApp, type TestApp } from "./support/app.js";
+import { FakeClock } from "./support/clock.js";
+import { Factories, machineSpecs } from "./support/factories.js";
+import { keyPair, makeCsr } from "./support/pki.js";
+
+let t: TestApp;
+let f: Factories;
+const clock = new FakeClock();
+
+beforeAll(async () => {
+  t = await startTestApp({ clock });
+  f = new Factories(t);
+});
+afterAll(() => t.close());
+
+const machineId = (name: string) => createHash("sha256").update(name).digest("hex");
+const register = (token: string, extra: Record<string, unknown> = {}) =>
+  t.http.post("/v1/hosts/register", { body: { token, ...machineSpecs, ...extra } });
+
+describe("a registration retried after a lost response", () => {
+  it("gets the very same credentials, certificate included, and they work", async () => {
+    const { registration_token, host } = await f.regularHost();
+    const machine = { machine_id: machineId("m-1"), csr: await makeCsr(await keyPair()) };
+    const first = await register(registration_token, machine);
+    expect(first.status).toBe(201);
+    expect(first.body.certificate).toBeDefined();
+
+    clock.advance(30_000);
+    const retried = await register(registration_token, machine);
+    expect(retried.status).toBe(201);
+    expect(retried.body).toEqual(first.body);
+    expect((await f.heartbeat(retried.body)).status).toBe(204);
+    expect(await f.auditOf(host.id, "host.registered")).toHaveLength(1);
+  });
+
+  it("hands out the refresh token that is still live, which then rotates as usual", async () => {
+    const { registration_token } = await f.regularHost();
+    const first = await register(registration_token, { machine_id: machineId("m-2") });
+    const retried = await register(registration_token, { machine_id: machineId("m-2") });
+    expect(retried.body.refresh_token).toBe(first.body.refresh_token);
+
+    const refreshed = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: retried.body.refresh_token } });
+    expect(refreshed.status).toBe(200);
+    expect((await f.heartbeat(refreshed.body)).status).toBe(204);
+    // Once used, the old answer holds a spent refresh token: it is not handed out again.
+    expect((await register(registration_token, { machine_id: machineId("m-2") })).status).toBe(401);
+    expect((await f.heartbeat(refreshed.body)).status).toBe(204);
+  });
+
+  it("recognises the machine by its specs when it sends no machine_id", async () => {
+    const { registration_token } = await f.regularHost();
+    const first = await register(registration_token);
+    expect((await register(registration_token)).body).toEqual(first.body);
+    expect((await register(registration_token, { memory_mb: 8192 })).status).toBe(401);
+  });
+
+  it("from another machine, or with another key, gets the usual 401", async () => {
+    const unknown = await register("e".repeat(64));
+    const { registration_token } = await f.regularHost();
+    const keys = await keyPair();
+    expect((await register(registration_token, { machine_id: machineId("m-3"), csr: await makeCsr(keys) })).status).toBe(201);
+
+    const otherMachine = await register(registration_token, { machine_id: machineId("m-4"), csr: await makeCsr(keys) });
+    const otherKey = await register(registration_token, { machine_id: machineId("m-3"), csr: await makeCsr(await keyPair()) });
+    const noKey = await register(registration_token, { machine_id: machineId("m-3") });
+    for (const refusal of [otherMachine, otherKey, noKey]) {
+      expect(refusal.status).toBe(401);
+      expect(refusal.body).toEqual(unknown.body);
+    }
+  });
+
+  it("is refused once the replay window is over", async () => {
+    const { registration_token } = await f.regularHost();
+    expect((await register(registration_token)).status).toBe(201);
+    clock.advance(REPLAY_WINDOW_MS + 1);
+    const late = await register(registration_token);
+    expect(late.status).toBe(401);
+    expect(late.body.error.message).toContain("already used");
+  });
+
+  it("is refused after the host was registered again or deleted", async () => {
+    const created = await f.regularHost();
+    expect((await register(created.registration_token)).status).toBe(201);
+    const again = await t.http.post(`/v1/hosts/${created.host.id}/token`, { key: t.adminKey });
+    expect((await register(again.body.registration_token, { hostname: "reinstalled" })).status).toBe(201);
+    expect((await register(created.registration_token)).status).toBe(401);
+
+    await t.http.delete(`/v1/hosts/${created.host.id}`, { key: t.adminKey });
+    expect((await register(again.body.registration_token, { hostname: "reinstalled" })).status).toBe(401);
+  });
+
+  it("leaves nothing readable in the KV store: the answer is sealed with a key only the token gives", async () => {
+    const { registration_token } = await f.regularHost();
+    const creds = (await register(registration_token)).body;
+    const stored = await t.stores.kv.get(registrationReplayKey(hashSecret(registration_token)));
+    expect(stored).not.toBeNull();
+    for (const secret of [registration_token, creds.refresh_token, creds.token, creds.host.id]) expect(stored).not.toContain(secret);
+    expect(() => JSON.parse(stored!)).toThrow();
+  });
+});
+
+describe("concurrent registrations with one token from one machine", () => {
+  it("register once; the others get the same credentials, or 409 with Retry-After while the first is in progress", async () => {
+    const { registration_token, host } = await f.regularHost();
+    const results = await Promise.all(Array.from({ length: 20 }, () => register(registration_token, { machine_id: machineId("m-5") })));
+    const issued = results.filter((r) => r.status === 201);
+    const waiting = results.filter((r) => r.status === 409);
+    expect(issued.length + waiting.length).toBe(results.length);
+    expect(issued.length).toBeGreaterThanOrEqual(1);
+    for (const r of issued) expect(r.body).toEqual(issued[0]!.body);
+    for (const r of waiting) {
+      expect(r.headers.get("retry-after")).toBe("1");
+      expect(r.body.error).toMatchObject({ code: "conflict", message: expect.stringContaining("in progress") });
+    }
+    expect(await f.auditOf(host.id, "host.registered")).toHaveLength(1);
+    expect((await register(registration_token, { machine_id: machineId("m-5") })).body).toEqual(issued[0]!.body);
+  });
+
+  it("answers 409 while a registration is in progress, and 401 to another machine", async () => {
+    const { registration_token } = await f.regularHost();
+    const body = { token: registration_token, ...machineSpecs, machine_id: machineId("m-6") };
+    const inProgress = new RegistrationReplay(t.runtime.deps, registration_token, hashSecret(registration_token), machineFingerprint(body, null));
+    expect(await inProgress.claim()).toBe(true);
+
+    const waiting = await register(registration_token, { machine_id: machineId("m-6") });
+    expect(waiting.status).toBe(409);
+    expect(waiting.headers.get("retry-after")).toBe("1");
+    expect((await register(registration_token, { machine_id: machineId("m-7") })).status).toBe(401);
+  });
+});
