@@ -15,7 +15,7 @@ import { issueHostCertificate, revokeHostCertificates } from "./host-certificate
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 import { enforceRateLimits } from "./rate-limit.js";
-import { machineFingerprint, RegistrationReplay } from "./registration-replay.js";
+import { machineFingerprint, RegistrationReplay, type EarlierRequest } from "./registration-replay.js";
 
 // One message for every refused token, whatever the reason, so a caller learns nothing from it.
 const REGISTRATION_REFUSED =
@@ -36,8 +36,9 @@ interface TokenPointer {
  * get-and-delete, and the database row is checked too, so a token that
  * expired, was superseded or was already used is refused even if the KV store
  * still held it. A request that finds the token claimed is a retry: from the
- * claimant's machine it gets the answer already issued (or 409 while it is
- * still being made); from any other machine, or once the answer is old, 401.
+ * claimant's machine it waits for the answer and gets the one issued (409 if
+ * it is not made within seconds); from any other machine, or once the answer
+ * is old, 401.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
   const tokenHash = hashSecret(body.token);
@@ -45,7 +46,8 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
   // A bad CSR is bad input: refuse it before the token is spent.
   const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   const replay = new RegistrationReplay(deps, body.token, tokenHash, machineFingerprint(body, publicKey));
-  if (!(await replay.claim())) return answerRetry(deps, replay);
+  const earlier = await replay.claim();
+  if (earlier !== null) return answerRetry(deps, earlier);
 
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
@@ -127,14 +129,14 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
   return credentials;
 }
 
-async function answerRetry(deps: ServiceDeps, replay: RegistrationReplay): Promise<HostCredentials> {
-  const previous = await replay.previous();
-  if (previous?.state === "claimed") {
+async function answerRetry(deps: ServiceDeps, earlier: EarlierRequest): Promise<HostCredentials> {
+  if (earlier === "unusable") throw unauthorized(REGISTRATION_REFUSED);
+  if (earlier.state === "claimed") {
     throw new DomainError("conflict", "a registration with this token from this machine is still in progress; retry in a second", 1);
   }
-  if (previous?.state === "issued" && (await stillLive(deps, previous.credentials))) {
-    deps.logger.info({ host_id: previous.credentials.host.id }, "registration retried by the same machine: the credentials already issued are sent again");
-    return previous.credentials;
+  if (await stillLive(deps, earlier.credentials)) {
+    deps.logger.info({ host_id: earlier.credentials.host.id }, "registration retried by the same machine: the credentials already issued are sent again");
+    return earlier.credentials;
   }
   throw unauthorized(REGISTRATION_REFUSED);
 }

@@ -8,9 +8,18 @@ import { registrationReplayKey } from "./kv-keys.js";
 export const REPLAY_WINDOW_MS = 5 * 60_000;
 /** How long a registration in progress holds its token before a crashed process's claim counts as gone. */
 const CLAIM_MS = 60_000;
+/**
+ * How long a request waits for an earlier one with the same token to finish
+ * (real time: it waits on another request, not on the domain clock), and how
+ * often it looks.
+ */
+const CLAIM_WAIT_MS = 5_000;
+const CLAIM_POLL_MS = 25;
 const HKDF_INFO = "muster registration replay v1";
 
 export type ReplayRecord = { state: "claimed"; at: number } | { state: "issued"; at: number; credentials: HostCredentials };
+/** What an earlier request with the token left: its record, or "unusable" when sealed for another machine or too old to answer. */
+export type EarlierRequest = ReplayRecord | "unusable";
 
 /**
  * Which machine is asking. An agent's own machine ID (the SDK sends an
@@ -57,19 +66,34 @@ export class RegistrationReplay {
     this.key = Buffer.from(hkdfSync("sha256", token, Buffer.alloc(0), HKDF_INFO, 32));
   }
 
-  /** Marks the token claimed by this request; false when another request holds it or has answered already. */
-  claim(): Promise<boolean> {
-    const record: ReplayRecord = { state: "claimed", at: this.now() };
-    return this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: CLAIM_MS, onlyIfAbsent: true });
+  /**
+   * Marks the token claimed by this request and answers null; or, when an
+   * earlier request holds it, what that request left. A claim by this same
+   * machine is waited out (boundedly): a retry that overtook its own lost
+   * attempt gets that attempt's answer, and a repeat of a refused token gets
+   * the same refusal once the first is refused, never a different answer.
+   */
+  async claim(): Promise<EarlierRequest | null> {
+    const until = performance.now() + CLAIM_WAIT_MS;
+    for (;;) {
+      const record: ReplayRecord = { state: "claimed", at: this.now() };
+      if (await this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: CLAIM_MS, onlyIfAbsent: true })) return null;
+      const earlier = await this.earlier();
+      const settled = earlier === "unusable" || earlier?.state === "issued";
+      if (earlier !== null && (settled || performance.now() >= until)) return earlier;
+      // Released meanwhile (the earlier request failed): claim again at once; still in progress: look again shortly.
+      if (earlier !== null) await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
+    }
   }
 
-  /** What an earlier request with this token from this machine left, if it is still current. */
-  async previous(): Promise<ReplayRecord | null> {
+  /** What an earlier request with this token left; null when it left nothing (or its claim was released). */
+  private async earlier(): Promise<EarlierRequest | null> {
     const sealed = await this.deps.kv.get(this.kvKey);
-    const record = sealed === null ? null : this.open(sealed);
-    if (record === null) return null;
+    if (sealed === null) return null;
+    const record = this.open(sealed);
+    if (record === null) return "unusable";
     const age = this.now() - record.at;
-    return age <= (record.state === "claimed" ? CLAIM_MS : REPLAY_WINDOW_MS) ? record : null;
+    return age <= (record.state === "claimed" ? CLAIM_MS : REPLAY_WINDOW_MS) ? record : "unusable";
   }
 
   /** Keeps the answer for the replay window. A store failure costs only the replay, never the answer. */
