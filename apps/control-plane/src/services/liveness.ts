@@ -80,6 +80,10 @@ export class Liveness {
   private servingSince: number;
   /** When the current mass silence was first seen by this process's sweeps. */
   private massSilenceSince: number | null = null;
+  /** Whether this process has marked the serving period before (see markServing). */
+  private hasServed = false;
+  /** A sweep failed (a store unreachable, most likely): the next sweep that gets through starts a new serving period. */
+  private storeTroubleSeen = false;
 
   constructor(
     private readonly deps: ServiceDeps,
@@ -278,9 +282,18 @@ export class Liveness {
 
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */
   async sweepOnce(): Promise<number> {
+    try {
+      return await this.sweep();
+    } catch (error) {
+      this.storeTroubleSeen = true;
+      throw error;
+    }
+  }
+
+  private async sweep(): Promise<number> {
     const now = this.deps.clock.now();
     // Every process sweeps, so every process marks the serving period, lease or not.
-    const servingSince = await this.markServing();
+    const servingSince = await this.markServing(now.getTime());
     if (!(await this.holdLease(now))) return 0;
     await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
@@ -301,17 +314,37 @@ export class Liveness {
 
   /**
    * Notes that this process serves, and returns since when some control plane
-   * has served without a break: the key's value, or this process's own start
-   * when the key had lapsed (every process was gone) or was lost with the KV
-   * store's data.
+   * has served without a break: the key's value, or a new period when the key
+   * had lapsed (every process was gone) or was lost with the KV store's data.
+   *
+   * A store outage ends the serving period too. While the KV store or the
+   * database is unreachable, beats are refused (first beats in a process need
+   * both) or cannot be recorded, so hosts' last beats go stale through no fault
+   * of theirs. The first process whose sweep gets through again therefore
+   * restarts the period at its own now, overwriting the shared key: every
+   * process, the lease holder included, reads the period from that key, so the
+   * whole fleet gets a full offline window to report in, whichever process saw
+   * the outage. Each recovery restarts it again, so while a store flaps faster
+   * than the window no host turns offline: offline marks come late rather than
+   * blame hosts for the control plane's trouble (each restart is logged).
    */
-  private async markServing(): Promise<number> {
-    const start = String(this.startedAt.getTime());
-    if (await this.deps.kv.set(SERVING_SINCE_KEY, start, { ttlMs: SERVING_TTL_MS, onlyIfAbsent: true })) {
-      this.servingSince = this.startedAt.getTime();
+  private async markServing(now: number): Promise<number> {
+    const firstMark = !this.hasServed;
+    this.hasServed = true;
+    if (this.storeTroubleSeen) {
+      await this.deps.kv.set(SERVING_SINCE_KEY, String(now), { ttlMs: SERVING_TTL_MS });
+      this.storeTroubleSeen = false;
+      this.deps.logger.warn("a store was unreachable: the fleet gets a full offline window to report in again");
+      this.servingSince = now;
+      return now;
+    }
+    // A process that served before and finds the key gone saw the KV store lose it (or be away for SERVING_TTL_MS): a new period from now.
+    const fresh = String(firstMark ? this.startedAt.getTime() : now);
+    if (await this.deps.kv.set(SERVING_SINCE_KEY, fresh, { ttlMs: SERVING_TTL_MS, onlyIfAbsent: true })) {
+      this.servingSince = Number(fresh);
       return this.servingSince;
     }
-    const since = (await this.deps.kv.get(SERVING_SINCE_KEY)) ?? start;
+    const since = (await this.deps.kv.get(SERVING_SINCE_KEY)) ?? fresh;
     await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: SERVING_TTL_MS });
     this.servingSince = Number(since);
     return this.servingSince;

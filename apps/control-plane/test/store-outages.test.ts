@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { HostCredentials } from "@muster/contract";
+import type { ServiceDeps } from "../src/services/context.js";
+import { LIVENESS_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
+import { startTestApp, type TestApp } from "./support/app.js";
+import { FakeClock } from "./support/clock.js";
+import { Factories } from "./support/factories.js";
+
+/** A store that can be cut off: every method call throws the way a dropped connection does while `down`. */
+function switchable<T extends object>(store: T): { store: T; down: boolean } {
+  const state = { store, down: false };
+  state.store = new Proxy(store, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        if (state.down) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1"), { code: "ECONNREFUSED" });
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return state;
+}
+
+/**
+ * No host turns offline because a store was down: after a control plane sees
+ * an outage end, the fleet gets a full offline window to report in again.
+ */
+describe("offline transitions after a store outage", () => {
+  const clock = new FakeClock();
+  let t: TestApp;
+  let f: Factories;
+  const windowMs = () => t.config.offlineAfterS * 1000;
+  const status = async (creds: HostCredentials) => (await t.http.get(`/v1/hosts/${creds.host.id}`, { key: t.adminKey })).body.status;
+
+  beforeAll(async () => {
+    // One host at a time here: the mass-silence breaker stays out of the way.
+    t = await startTestApp({ clock, config: { massOfflinePercent: 100 } });
+    f = new Factories(t);
+  });
+  afterAll(() => t.close());
+
+  /** A host that beat once, and a control plane (its own process, as far as liveness goes) serving since before that beat. */
+  async function servingPlane(name: string) {
+    const kv = switchable(t.stores.kv);
+    const db = switchable(t.stores.database.db);
+    const deps: ServiceDeps = { ...t.runtime.deps, kv: kv.store, db: db.store };
+    const plane = new Liveness(deps, name, clock.now());
+    expect(await plane.sweepOnce()).toBe(0);
+    const creds = await f.enrolledHost();
+    expect((await f.heartbeat(creds)).status).toBe(204);
+    return { plane, kv, db, creds };
+  }
+
+  /** The host stays silent: no offline mark until a full window after the outage ended, then the mark. */
+  async function expectFreshWindow(plane: Liveness, creds: HostCredentials) {
+    expect(await plane.sweepOnce()).toBe(0);
+    clock.advance(windowMs() - 1000);
+    expect(await plane.sweepOnce()).toBe(0);
+    expect(await status(creds)).toBe("online");
+    clock.advance(1000 + UNFLUSHED_ALLOWANCE_MS);
+    expect(await plane.sweepOnce()).toBe(1);
+    expect(await status(creds)).toBe("offline");
+  }
+
+  it("gives the fleet a fresh window once the KV store is reachable again", async () => {
+    const { plane, kv, creds } = await servingPlane("kv-outage");
+    kv.down = true;
+    // Down past the host's deadline: its beats were refused meanwhile, so its last beat is stale through no fault of its own.
+    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    await expect(plane.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
+    kv.down = false;
+
+    await expectFreshWindow(plane, creds);
+    await plane.stop();
+  });
+
+  it("gives the fleet a fresh window once the database is reachable again", async () => {
+    const { plane, db, creds } = await servingPlane("db-outage");
+    db.down = true;
+    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    await expect(plane.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
+    db.down = false;
+
+    await expectFreshWindow(plane, creds);
+    await plane.stop();
+  });
+
+  it("gives the fleet a fresh window when the KV store comes back without its data, however briefly it was away", async () => {
+    const { plane, creds } = await servingPlane("kv-data-lost");
+    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    // A restarted Redis without persistence, between two sweeps: the serving period and the liveness set are gone.
+    await t.stores.kv.del([SERVING_SINCE_KEY, LIVENESS_KEY]);
+
+    await expectFreshWindow(plane, creds);
+    await plane.stop();
+  });
+
+  it("shares the new window with the process holding the sweeper lease, which did not see the outage itself", async () => {
+    const { plane: holder, creds } = await servingPlane("lease-holder");
+    const cutOff = switchable(t.stores.kv);
+    const other = new Liveness({ ...t.runtime.deps, kv: cutOff.store }, "cut-off", clock.now());
+    expect(await other.sweepOnce()).toBe(0);
+    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    cutOff.down = true;
+    await expect(other.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
+    cutOff.down = false;
+    expect(await other.sweepOnce()).toBe(0);
+
+    await expectFreshWindow(holder, creds);
+    await other.stop();
+    await holder.stop();
+  });
+});
