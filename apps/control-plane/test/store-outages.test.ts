@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostCredentials } from "@muster/contract";
+import type { Kv } from "../src/kv/kv.js";
 import type { ServiceDeps } from "../src/services/context.js";
 import { LIVENESS_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
 import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
@@ -111,5 +112,44 @@ describe("offline transitions after a store outage", () => {
     await expectFreshWindow(holder, creds);
     await other.stop();
     await holder.stop();
+  });
+});
+
+describe("heartbeats while the KV store is down", () => {
+  let t: TestApp;
+  let f: Factories;
+  let cutOff: TestApp;
+  let kv: { store: Kv; down: boolean };
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    f = new Factories(t);
+    kv = switchable(t.stores.kv);
+    // A second control plane on the same stores, whose KV connection the test cuts.
+    cutOff = await startTestApp({ stores: { ...t.stores, kv: kv.store } });
+  });
+  afterAll(async () => {
+    kv.down = false;
+    await cutOff.close();
+    await t.close();
+  });
+
+  const beat = (creds: HostCredentials) => cutOff.http.post(`/v1/hosts/${creds.host.id}/heartbeat`, { hostToken: creds.token });
+
+  it("accepts the beats of hosts this process knows, and answers others 503 with Retry-After until the store is back", async () => {
+    const known = await f.enrolledHost();
+    const newcomer = await f.enrolledHost();
+    expect((await beat(known)).status).toBe(204);
+
+    kv.down = true;
+    expect((await beat(known)).status).toBe(204);
+    const refused = await beat(newcomer);
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.code).toBe("unavailable");
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+
+    kv.down = false;
+    expect((await beat(newcomer)).status).toBe(204);
+    expect((await t.http.get(`/v1/hosts/${newcomer.host.id}`, { key: t.adminKey })).body.status).toBe("online");
   });
 });
