@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostCredentials } from "@muster/contract";
 import type { Kv } from "../src/kv/kv.js";
 import type { ServiceDeps } from "../src/services/context.js";
-import { LIVENESS_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
 import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
@@ -54,10 +54,15 @@ describe("offline transitions after a store outage", () => {
     return { plane, kv, db, creds };
   }
 
-  /** The host stays silent: no offline mark until a full window after the outage ended, then the mark. */
-  async function expectFreshWindow(plane: Liveness, creds: HostCredentials) {
+  /**
+   * The host stays silent: no offline mark until the grace after the outage
+   * has passed (a window, plus twice the outage for agents' retry pauses, at
+   * most a minute), then the mark.
+   */
+  async function expectFreshWindow(plane: Liveness, creds: HostCredentials, outageMs: number) {
+    const graceMs = windowMs() + Math.min(60_000, 2 * outageMs);
     expect(await plane.sweepOnce()).toBe(0);
-    clock.advance(windowMs() - 1000);
+    clock.advance(graceMs - 1000);
     expect(await plane.sweepOnce()).toBe(0);
     expect(await status(creds)).toBe("online");
     clock.advance(1000 + UNFLUSHED_ALLOWANCE_MS);
@@ -69,22 +74,23 @@ describe("offline transitions after a store outage", () => {
     const { plane, kv, creds } = await servingPlane("kv-outage");
     kv.down = true;
     // Down past the host's deadline: its beats were refused meanwhile, so its last beat is stale through no fault of its own.
-    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    clock.advance(20_000);
     await expect(plane.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
+    clock.advance(windowMs());
     kv.down = false;
 
-    await expectFreshWindow(plane, creds);
+    await expectFreshWindow(plane, creds, 20_000 + windowMs());
     await plane.stop();
   });
 
   it("gives the fleet a fresh window once the database is reachable again", async () => {
     const { plane, db, creds } = await servingPlane("db-outage");
     db.down = true;
-    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
+    clock.advance(10_000);
     await expect(plane.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
     db.down = false;
 
-    await expectFreshWindow(plane, creds);
+    await expectFreshWindow(plane, creds, 10_000);
     await plane.stop();
   });
 
@@ -92,10 +98,22 @@ describe("offline transitions after a store outage", () => {
     const { plane, creds } = await servingPlane("kv-data-lost");
     clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
     // A restarted Redis without persistence, between two sweeps: the serving period and the liveness set are gone.
-    await t.stores.kv.del([SERVING_SINCE_KEY, LIVENESS_KEY]);
+    await t.stores.kv.del([SERVING_SINCE_KEY, SERVING_SEEN_KEY, LIVENESS_KEY]);
 
-    await expectFreshWindow(plane, creds);
+    await expectFreshWindow(plane, creds, windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
     await plane.stop();
+  });
+
+  it("gives hosts time for their retry pauses after every control plane was gone", async () => {
+    const { plane, creds } = await servingPlane("last-one-out");
+    await plane.stop();
+    clock.advance(20_000);
+    // The serving period lapsed with the last process; when it was last seen stays.
+    await t.stores.kv.del([SERVING_SINCE_KEY]);
+
+    const back = new Liveness(t.runtime.deps, "first-one-back", clock.now());
+    await expectFreshWindow(back, creds, 20_000);
+    await back.stop();
   });
 
   it("shares the new window with the process holding the sweeper lease, which did not see the outage itself", async () => {
@@ -103,13 +121,14 @@ describe("offline transitions after a store outage", () => {
     const cutOff = switchable(t.stores.kv);
     const other = new Liveness({ ...t.runtime.deps, kv: cutOff.store }, "cut-off", clock.now());
     expect(await other.sweepOnce()).toBe(0);
-    clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
     cutOff.down = true;
+    clock.advance(5_000);
     await expect(other.sweepOnce()).rejects.toThrow(/ECONNREFUSED/);
+    clock.advance(windowMs());
     cutOff.down = false;
     expect(await other.sweepOnce()).toBe(0);
 
-    await expectFreshWindow(holder, creds);
+    await expectFreshWindow(holder, creds, 5_000 + windowMs());
     await other.stop();
     await holder.stop();
   });

@@ -28,3 +28,10 @@ export const channelOwnerKey = (hostId: string) => `channel:${hostId}`;
  * first to start again begins a new period.
  */
 export const SERVING_SINCE_KEY = "serving-since";
+
+/**
+ * When some control plane last marked the serving period (ms since the epoch).
+ * It has no TTL, so a process starting after every process was gone can tell
+ * how long the break lasted.
+ */
+export const SERVING_SEEN_KEY = "serving-seen";
