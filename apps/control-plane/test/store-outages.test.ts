@@ -2,11 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostCredentials } from "@muster/contract";
 import type { Kv } from "../src/kv/kv.js";
 import type { ServiceDeps } from "../src/services/context.js";
-import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { hashSecret } from "../src/lib/secrets.js";
+import { LIVENESS_KEY, registrationTokenKey, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
 import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
-import { Factories } from "./support/factories.js";
+import { Factories, machineSpecs } from "./support/factories.js";
 
 /** A store that can be cut off: every method call throws the way a dropped connection does while `down`. */
 function switchable<T extends object>(store: T): { store: T; down: boolean } {
@@ -170,5 +171,26 @@ describe("heartbeats while the KV store is down", () => {
     kv.down = false;
     expect((await beat(newcomer)).status).toBe(204);
     expect((await t.http.get(`/v1/hosts/${newcomer.host.id}`, { key: t.adminKey })).body.status).toBe("online");
+  });
+});
+
+describe("registration tokens the KV store lost", () => {
+  let t: TestApp;
+  let f: Factories;
+  beforeAll(async () => {
+    t = await startTestApp();
+    f = new Factories(t);
+  });
+  afterAll(() => t.close());
+
+  it("still registers once with a live token the KV store no longer holds (restarted without its data, a process killed mid-registration)", async () => {
+    const { registration_token } = await f.regularHost();
+    await t.stores.kv.del([registrationTokenKey(hashSecret(registration_token))]);
+
+    const creds = await f.register(registration_token);
+    expect((await f.heartbeat(creds)).status).toBe(204);
+    const again = await t.http.post("/v1/hosts/register", { body: { token: registration_token, ...machineSpecs } });
+    expect(again.status).toBe(401);
+    expect(again.body.error.code).toBe("unauthorized");
   });
 });

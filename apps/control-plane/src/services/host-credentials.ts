@@ -27,10 +27,14 @@ interface TokenPointer {
 }
 
 /**
- * Trades a one-time registration token for credentials. The KV store's atomic
- * get-and-delete picks exactly one winner among concurrent callers; the
- * database row is then checked too, so a token that expired, was superseded or
- * was already used is refused even if the KV store still held it.
+ * Trades a one-time registration token for credentials. The database row
+ * decides: its conditional update picks exactly one winner among concurrent
+ * callers and refuses a token that expired, was superseded or was already
+ * used. The KV store's atomic get-and-delete finds the row without a query
+ * and turns most concurrent repeats away early; when the KV store lacks a live
+ * token (restarted without its data, the embedded in-process store after any
+ * restart, a process killed between the get-and-delete and the commit) the
+ * row is looked up by the token's hash, so no token is burnt unused.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
   // A bad CSR is bad input: refuse it before the token is spent.
@@ -38,8 +42,9 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
   const tokenHash = hashSecret(body.token);
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
-  if (pointer === null) throw unauthorized(REGISTRATION_REFUSED);
-  const { hostId, tokenId } = JSON.parse(pointer) as TokenPointer;
+  const found = pointer === null ? await storedTokenPointer(deps, tokenHash) : (JSON.parse(pointer) as TokenPointer);
+  if (found === null) throw unauthorized(REGISTRATION_REFUSED);
+  const { hostId, tokenId } = found;
 
   try {
     return await withTransaction(deps.db, async (tx) => {
@@ -102,11 +107,19 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
     });
   } catch (error) {
     // A store failure must not burn the token: put it back for a retry. Refusals stay consumed.
-    if (!(error instanceof DomainError)) {
+    if (!(error instanceof DomainError) && pointer !== null) {
       await deps.kv.set(kvKey, pointer, { ttlMs: deps.config.registrationTokenTtlS * 1000, onlyIfAbsent: true }).catch(() => {});
     }
     throw error;
   }
+}
+
+async function storedTokenPointer(deps: ServiceDeps, tokenHash: string): Promise<TokenPointer | null> {
+  const [row] = await deps.db
+    .select({ hostId: hostRegistrationTokens.hostId, tokenId: hostRegistrationTokens.id })
+    .from(hostRegistrationTokens)
+    .where(eq(hostRegistrationTokens.tokenHash, tokenHash));
+  return row ?? null;
 }
 
 type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: true };
