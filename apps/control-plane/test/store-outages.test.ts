@@ -57,11 +57,11 @@ describe("offline transitions after a store outage", () => {
 
   /**
    * The host stays silent: no offline mark until the grace after the outage
-   * has passed (a window, plus twice the outage for agents' retry pauses, at
-   * most a minute), then the mark.
+   * has passed (a window, plus three times the outage for agents' retry
+   * pauses, at most a minute), then the mark.
    */
   async function expectFreshWindow(plane: Liveness, creds: HostCredentials, outageMs: number) {
-    const graceMs = windowMs() + Math.min(60_000, 2 * outageMs);
+    const graceMs = windowMs() + Math.min(60_000, 3 * outageMs);
     expect(await plane.sweepOnce()).toBe(0);
     clock.advance(graceMs - 1000);
     expect(await plane.sweepOnce()).toBe(0);

@@ -344,9 +344,10 @@ export class Liveness {
   /**
    * Starts a serving period after a break (or at the first start). Hosts kept
    * retrying through the break with doubling pauses, so one may next try up to
-   * twice as long as the break lasted after it ended (AGENT_RETRY_CAP_MS at
-   * most): the period starts that much later, and the fleet gets a full window
-   * after that. The break is measured from this process's last sweep that got
+   * twice as long as the break lasted after it ended; a restarted process also
+   * listens a moment after its period begins. The period starts three times
+   * the break later (AGENT_RETRY_CAP_MS at most), and the fleet gets a full
+   * window after that. The break is measured from this process's last sweep that got
    * through, or, for a process just started, from the last mark of any
    * (SERVING_SEEN_KEY).
    */
@@ -355,7 +356,7 @@ export class Liveness {
     const resumedAt = this.lastSweptAt === null && !this.storeTroubleSeen ? this.startedAt.getTime() : now;
     const lastSeen = this.lastSweptAt ?? Number((await this.deps.kv.get(SERVING_SEEN_KEY)) ?? resumedAt);
     const breakMs = Math.max(0, resumedAt - lastSeen);
-    const since = resumedAt + Math.min(AGENT_RETRY_CAP_MS, 2 * breakMs);
+    const since = resumedAt + Math.min(AGENT_RETRY_CAP_MS, 3 * breakMs);
     await this.deps.kv.set(SERVING_SINCE_KEY, String(since), { ttlMs: this.servingTtlMs() });
     await this.deps.kv.set(SERVING_SEEN_KEY, String(now));
     if (breakMs > 0) {
