@@ -142,6 +142,11 @@ export class ControlPlane {
     };
   }
 
+  /** Options for another control plane on the same stores (a second process behind the same load balancer). */
+  static async sibling(options: ControlPlaneOptions, name: string): Promise<ControlPlaneOptions> {
+    return { ...options, port: await freePort(), logFile: join(options.dataDir, `${name}.log`) };
+  }
+
   /** Starts it and waits until /readyz answers 200. */
   static async start(processes: Processes, options: ControlPlaneOptions): Promise<ControlPlane> {
     const env: Record<string, string> = {
