@@ -296,9 +296,11 @@ export class Liveness {
   }
 
   private async sweep(now: Date): Promise<number> {
+    // The lease first: it reaches the database, so a period restarted after a store outage (see markServing) waits for both stores.
+    const leased = await this.holdLease(now);
     // Every process sweeps, so every process marks the serving period, lease or not.
     const servingSince = await this.markServing(now.getTime());
-    if (!(await this.holdLease(now))) return 0;
+    if (!leased) return 0;
     await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
     // After the control planes were all down, every host gets a full window to report in before any turns offline.
@@ -354,7 +356,9 @@ export class Liveness {
   private async startPeriod(now: number): Promise<number> {
     // Serving resumed when this process started, unless it has got through a sweep since, or tried and failed.
     const resumedAt = this.lastSweptAt === null && !this.storeTroubleSeen ? this.startedAt.getTime() : now;
-    const lastSeen = this.lastSweptAt ?? Number((await this.deps.kv.get(SERVING_SEEN_KEY)) ?? resumedAt);
+    // A process whose sweeps never got through had both stores at its start (it opened them there).
+    const lastSeen =
+      this.lastSweptAt ?? (this.storeTroubleSeen ? this.startedAt.getTime() : Number((await this.deps.kv.get(SERVING_SEEN_KEY)) ?? resumedAt));
     const breakMs = Math.max(0, resumedAt - lastSeen);
     const since = resumedAt + Math.min(AGENT_RETRY_CAP_MS, 3 * breakMs);
     await this.deps.kv.set(SERVING_SINCE_KEY, String(since), { ttlMs: this.servingTtlMs() });
