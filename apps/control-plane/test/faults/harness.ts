@@ -162,13 +162,16 @@ export class ControlPlane {
     };
     const child = processes.spawn(process.execPath, [CP_MAIN], env, options.logFile);
     const plane = new ControlPlane(options, child);
-    await waitFor(`the control plane on port ${options.port} to be ready (log: ${options.logFile})`, async () => {
-      if (child.exitCode !== null) throw new Error(`the control plane exited with ${child.exitCode}: ${readFileSync(options.logFile, "utf8").slice(-2000)}`);
-      return (await fetch(`${plane.url}/readyz`)).status === 200;
-    }, 60_000).catch((error: unknown) => {
-      child.kill("SIGKILL");
-      throw error;
-    });
+    const ready = `the control plane on port ${options.port} to be ready (log: ${options.logFile})`;
+    await waitFor(ready, async () => child.exitCode !== null || (await fetch(`${plane.url}/readyz`)).status === 200, 60_000).catch(
+      (error: unknown) => {
+        child.kill("SIGKILL");
+        throw error;
+      },
+    );
+    if (child.exitCode !== null) {
+      throw new Error(`the control plane exited with ${child.exitCode}: ${readFileSync(options.logFile, "utf8").slice(-2000)}`);
+    }
     return plane;
   }
 
