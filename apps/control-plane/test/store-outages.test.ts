@@ -9,16 +9,22 @@ import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories, machineSpecs } from "./support/factories.js";
 
-/** A store that can be cut off: every method call throws the way a dropped connection does while `down`. */
-function switchable<T extends object>(store: T): { store: T; down: boolean } {
+/**
+ * A store that can be cut off: while `down`, every method call fails the way a
+ * dropped connection does, as a rejected promise (the KV port's methods are
+ * async) or thrown at once (drizzle's query builders are built synchronously).
+ */
+function switchable<T extends object>(store: T, fails: "reject" | "throw"): { store: T; down: boolean } {
   const state = { store, down: false };
   state.store = new Proxy(store, {
     get(target, property, receiver) {
       const value: unknown = Reflect.get(target, property, receiver);
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
-        if (state.down) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1"), { code: "ECONNREFUSED" });
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (!state.down) return (value as (...a: unknown[]) => unknown).apply(target, args);
+        const error = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1"), { code: "ECONNREFUSED" });
+        if (fails === "throw") throw error;
+        return Promise.reject(error);
       };
     },
   });
@@ -45,8 +51,8 @@ describe("offline transitions after a store outage", () => {
 
   /** A host that beat once, and a control plane (its own process, as far as liveness goes) serving since before that beat. */
   async function servingPlane(name: string) {
-    const kv = switchable(t.stores.kv);
-    const db = switchable(t.stores.database.db);
+    const kv = switchable(t.stores.kv, "reject");
+    const db = switchable(t.stores.database.db, "throw");
     const deps: ServiceDeps = { ...t.runtime.deps, kv: kv.store, db: db.store };
     const plane = new Liveness(deps, name, clock.now());
     expect(await plane.sweepOnce()).toBe(0);
@@ -119,7 +125,7 @@ describe("offline transitions after a store outage", () => {
 
   it("shares the new window with the process holding the sweeper lease, which did not see the outage itself", async () => {
     const { plane: holder, creds } = await servingPlane("lease-holder");
-    const cutOff = switchable(t.stores.kv);
+    const cutOff = switchable(t.stores.kv, "reject");
     const other = new Liveness({ ...t.runtime.deps, kv: cutOff.store }, "cut-off", clock.now());
     expect(await other.sweepOnce()).toBe(0);
     cutOff.down = true;
@@ -144,7 +150,7 @@ describe("heartbeats while the KV store is down", () => {
   beforeAll(async () => {
     t = await startTestApp();
     f = new Factories(t);
-    kv = switchable(t.stores.kv);
+    kv = switchable(t.stores.kv, "reject");
     // A second control plane on the same stores, whose KV connection the test cuts.
     cutOff = await startTestApp({ stores: { ...t.stores, kv: kv.store } });
   });
@@ -156,7 +162,7 @@ describe("heartbeats while the KV store is down", () => {
 
   const beat = (creds: HostCredentials) => cutOff.http.post(`/v1/hosts/${creds.host.id}/heartbeat`, { hostToken: creds.token });
 
-  it("accepts the beats of hosts this process knows, and answers others 503 with Retry-After until the store is back", async () => {
+  it("accepts the beats of hosts this process knows and serves operator reads, and answers other hosts 503 with Retry-After until the store is back", async () => {
     const known = await f.enrolledHost();
     const newcomer = await f.enrolledHost();
     expect((await beat(known)).status).toBe(204);
@@ -167,6 +173,11 @@ describe("heartbeats while the KV store is down", () => {
     expect(refused.status).toBe(503);
     expect(refused.body.error.code).toBe("unavailable");
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+
+    // Operators still read the fleet, with the beat times the database holds.
+    const read = await cutOff.http.get(`/v1/hosts/${known.host.id}`, { key: t.adminKey });
+    expect(read.status).toBe(200);
+    expect(read.body.status).toBe("online");
 
     kv.down = false;
     expect((await beat(newcomer)).status).toBe(204);
