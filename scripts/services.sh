@@ -2,6 +2,8 @@
 # Throwaway PostgreSQL 15 + Redis for tests/benchmarks, everything inside DIR.
 #   scripts/services.sh start DIR   -> prints DATABASE_URL=... and REDIS_URL=... on stdout
 #   scripts/services.sh stop DIR    -> stops what start started (idempotent)
+#   scripts/services.sh start-postgres DIR | start-redis DIR
+#                                   -> starts that one store again in DIR (after a fault test stopped it)
 # Ports: PG_PORT (default 55432), REDIS_PORT (default 56379). All chatter goes to stderr.
 set -euo pipefail
 
@@ -49,30 +51,21 @@ stop_all() {
   stop_pid "$dir/redis.pid" redis-server TERM redis
 }
 
-start_all() {
-  local dir=$1 pgdata i
+# prepare_dir DIR -> the absolute DIR, made traversable for the postgres user
+prepare_dir() {
+  local dir=$1
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  pgdata=$dir/pg
-  cd "$dir"   # so the postgres user never starts in an unreadable cwd such as /root
-  # If anything below fails, clean up whatever already started (logs stay in DIR).
-  trap "stop_all $(printf %q "$dir")" EXIT
+  if [ "$(id -u)" = 0 ]; then chmod a+x "$dir"; fi   # mktemp -d gives 0700; postgres must be able to traverse into DIR
+  echo "$dir"
+}
 
+start_pg() {
+  local dir=$1 pgdata=$1/pg
   port_busy "$PG_PORT" && die "port $PG_PORT (PG_PORT) already in use on 127.0.0.1"
-  port_busy "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT) already in use on 127.0.0.1"
-
-  if ! command -v redis-server >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "redis-server not installed (need root to apt-get install it)"
-    echo "services.sh: installing redis-server (log: $dir/apt.log)" >&2
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
-      >"$dir/apt.log" 2>&1 || die "installing redis-server failed, see $dir/apt.log"
-  fi
-
-  # --- PostgreSQL ---
   mkdir -p "$pgdata"
   touch "$dir/postgres.log"
   if [ "$(id -u)" = 0 ]; then
-    chmod a+x "$dir"   # mktemp -d gives 0700; postgres must be able to traverse into DIR
     chown postgres: "$pgdata" "$dir/postgres.log"
     chmod 700 "$pgdata"
     as_pg test -w "$pgdata" || die "postgres user cannot access $pgdata (a parent dir is not traversable?)"
@@ -86,9 +79,19 @@ start_all() {
   as_pg pg_ctl start -D "$pgdata" -l "$dir/postgres.log" -o "-p $PG_PORT" -w -t "$WAIT_SECS" -s >&2 \
     || die "PostgreSQL failed to start or was not ready within ${WAIT_SECS}s (port $PG_PORT), see $dir/postgres.log"
   head -n1 "$pgdata/postmaster.pid" >"$dir/postgres.pid"
+}
 
-  # --- Redis ---
+start_redis() {
+  local dir=$1 i
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT) already in use on 127.0.0.1"
+  if ! command -v redis-server >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "redis-server not installed (need root to apt-get install it)"
+    echo "services.sh: installing redis-server (log: $dir/apt.log)" >&2
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
+      >"$dir/apt.log" 2>&1 || die "installing redis-server failed, see $dir/apt.log"
+  fi
   mkdir -p "$dir/redis"
+  rm -f "$dir/redis.pid"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" \
     --save '' --appendonly no --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
@@ -99,14 +102,38 @@ start_all() {
   done
   [ "$i" -lt $((WAIT_SECS * 5)) ] \
     || die "Redis did not answer PING within ${WAIT_SECS}s on port $REDIS_PORT, see $dir/redis.log"
+}
 
+start_all() {
+  local dir
+  dir=$(prepare_dir "$1")
+  cd "$dir"   # so the postgres user never starts in an unreadable cwd such as /root
+  # If anything below fails, clean up whatever already started (logs stay in DIR).
+  trap "stop_all $(printf %q "$dir")" EXIT
+  port_busy "$PG_PORT" && die "port $PG_PORT (PG_PORT) already in use on 127.0.0.1"
+  port_busy "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT) already in use on 127.0.0.1"
+  start_pg "$dir"
+  start_redis "$dir"
   trap - EXIT
   echo "DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
 }
 
+# One store again, in a DIR that `start` set up (the fault suite restarts a store it stopped).
+start_one() {
+  local dir
+  dir=$(prepare_dir "$2")
+  cd "$dir"
+  case "$1" in
+    postgres) start_pg "$dir" ;;
+    redis) start_redis "$dir" ;;
+  esac
+}
+
 case "${1:-}" in
   start) [ -n "${2:-}" ] || die "usage: $0 start DIR"; start_all "$2" ;;
   stop)  [ -n "${2:-}" ] || die "usage: $0 stop DIR"; [ -d "$2" ] && stop_all "$2"; exit 0 ;;
-  *)     die "usage: $0 {start|stop} DIR" ;;
+  start-postgres | start-redis)
+         [ -d "${2:-}" ] || die "usage: $0 $1 DIR (a DIR that start set up)"; start_one "${1#start-}" "$2" ;;
+  *)     die "usage: $0 {start|stop|start-postgres|start-redis} DIR" ;;
 esac

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import type { HostCredentials } from "@muster/contract";
 import { hosts } from "../src/db/schema/index.js";
 import type { Kv } from "../src/kv/kv.js";
-import { LIVENESS_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
 import { Pacing } from "../src/services/pacing.js";
 import { BEAT_PERSIST_MS, Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
@@ -282,9 +282,9 @@ describe("liveness with a hand-driven clock", () => {
     const creds = await f.enrolledHost();
     await f.heartbeat(creds);
     await liveness().flush();
-    // The store lost its data: the host's entry, and with it the serving period.
+    // The store lost its data: the host's entry, and with it the serving period and when it was last seen.
     await t.stores.kv.zRem(LIVENESS_KEY, [creds.host.id]);
-    await t.stores.kv.del([SERVING_SINCE_KEY]);
+    await t.stores.kv.del([SERVING_SINCE_KEY, SERVING_SEEN_KEY]);
     clock.advance(offlineAfterMs() * 3);
 
     const restarted = new Liveness(t.runtime.deps, "restarted", clock.now());

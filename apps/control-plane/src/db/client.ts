@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -72,6 +72,55 @@ export class DataDirLockedError extends Error {
   }
 }
 
+/** A live holder keeps the lock's mtime fresh; this long after its last refresh, a lock is taken over. */
+const LOCK_STALE_MS = 15_000;
+
+/**
+ * Takes the data folder's lock. A holder that died without releasing it
+ * (kill -9, power loss) leaves it behind until it goes stale: when the PID the
+ * holder recorded is no longer running, the start waits for that (at most
+ * LOCK_STALE_MS) instead of refusing, so a crashed control plane restarts by
+ * itself. The takeover stays proper-lockfile's, which is race-free; the PID
+ * only decides between waiting and refusing at once.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const lockfilePath = join(dataDir, "muster.lock");
+  const pidPath = join(dataDir, "muster.pid");
+  const take = (retries: number) =>
+    lockfile.lock(dataDir, { lockfilePath, stale: LOCK_STALE_MS, retries: { retries, factor: 1, minTimeout: 1000, maxTimeout: 1000 } });
+  let release: () => Promise<void>;
+  try {
+    release = await take(0).catch((error: unknown) => {
+      if ((error as { code?: string }).code !== "ELOCKED" || holderRunning(pidPath)) throw error;
+      return take(LOCK_STALE_MS / 1000 + 2);
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === "ELOCKED") throw new DataDirLockedError(dataDir);
+    throw error;
+  }
+  writeFileSync(pidPath, String(process.pid));
+  return release;
+}
+
+/** Whether the process that recorded its PID in `pidPath` still runs; unknown counts as running. */
+function holderRunning(pidPath: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidPath, "utf8"));
+  } catch {
+    return true;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  // Our own PID there is an earlier life's (a restarted container often gets the same PID).
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
+  }
+}
+
 /**
  * PGlite in `dataDir/pg`, or in memory when dataDir is null (tests). PGlite does
  * not guard its folder itself, so a lock file keeps a second process out.
@@ -83,12 +132,7 @@ export async function openEmbedded(dataDir: string | null): Promise<Database> {
     pglite = new PGlite();
   } else {
     mkdirSync(dataDir, { recursive: true });
-    try {
-      release = await lockfile.lock(dataDir, { lockfilePath: join(dataDir, "muster.lock"), stale: 15_000 });
-    } catch (error) {
-      if ((error as { code?: string }).code === "ELOCKED") throw new DataDirLockedError(dataDir);
-      throw error;
-    }
+    release = await lockDataDir(dataDir);
     pglite = new PGlite(join(dataDir, "pg"));
   }
   const db = drizzlePglite(pglite, { schema }) as unknown as Db;

@@ -40,16 +40,26 @@ export async function publishCredentialState(kv: Kv, hostId: string, state: Cred
 }
 
 export async function credentialState(db: DbOrTx, kv: Kv, hostId: string): Promise<CredentialState> {
-  const cached = await kv.get(credentialStateKey(hostId));
+  let cached: string | null;
+  try {
+    cached = await kv.get(credentialStateKey(hostId));
+  } catch {
+    // The KV store is unreachable: the database (the truth) answers alone, so known hosts keep beating through
+    // a KV outage, at the cost of one primary-key read per beat until it is back.
+    return storedCredentialState(db, hostId);
+  }
   if (cached !== null) return decode(cached);
+  const state = await storedCredentialState(db, hostId);
+  await kv.set(credentialStateKey(hostId), encode(state), { ttlMs: CACHE_TTL_MS, onlyIfAbsent: true });
+  return state;
+}
+
+async function storedCredentialState(db: DbOrTx, hostId: string): Promise<CredentialState> {
   const [row] = await db
     .select({ family: hosts.credentialFamily, deletedAt: hosts.deletedAt })
     .from(hosts)
     .where(eq(hosts.id, hostId));
-  const state: CredentialState =
-    !row || row.deletedAt ? { kind: "deleted" } : row.family ? { kind: "live", family: row.family } : { kind: "none" };
-  await kv.set(credentialStateKey(hostId), encode(state), { ttlMs: CACHE_TTL_MS, onlyIfAbsent: true });
-  return state;
+  return !row || row.deletedAt ? { kind: "deleted" } : row.family ? { kind: "live", family: row.family } : { kind: "none" };
 }
 
 const LOCAL_CACHE_MAX = 200_000;

@@ -31,14 +31,17 @@ interface TokenPointer {
 
 /**
  * Trades a one-time registration token for credentials. A claim in the KV
- * store (see registration-replay.ts) picks exactly one request among any
- * number with one token; the claimant then takes the token with an atomic
- * get-and-delete, and the database row is checked too, so a token that
- * expired, was superseded or was already used is refused even if the KV store
- * still held it. A request that finds the token claimed is a retry: from the
+ * store (see registration-replay.ts) lets one request at a time work on a
+ * token. A request that finds the token claimed is a retry: from the
  * claimant's machine it waits for the answer and gets the one issued (409 if
  * it is not made within seconds); from any other machine, or once the answer
- * is old, 401.
+ * is old, 401. The claimant finds the token by the KV store's atomic
+ * get-and-delete or, when the KV store lacks it (restarted without its data,
+ * the embedded in-process store after any restart, a process killed between
+ * the get-and-delete and the commit), by the row with the token's hash. The
+ * database row decides: its conditional update picks exactly one winner and
+ * refuses a token that expired, was superseded or was already used, so no
+ * token is burnt unused and none is used twice.
  */
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
   const tokenHash = hashSecret(body.token);
@@ -51,11 +54,12 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
 
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
-  if (pointer === null) {
+  const found = pointer === null ? await storedTokenPointer(deps, tokenHash) : (JSON.parse(pointer) as TokenPointer);
+  if (found === null) {
     await replay.release();
     throw unauthorized(REGISTRATION_REFUSED);
   }
-  const { hostId, tokenId } = JSON.parse(pointer) as TokenPointer;
+  const { hostId, tokenId } = found;
 
   let credentials: HostCredentials;
   try {
@@ -119,7 +123,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
     });
   } catch (error) {
     // A store failure must not burn the token: put it back for a retry. Refusals stay consumed.
-    if (!(error instanceof DomainError)) {
+    if (!(error instanceof DomainError) && pointer !== null) {
       await deps.kv.set(kvKey, pointer, { ttlMs: deps.config.registrationTokenTtlS * 1000, onlyIfAbsent: true }).catch(() => {});
     }
     await replay.release();
@@ -163,6 +167,14 @@ async function stillLive(deps: ServiceDeps, credentials: HostCredentials): Promi
       ),
     );
   return live !== undefined;
+}
+
+async function storedTokenPointer(deps: ServiceDeps, tokenHash: string): Promise<TokenPointer | null> {
+  const [row] = await deps.db
+    .select({ hostId: hostRegistrationTokens.hostId, tokenId: hostRegistrationTokens.id })
+    .from(hostRegistrationTokens)
+    .where(eq(hostRegistrationTokens.tokenHash, tokenHash));
+  return row ?? null;
 }
 
 type RefreshOutcome = { ok: HostCredentials } | { refused: true } | { deleted: true };

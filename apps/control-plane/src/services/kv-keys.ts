@@ -29,6 +29,13 @@ export const channelOwnerKey = (hostId: string) => `channel:${hostId}`;
  */
 export const SERVING_SINCE_KEY = "serving-since";
 
+/**
+ * When some control plane last marked the serving period (ms since the epoch).
+ * It has no TTL, so a process starting after every process was gone can tell
+ * how long the break lasted.
+ */
+export const SERVING_SEEN_KEY = "serving-seen";
+
 /** A rate-limit counter: one per endpoint, kind of subject (client address, token hash), subject and minute window. */
 export const rateLimitKey = (endpoint: string, kind: string, subject: string, window: number) => `ratelimit:${endpoint}:${kind}:${subject}:${window}`;
 

@@ -7,7 +7,7 @@ import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
-import { LIVENESS_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
+import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
 const LEASE_TTL_MS = 5_000;
@@ -29,8 +29,10 @@ const KNOWN_HOSTS_MAX = 1_000_000;
  */
 export const BEAT_PERSIST_MS = 60_000;
 
-/** The serving-period key (refreshed at every sweep, each second) outlives its last refresher by this much; a shorter outage does not start a new period. */
-const SERVING_TTL_MS = 10_000;
+/** The serving-period key (refreshed at every sweep) outlives its last refresher by this much at most (see servingTtlMs). */
+const SERVING_TTL_MAX_MS = 10_000;
+/** The longest pause between an agent's retries (SPEC §7: backoff doubling from 1 s, capped at 60 s). */
+const AGENT_RETRY_CAP_MS = 60_000;
 /** Below this many silent hosts the mass-silence breaker never holds a sweep (small fleets flip freely). */
 const MASS_SILENCE_MIN_HOSTS = 10;
 /** Room a deferred first beat keeps before its host's deadline, for its own trip and the sweeper's allowance. */
@@ -109,6 +111,10 @@ export class Liveness {
   private servingSince: number;
   /** When the current mass silence was first seen by this process's sweeps. */
   private massSilenceSince: number | null = null;
+  /** When this process's last sweep that got through began: both stores were reachable then (see startPeriod). */
+  private lastSweptAt: number | null = null;
+  /** A sweep failed (a store unreachable, most likely): the next sweep that gets through starts a new serving period. */
+  private storeTroubleSeen = false;
 
   constructor(
     private readonly deps: ServiceDeps,
@@ -325,9 +331,22 @@ export class Liveness {
   /** One pass of the offline sweeper; returns how many hosts it marked offline. */
   async sweepOnce(): Promise<number> {
     const now = this.deps.clock.now();
+    try {
+      const marked = await this.sweep(now);
+      this.lastSweptAt = now.getTime();
+      return marked;
+    } catch (error) {
+      this.storeTroubleSeen = true;
+      throw error;
+    }
+  }
+
+  private async sweep(now: Date): Promise<number> {
+    // The lease first: it reaches the database, so a period restarted after a store outage (see markServing) waits for both stores.
+    const leased = await this.holdLease(now);
     // Every process sweeps, so every process marks the serving period, lease or not.
-    const servingSince = await this.markServing();
-    if (!(await this.holdLease(now))) return 0;
+    const servingSince = await this.markServing(now.getTime());
+    if (!leased) return 0;
     await this.flushScores();
     const offlineAfterMs = this.deps.pacing.offlineAfterS() * 1000;
     // After the control planes were all down, every host gets a full window to report in before any turns offline.
@@ -347,20 +366,69 @@ export class Liveness {
 
   /**
    * Notes that this process serves, and returns since when some control plane
-   * has served without a break: the key's value, or this process's own start
-   * when the key had lapsed (every process was gone) or was lost with the KV
-   * store's data.
+   * has served without a break: the shared key's value, or a new period (see
+   * startPeriod) when the key had lapsed (every process was gone), was lost
+   * with the KV store's data, or this process's last sweep failed.
+   *
+   * A store outage breaks the period too. While the KV store or the database
+   * is unreachable, beats are refused (first beats in a process need both) or
+   * cannot be recorded, so hosts' last beats go stale through no fault of
+   * theirs. The first process whose sweep gets through again starts a new
+   * period, overwriting the shared key: every process, the lease holder
+   * included, reads the period from that key, so the fleet gets its window
+   * whichever process saw the outage. Each recovery starts one again, so while
+   * a store flaps no host turns offline: offline marks come late rather than
+   * blame hosts for the control plane's trouble (each new period is logged).
    */
-  private async markServing(): Promise<number> {
-    const start = String(this.startedAt.getTime());
-    if (await this.deps.kv.set(SERVING_SINCE_KEY, start, { ttlMs: SERVING_TTL_MS, onlyIfAbsent: true })) {
-      this.servingSince = this.startedAt.getTime();
-      return this.servingSince;
-    }
-    const since = (await this.deps.kv.get(SERVING_SINCE_KEY)) ?? start;
-    await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: SERVING_TTL_MS });
+  private async markServing(now: number): Promise<number> {
+    const since = this.storeTroubleSeen ? null : await this.deps.kv.get(SERVING_SINCE_KEY);
+    if (since === null) return this.startPeriod(now);
+    await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: this.servingTtlMs() });
+    await this.deps.kv.set(SERVING_SEEN_KEY, String(now));
     this.servingSince = Number(since);
     return this.servingSince;
+  }
+
+  /**
+   * Starts a serving period after a break (or at the first start). Hosts kept
+   * retrying through the break with doubling pauses, so one may next try up to
+   * twice as long as the break lasted after it ended; a restarted process also
+   * listens a moment after its period begins. The period starts three times
+   * the break later (AGENT_RETRY_CAP_MS at most), and the fleet gets a full
+   * window after that. The break is measured from this process's last sweep that got
+   * through, or, for a process just started, from the last mark of any
+   * (SERVING_SEEN_KEY).
+   */
+  private async startPeriod(now: number): Promise<number> {
+    // Serving resumed when this process started, unless it has got through a sweep since, or tried and failed.
+    const resumedAt = this.lastSweptAt === null && !this.storeTroubleSeen ? this.startedAt.getTime() : now;
+    // A process whose sweeps never got through had both stores at its start (it opened them there).
+    const lastSeen =
+      this.lastSweptAt ?? (this.storeTroubleSeen ? this.startedAt.getTime() : Number((await this.deps.kv.get(SERVING_SEEN_KEY)) ?? resumedAt));
+    const breakMs = Math.max(0, resumedAt - lastSeen);
+    const since = resumedAt + Math.min(AGENT_RETRY_CAP_MS, 3 * breakMs);
+    await this.deps.kv.set(SERVING_SINCE_KEY, String(since), { ttlMs: this.servingTtlMs() });
+    await this.deps.kv.set(SERVING_SEEN_KEY, String(now));
+    if (breakMs > 0) {
+      this.deps.logger.warn(
+        { break_ms: breakMs, offline_marks_from: new Date(since + this.deps.pacing.offlineAfterS() * 1000).toISOString() },
+        "the control plane's serving was broken (a store was unreachable, or every process was gone): the fleet gets a full offline window to report in again",
+      );
+    }
+    this.storeTroubleSeen = false;
+    this.servingSince = since;
+    return since;
+  }
+
+  /**
+   * A break of every process longer than this starts a new period. Hosts retry
+   * with doubling pauses through a break, so one of a third of a window can
+   * already cost a host its window; the key must still survive the time
+   * between two sweeps.
+   */
+  private servingTtlMs(): number {
+    const third = (this.deps.pacing.offlineAfterS() * 1000) / 3;
+    return Math.min(SERVING_TTL_MAX_MS, Math.max(2 * this.deps.config.sweepIntervalMs, third));
   }
 
   /**
