@@ -15,7 +15,7 @@ import { issueHostCertificate, revokeHostCertificates } from "./host-certificate
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 import { enforceRateLimits } from "./rate-limit.js";
-import { machineFingerprint, RegistrationReplay, type EarlierRequest } from "./registration-replay.js";
+import { machineFingerprint, RegistrationReplay, type ReplayRecord } from "./registration-replay.js";
 
 // One message for every refused token, whatever the reason, so a caller learns nothing from it.
 const REGISTRATION_REFUSED =
@@ -30,13 +30,11 @@ interface TokenPointer {
 }
 
 /**
- * Trades a one-time registration token for credentials. A claim in the KV
- * store (see registration-replay.ts) lets one request at a time work on a
- * token. A request that finds the token claimed is a retry: from the
- * claimant's machine it waits for the answer and gets the one issued (409 if
- * it is not made within seconds); from any other machine, or once the answer
- * is old, 401. The claimant finds the token by the KV store's atomic
- * get-and-delete or, when the KV store lacks it (restarted without its data,
+ * Trades a one-time registration token for credentials. A request that finds
+ * the token claimed by the same machine (see registration-replay.ts) is a
+ * retry: it waits for the answer and gets the one issued (409 if it is not
+ * made within seconds). Any other request finds the token by the KV store's
+ * atomic get-and-delete or, when the KV store lacks it (restarted without its data,
  * the embedded in-process store after any restart, a process killed between
  * the get-and-delete and the commit), by the row with the token's hash. The
  * database row decides: its conditional update picks exactly one winner and
@@ -133,8 +131,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
   return credentials;
 }
 
-async function answerRetry(deps: ServiceDeps, earlier: EarlierRequest): Promise<HostCredentials> {
-  if (earlier === "unusable") throw unauthorized(REGISTRATION_REFUSED);
+async function answerRetry(deps: ServiceDeps, earlier: ReplayRecord): Promise<HostCredentials> {
   if (earlier.state === "claimed") {
     throw new DomainError("conflict", "a registration with this token from this machine is still in progress; retry in a second", 1);
   }

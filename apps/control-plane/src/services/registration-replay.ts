@@ -18,8 +18,6 @@ const CLAIM_POLL_MS = 25;
 const HKDF_INFO = "muster registration replay v1";
 
 export type ReplayRecord = { state: "claimed"; at: number } | { state: "issued"; at: number; credentials: HostCredentials };
-/** What an earlier request with the token left: its record, or "unusable" when sealed for another machine or too old to answer. */
-export type EarlierRequest = ReplayRecord | "unusable";
 
 /**
  * Which machine is asking. An agent's own machine ID (the SDK sends an
@@ -49,12 +47,15 @@ export function machineFingerprint(body: RegisterHostBody, publicKey: x509.Publi
  * registration token itself, which only the registering agent knows, and
  * bound to the machine's fingerprint as associated data: the store never
  * holds a usable secret, and another machine with the same token cannot open
- * it. The same record first marks the token claimed, so of several requests
- * with one token exactly one goes on to spend it.
+ * it. The same record first marks the token claimed, so that a retry from the
+ * same machine waits for the request it repeats instead of racing it. The
+ * claim decides nothing else: the token's database row picks the one winner.
  */
 export class RegistrationReplay {
   private readonly kvKey: string;
   private readonly key: Buffer;
+  /** Whether this request holds the claim (and so may release it). */
+  private held = false;
 
   constructor(
     private readonly deps: Pick<ServiceDeps, "kv" | "clock" | "random" | "logger">,
@@ -67,27 +68,33 @@ export class RegistrationReplay {
   }
 
   /**
-   * Marks the token claimed by this request and answers null; or, when an
-   * earlier request holds it, what that request left. A claim by this same
-   * machine is waited out (boundedly): a retry that overtook its own lost
+   * Marks the token claimed by this request, when no one else has, and answers
+   * null: the request goes on to the token. A request of this same machine
+   * that went first answers it instead: its credentials, or, while it is in
+   * progress, a wait (bounded) for them, so a retry that overtook its own lost
    * attempt gets that attempt's answer, and a repeat of a refused token gets
-   * the same refusal once the first is refused, never a different answer.
+   * the same refusal. Another machine's record, or one too old to answer,
+   * holds nobody up: the token's row decides (a claim left by a crashed
+   * process must not lock out the machine the token is meant for).
    */
-  async claim(): Promise<EarlierRequest | null> {
+  async claim(): Promise<ReplayRecord | null> {
     const until = performance.now() + CLAIM_WAIT_MS;
     for (;;) {
       const record: ReplayRecord = { state: "claimed", at: this.now() };
-      if (await this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: CLAIM_MS, onlyIfAbsent: true })) return null;
+      if (await this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: CLAIM_MS, onlyIfAbsent: true })) {
+        this.held = true;
+        return null;
+      }
       const earlier = await this.earlier();
-      const settled = earlier === "unusable" || earlier?.state === "issued";
-      if (earlier !== null && (settled || performance.now() >= until)) return earlier;
+      if (earlier === "unusable") return null;
+      if (earlier !== null && (earlier.state === "issued" || performance.now() >= until)) return earlier;
       // Released meanwhile (the earlier request failed): claim again at once; still in progress: look again shortly.
       if (earlier !== null) await new Promise((resolve) => setTimeout(resolve, CLAIM_POLL_MS));
     }
   }
 
-  /** What an earlier request with this token left; null when it left nothing (or its claim was released). */
-  private async earlier(): Promise<EarlierRequest | null> {
+  /** This machine's earlier record; "unusable" when the record is another machine's or too old; null when there is none. */
+  private async earlier(): Promise<ReplayRecord | "unusable" | null> {
     const sealed = await this.deps.kv.get(this.kvKey);
     if (sealed === null) return null;
     const record = this.open(sealed);
@@ -104,9 +111,9 @@ export class RegistrationReplay {
     });
   }
 
-  /** Drops this request's claim (the registration failed), so a retry is judged afresh. */
+  /** Drops this request's claim, if it holds one (the registration failed), so a retry is judged afresh. */
   async release(): Promise<void> {
-    await this.deps.kv.del([this.kvKey]).catch(() => {});
+    if (this.held) await this.deps.kv.del([this.kvKey]).catch(() => {});
   }
 
   private now(): number {
