@@ -33,6 +33,15 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     expect(await kv.set("ttl", "again", { onlyIfAbsent: true, ttlMs: 1000 })).toBe(true);
   });
 
+  it("extends a key's life without touching its value, and says when there is no key", async () => {
+    await kv.set("exp", "v", { ttlMs: 60 });
+    expect(await kv.expire("exp", 10_000)).toBe(true);
+    await sleep(150);
+    expect(await kv.get("exp")).toBe("v");
+    expect(await kv.expire("absent", 10_000)).toBe(false);
+    expect(await kv.get("absent")).toBeNull();
+  });
+
   it("hands a value to exactly one of many concurrent get-and-deletes", async () => {
     await kv.set("once", "secret");
     const results = await Promise.all(Array.from({ length: 40 }, () => kv.getDel("once")));

@@ -123,6 +123,29 @@ describe("offline transitions after a store outage", () => {
     await back.stop();
   });
 
+  it("never writes back an old period over a new one another process started between its read and its refresh", async () => {
+    const kv = t.stores.kv;
+    await kv.set(SERVING_SINCE_KEY, String(clock.now().getTime() - 1_000), { ttlMs: 10_000 });
+    const newPeriod = String(clock.now().getTime() + 30_000);
+    // Another process starts a new period just as this one refreshes the key it read.
+    const racing = new Proxy(kv, {
+      get(target, property, receiver) {
+        const value: unknown = Reflect.get(target, property, receiver);
+        if (typeof value !== "function") return value;
+        const method = value as (...args: unknown[]) => Promise<unknown>;
+        if (property !== "set" && property !== "expire") return method.bind(target);
+        return async (...args: unknown[]) => {
+          if (args[0] === SERVING_SINCE_KEY) await kv.set(SERVING_SINCE_KEY, newPeriod, { ttlMs: 10_000 });
+          return method.apply(target, args);
+        };
+      },
+    });
+    const plane = new Liveness({ ...t.runtime.deps, kv: racing }, "refresher", clock.now());
+    await plane.sweepOnce();
+    expect(await kv.get(SERVING_SINCE_KEY)).toBe(newPeriod);
+    await plane.stop();
+  });
+
   it("shares the new window with the process holding the sweeper lease, which did not see the outage itself", async () => {
     const { plane: holder, creds } = await servingPlane("lease-holder");
     const cutOff = switchable(t.stores.kv, "reject");

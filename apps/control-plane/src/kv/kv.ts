@@ -30,6 +30,8 @@ export interface Kv {
    * first increment gives the key `ttlMs` to live; later ones keep that expiry.
    */
   incrWithTtl(key: string, ttlMs: number): Promise<number>;
+  /** Gives an existing key `ttlMs` to live from now, leaving its value alone; false when the key is absent. */
+  expire(key: string, ttlMs: number): Promise<boolean>;
   /** Set a member's score in a sorted set; true when the member was not there before. */
   zAdd(key: string, member: string, score: number): Promise<boolean>;
   /**

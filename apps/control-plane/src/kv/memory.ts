@@ -52,6 +52,12 @@ export class MemoryKv implements Kv {
     return count;
   }
 
+  async expire(key: string, ttlMs: number): Promise<boolean> {
+    const entry = this.live(key);
+    if (entry) entry.expiresAt = this.now() + ttlMs;
+    return entry !== undefined;
+  }
+
   async zAdd(key: string, member: string, score: number): Promise<boolean> {
     const set = this.sortedSet(key);
     const added = !set.has(member);

@@ -77,6 +77,10 @@ export class RedisKv implements Kv {
     return (await (this.redis as unknown as RedisWithScripts).incrWithTtl(key, Math.max(1, Math.ceil(ttlMs)))) as number;
   }
 
+  async expire(key: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.pexpire(key, Math.max(1, Math.ceil(ttlMs)))) === 1;
+  }
+
   async zAdd(key: string, member: string, score: number): Promise<boolean> {
     return (await this.redis.zadd(key, score, member)) === 1;
   }

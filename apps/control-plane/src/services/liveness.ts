@@ -382,8 +382,8 @@ export class Liveness {
    */
   private async markServing(now: number): Promise<number> {
     const since = this.storeTroubleSeen ? null : await this.deps.kv.get(SERVING_SINCE_KEY);
-    if (since === null) return this.startPeriod(now);
-    await this.deps.kv.set(SERVING_SINCE_KEY, since, { ttlMs: this.servingTtlMs() });
+    // Extended, not rewritten: a new period another process starts meanwhile must not be overwritten with this one.
+    if (since === null || !(await this.deps.kv.expire(SERVING_SINCE_KEY, this.servingTtlMs()))) return this.startPeriod(now);
     await this.deps.kv.set(SERVING_SEEN_KEY, String(now));
     this.servingSince = Number(since);
     return this.servingSince;
