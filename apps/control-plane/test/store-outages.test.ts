@@ -10,23 +10,36 @@ import { FakeClock } from "./support/clock.js";
 import { Factories, machineSpecs } from "./support/factories.js";
 
 /**
+ * The store with `before(method, args)` run ahead of each of its method calls:
+ * what it throws fails the call at once, what it returns (a promise) is waited
+ * for, and a rejection fails the call.
+ */
+function intercepted<T extends object>(store: T, before: (method: string, args: unknown[]) => Promise<void> | void): T {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== "function") return value;
+      const method = value as (...args: unknown[]) => unknown;
+      return (...args: unknown[]) => {
+        const waiting = before(String(property), args);
+        return waiting ? waiting.then(() => method.apply(target, args)) : method.apply(target, args);
+      };
+    },
+  });
+}
+
+/**
  * A store that can be cut off: while `down`, every method call fails the way a
  * dropped connection does, as a rejected promise (the KV port's methods are
  * async) or thrown at once (drizzle's query builders are built synchronously).
  */
 function switchable<T extends object>(store: T, fails: "reject" | "throw"): { store: T; down: boolean } {
   const state = { store, down: false };
-  state.store = new Proxy(store, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        if (!state.down) return (value as (...a: unknown[]) => unknown).apply(target, args);
-        const error = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1"), { code: "ECONNREFUSED" });
-        if (fails === "throw") throw error;
-        return Promise.reject(error);
-      };
-    },
+  state.store = intercepted(store, () => {
+    if (!state.down) return;
+    const error = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1"), { code: "ECONNREFUSED" });
+    if (fails === "throw") throw error;
+    return Promise.reject(error);
   });
   return state;
 }
@@ -128,17 +141,8 @@ describe("offline transitions after a store outage", () => {
     await kv.set(SERVING_SINCE_KEY, String(clock.now().getTime() - 1_000), { ttlMs: 10_000 });
     const newPeriod = String(clock.now().getTime() + 30_000);
     // Another process starts a new period just as this one refreshes the key it read.
-    const racing = new Proxy(kv, {
-      get(target, property, receiver) {
-        const value: unknown = Reflect.get(target, property, receiver);
-        if (typeof value !== "function") return value;
-        const method = value as (...args: unknown[]) => Promise<unknown>;
-        if (property !== "set" && property !== "expire") return method.bind(target);
-        return async (...args: unknown[]) => {
-          if (args[0] === SERVING_SINCE_KEY) await kv.set(SERVING_SINCE_KEY, newPeriod, { ttlMs: 10_000 });
-          return method.apply(target, args);
-        };
-      },
+    const racing = intercepted(kv, async (method, [key]) => {
+      if ((method === "set" || method === "expire") && key === SERVING_SINCE_KEY) await kv.set(SERVING_SINCE_KEY, newPeriod, { ttlMs: 10_000 });
     });
     const plane = new Liveness({ ...t.runtime.deps, kv: racing }, "refresher", clock.now());
     await plane.sweepOnce();

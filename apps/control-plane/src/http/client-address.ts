@@ -18,7 +18,12 @@ function normalize(address: string): string {
   return mapped ? mapped[1]! : address;
 }
 
+/** Each configuration's list, built once rather than per request. */
+const proxyLists = new WeakMap<string[], BlockList>();
+
 function proxyList(proxies: string[]): BlockList {
+  const built = proxyLists.get(proxies);
+  if (built) return built;
   const list = new BlockList();
   for (const entry of proxies) {
     const [address = "", prefix] = entry.split("/");
@@ -26,6 +31,7 @@ function proxyList(proxies: string[]): BlockList {
     if (prefix === undefined) list.addAddress(address, type);
     else list.addSubnet(address, Number(prefix), type);
   }
+  proxyLists.set(proxies, list);
   return list;
 }
 

@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import { ERROR_STATUS, type ErrorCode, type ErrorEnvelope } from "@muster/contract";
 import type { Logger } from "pino";
 import { DomainError } from "../errors.js";
+import { causes, isStoreUnavailable } from "../lib/store-errors.js";
 
 const RETRY_AFTER_UNAVAILABLE_S = 5;
 
@@ -10,39 +11,6 @@ export function errorResponse(c: Context, code: ErrorCode, message: string, retr
   const body: ErrorEnvelope = { error: { code, message } };
   if (retryAfterS !== undefined) c.header("Retry-After", String(retryAfterS));
   return c.json(body, ERROR_STATUS[code]);
-}
-
-// Connection-level failures of PostgreSQL (postgres.js codes and SQLSTATE classes 08 and 57P) and Redis.
-const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-  "57P01",
-  "57P02",
-  "57P03",
-]);
-
-function causes(error: unknown): unknown[] {
-  const chain: unknown[] = [];
-  for (let current = error; current && chain.length < 5; current = (current as { cause?: unknown }).cause) {
-    chain.push(current);
-  }
-  return chain;
-}
-
-export function isStoreUnavailable(error: unknown): boolean {
-  return causes(error).some((cause) => {
-    const { code, message, name } = cause as { code?: unknown; message?: unknown; name?: unknown };
-    if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("08"))) return true;
-    if (name === "MaxRetriesPerRequestError") return true;
-    return typeof message === "string" && /Connection is closed|Stream isn't writeable|connect ECONNREFUSED/.test(message);
-  });
 }
 
 function isUniqueViolation(error: unknown): boolean {

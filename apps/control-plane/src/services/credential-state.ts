@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { hosts } from "../db/schema/index.js";
 import { BoundedMap } from "../lib/bounded.js";
+import { isStoreUnavailable } from "../lib/store-errors.js";
 import type { Kv, Subscription } from "../kv/kv.js";
 import type { DbOrTx } from "./context.js";
 import { CREDENTIAL_CHANGES_CHANNEL, credentialStateKey } from "./kv-keys.js";
@@ -43,10 +44,11 @@ export async function credentialState(db: DbOrTx, kv: Kv, hostId: string): Promi
   let cached: string | null;
   try {
     cached = await kv.get(credentialStateKey(hostId));
-  } catch {
+  } catch (error) {
     // The KV store is unreachable: the database (the truth) answers alone, so known hosts keep beating through
     // a KV outage, at the cost of one primary-key read per beat until it is back.
-    return storedCredentialState(db, hostId);
+    if (isStoreUnavailable(error)) return storedCredentialState(db, hostId);
+    throw error;
   }
   if (cached !== null) return decode(cached);
   const state = await storedCredentialState(db, hostId);

@@ -3,6 +3,7 @@ import { asc, inArray } from "drizzle-orm";
 import { hostTags, type HostRow } from "../db/schema/index.js";
 import type { Kv } from "../kv/kv.js";
 import type { DbOrTx } from "./context.js";
+import { isStoreUnavailable } from "../lib/store-errors.js";
 import { LIVENESS_KEY } from "./kv-keys.js";
 
 /**
@@ -16,7 +17,10 @@ export async function hostViews(db: DbOrTx, kv: Kv, rows: HostRow[]): Promise<Ho
   const [tagRows, liveBeats] = await Promise.all([
     db.select().from(hostTags).where(inArray(hostTags.hostId, ids)).orderBy(asc(hostTags.tag)),
     // With the KV store unreachable the database's times answer (a flush behind at most): operator reads keep working.
-    kv.zScores(LIVENESS_KEY, ids).catch(() => ids.map(() => null)),
+    kv.zScores(LIVENESS_KEY, ids).catch((error: unknown) => {
+      if (isStoreUnavailable(error)) return ids.map(() => null);
+      throw error;
+    }),
   ]);
   const tagsByHost = new Map<string, string[]>();
   for (const { hostId, tag } of tagRows) {

@@ -73,7 +73,7 @@ const SKEW_RESOLUTION_MS = 1_000;
 const SKEW_MAX_MS = 100 * 365 * 24 * 3600 * 1000;
 
 /** The host's clock minus ours, from the agent's reading taken when it sent the beat. */
-export function clockSkewMs(agentClock: string | undefined, receivedAtMs: number): number | undefined {
+function clockSkewMs(agentClock: string | undefined, receivedAtMs: number): number | undefined {
   if (agentClock === undefined) return undefined;
   const skew = Date.parse(agentClock) - receivedAtMs;
   return Math.abs(skew) <= SKEW_MAX_MS ? skew : undefined;
