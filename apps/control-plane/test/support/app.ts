@@ -33,7 +33,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const stores = options.stores ?? (await createTestStores());
   const adminKey = `test-admin-${randomBytes(24).toString("hex")}`;
   // Races on one token (dozens of registrations at once) are tested; the per-token limit is tested on its own.
-  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", rateLimitPerToken: 1000, ...options.config };
+  // Agents in tests listen on loopback, which the address policy refuses unless allowed (address-policy.test.ts proves the default).
+  const config: Config = {
+    ...defaultConfig,
+    adminKey,
+    dataDir: "",
+    logLevel: "silent",
+    rateLimitPerToken: 1000,
+    probeAllowCidrs: ["127.0.0.0/8"],
+    ...options.config,
+  };
   const runtime = await buildRuntime({
     config,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
