@@ -14,6 +14,7 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { hosts } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
+import { unstorableJson } from "../lib/json-text.js";
 import { completeCommand, markDelivered, waitingCommands } from "../services/commands.js";
 import { credentialState } from "../services/credential-state.js";
 import { isTooOld, tooOldMessage } from "../services/protocol.js";
@@ -145,6 +146,8 @@ export class ChannelSession {
       message = undefined;
     }
     if (!checkMessage.Check(message)) return this.refuse("a message that is not JSON text of the channel protocol");
+    const unstorable = unstorableJson(message, "message");
+    if (unstorable) return this.refuse(unstorable);
     const expected = this.state === "hello";
     if ((message.type === "hello") !== expected) {
       return this.refuse(expected ? "the first message must be the hello" : `unexpected ${message.type} message`);

@@ -1,8 +1,10 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Hono } from "hono";
 import { Scalar } from "@scalar/hono-api-reference";
 import type { AppEnv } from "../http/env.js";
 import { buildOpenApiDocument } from "../http/openapi.js";
 import { errorResponse } from "../http/errors.js";
+import { header } from "../http/node-request.js";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 
@@ -32,7 +34,20 @@ export function systemRoutes(app: Hono<AppEnv>, version: string): void {
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Muster API reference" }));
 
   app.get("/metrics", async (c) => {
-    const { registry } = c.get("deps").metrics;
+    const { metrics, config } = c.get("deps");
+    if (config.metricsToken !== null && !isBearer(header(c, "authorization"), config.metricsToken)) {
+      c.header("WWW-Authenticate", 'Bearer realm="metrics"');
+      return errorResponse(c, "unauthorized", "/metrics needs the metrics token: send 'Authorization: Bearer <MUSTER_METRICS_TOKEN>'");
+    }
+    const { registry } = metrics;
     return c.text(await registry.metrics(), 200, { "Content-Type": registry.contentType });
   });
+}
+
+/** Whether the Authorization header carries this bearer token; compared in constant time (as digests, so lengths do not leak). */
+function isBearer(authorization: string | undefined, token: string): boolean {
+  const given = /^Bearer (.+)$/.exec(authorization ?? "")?.[1];
+  if (given === undefined) return false;
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  return timingSafeEqual(digest(given), digest(token));
 }
