@@ -200,7 +200,7 @@ describe("building a long list", () => {
     expect(checked.stderr).toContain("verify OK");
     expect(checked.stdout.match(/Serial Number:/g)).toHaveLength(6_001);
     expect(checked.stdout).toContain(`Serial Number: ${entries[4_321]!.serial.toUpperCase()}`);
-    expect(checked.stdout).toMatch(/Serial Number: FF01\n\s+Revocation Date: Jun  1 00:00:00 2061 GMT/);
+    expect(checked.stdout).toMatch(/Serial Number: FF01\n\s+Revocation Date: Jun {2}1 00:00:00 2061 GMT/);
   });
 
   it("leaves an empty list out and carries a CRL number", async () => {
