@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, inArray, isNull } from "drizzle-orm";
+import { and, eq, gt, isNull, ne } from "drizzle-orm";
 import type { Tx } from "../db/client.js";
 import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
 import type { x509 } from "../pki/x509.js";
@@ -9,9 +9,6 @@ export interface HostCertificateFields {
   certificate_expires_at: string;
   ca_certificate: string;
 }
-
-/** Certificates of one host the control plane trusts at once: the newest and the one it replaces. */
-const LIVE_PER_HOST = 2;
 
 /**
  * Certifies a host's key (from its checked CSR), records the certificate so it
@@ -28,7 +25,6 @@ export async function issueHostCertificate(
   publicKey: x509.PublicKey,
 ): Promise<{ host: HostRow; fields: HostCertificateFields }> {
   const now = deps.clock.now();
-  await supersedeOlderCertificates(tx, host.id, now);
   const issued = await deps.ca.issueHostCertificate({
     hostId: host.id,
     address: host.address ?? "",
@@ -44,6 +40,7 @@ export async function issueHostCertificate(
     createdAt: now,
     expiresAt: issued.expiresAt,
   });
+  await supersedeOlderCertificates(tx, host, issued.serial, now);
   const [updated] = await tx
     .update(hosts)
     .set({ certFingerprint: issued.fingerprint, certExpiresAt: issued.expiresAt, updatedAt: now })
@@ -59,15 +56,23 @@ export async function issueHostCertificate(
   };
 }
 
-/** Leaves the host's newest live certificate trusted beside the one about to be issued; the rest are superseded. */
-async function supersedeOlderCertificates(tx: Tx, hostId: string, now: Date): Promise<void> {
-  const live = await tx
-    .select({ serial: hostCertificates.serial })
-    .from(hostCertificates)
-    .where(liveCertificatesOf(hostId, now))
-    .orderBy(desc(hostCertificates.createdAt), desc(hostCertificates.serial));
-  const older = live.slice(LIVE_PER_HOST - 1).map((row) => row.serial);
-  if (older.length > 0) await tx.update(hostCertificates).set({ supersededAt: now }).where(inArray(hostCertificates.serial, older));
+/**
+ * Leaves two of the host's certificates trusted: the one just issued and the
+ * one the host row names (the newest before it, or the one a probe saw it
+ * serve); the rest are superseded. The row, locked by the caller, decides
+ * rather than creation times, which renewals in one millisecond share.
+ */
+async function supersedeOlderCertificates(tx: Tx, host: HostRow, issuedSerial: string, now: Date): Promise<void> {
+  await tx
+    .update(hostCertificates)
+    .set({ supersededAt: now })
+    .where(
+      and(
+        liveCertificatesOf(host.id, now),
+        ne(hostCertificates.serial, issuedSerial),
+        host.certFingerprint === null ? undefined : ne(hostCertificates.fingerprint, host.certFingerprint),
+      ),
+    );
 }
 
 function liveCertificatesOf(hostId: string, now: Date) {

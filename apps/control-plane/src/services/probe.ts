@@ -61,6 +61,10 @@ const BY_CODE: Record<string, ProbeFailure> = {
   SELF_SIGNED_CERT_IN_CHAIN: PROBE_FAILURES.wrongCa,
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: PROBE_FAILURES.wrongCa,
   CERT_SIGNATURE_FAILURE: PROBE_FAILURES.wrongCa,
+  UNABLE_TO_GET_ISSUER_CERT: PROBE_FAILURES.wrongCa,
+  CERT_UNTRUSTED: PROBE_FAILURES.wrongCa,
+  // We hold a revocation list for our CA only: a certificate whose issuer has none is not of our CA.
+  UNABLE_TO_GET_CRL: PROBE_FAILURES.wrongCa,
 };
 
 function reasonOf(error: unknown): ProbeFailure {
