@@ -10,11 +10,13 @@
 export function safeError(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { type: typeof error };
   const fields = error as Error & { code?: unknown; query?: unknown; routine?: unknown; severity?: unknown };
-  const safe: Record<string, unknown> = { type: error.name };
+  // Some libraries' errors keep the name "Error" (drizzle's DrizzleQueryError); their class says more.
+  const type = error.name === "Error" && error.constructor.name !== "Object" ? error.constructor.name : error.name;
+  const safe: Record<string, unknown> = { type };
   if (typeof fields.code === "string" || typeof fields.code === "number") safe.code = fields.code;
   if (typeof fields.routine === "string") safe.routine = fields.routine;
-  if (error.name === "TypeError" || error.name === "ReferenceError" || error.name === "RangeError") safe.message = error.message;
-  if (error.name === "DrizzleQueryError" && typeof fields.query === "string") safe.query = fields.query;
+  if (type === "TypeError" || type === "ReferenceError" || type === "RangeError") safe.message = error.message;
+  if (type === "DrizzleQueryError" && typeof fields.query === "string") safe.query = fields.query;
   safe.stack = (error.stack ?? "")
     .split("\n")
     .filter((line) => line.startsWith("    at "))
