@@ -112,14 +112,37 @@ describe("GET /v1/ca/crl", () => {
     expect(signed).not.toHaveBeenCalled();
   });
 
-  it("serves the same list over a real socket, with its ETag", async () => {
-    const served = await listen(a);
+  it("over a socket, the list in memory goes out from the server's lane, as the app would answer; anything else goes to the app", async () => {
+    const fresh = await startTestApp({ stores: a.stores });
+    closers.push(() => fresh.close());
+    const served = await listen(fresh);
     closers.push(() => served.close());
-    const res = await fetch(`${served.baseUrl}/v1/ca/crl`);
-    expect(res.status).toBe(200);
-    const etag = res.headers.get("etag")!;
-    expect(((await res.json()) as { crl: string }).crl).toMatch(/^-----BEGIN X509 CRL-----\n/);
-    expect((await fetch(`${served.baseUrl}/v1/ca/crl`, { headers: { "if-none-match": etag } })).status).toBe(304);
+    const loads = vi.spyOn(fresh.runtime.deps.revocationLists, "current");
+
+    // No list in memory yet: the app loads it.
+    const first = await fetch(`${served.baseUrl}/v1/ca/crl`);
+    expect(first.status).toBe(200);
+    expect(loads).toHaveBeenCalledTimes(1);
+    const etag = first.headers.get("etag")!;
+    const body = (await first.json()) as { crl: string };
+    expect(body.crl).toMatch(/^-----BEGIN X509 CRL-----\n/);
+
+    // In memory now: the lane answers alike, 200 and 304, without the app.
+    const fromLane = await fetch(`${served.baseUrl}/v1/ca/crl`);
+    expect(fromLane.status).toBe(200);
+    expect(await fromLane.json()).toEqual(body);
+    for (const name of ["etag", "cache-control", "content-type"]) expect(fromLane.headers.get(name)).toBe(first.headers.get(name));
+    expect(fromLane.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    const unchanged = await fetch(`${served.baseUrl}/v1/ca/crl`, { headers: { "if-none-match": `W/${etag}` } });
+    expect(unchanged.status).toBe(304);
+    expect(loads).toHaveBeenCalledTimes(1);
+
+    // A query string is the app's.
+    const withQuery = await fetch(`${served.baseUrl}/v1/ca/crl?fresh=1`);
+    expect(withQuery.status).toBe(200);
+    expect(loads).toHaveBeenCalledTimes(2);
+    const metrics = (await fresh.http.get("/metrics")).body as string;
+    expect(metrics).toMatch(/muster_http_requests_total\{method="GET",route="\/v1\/ca\/crl",status="304"\} 1/);
   });
 });
 

@@ -95,12 +95,21 @@ export class RevocationLists {
   async current(): Promise<ServedList> {
     const served = this.served;
     const now = this.deps.clock.now().getTime();
-    if (served && now - served.thisUpdate.getTime() < this.refreshMs()) return served;
+    if (served && this.isFresh(served)) return served;
     const next = this.load();
     if (!served || now >= served.nextUpdate.getTime()) return next;
     // A list due for renewal is still valid: serve it while the next one is made.
     next.catch((error: unknown) => this.deps.logger.warn({ err: error }, "cannot renew the revocation list; serving the current one"));
     return served;
+  }
+
+  /** The list in memory when it needs no renewal; null otherwise (then `current()` says what to serve). */
+  inMemory(): ServedList | null {
+    return this.served && this.isFresh(this.served) ? this.served : null;
+  }
+
+  private isFresh(list: ServedList): boolean {
+    return this.deps.clock.now().getTime() - list.thisUpdate.getTime() < this.refreshMs();
   }
 
   /** The PEM as JSON string contents, when `pem` is the list served now (answers that embed it skip re-escaping 5 MB). */
