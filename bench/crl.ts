@@ -20,6 +20,7 @@ const DURATION_S = Number(process.env.CRL_DURATION_S ?? 20);
 const HEALTH_EVERY_MS = 20;
 const mode = process.env.DATABASE_URL ? "PostgreSQL + Redis" : "embedded (PGlite + in-process KV)";
 
+const say = (line = "") => process.stdout.write(`${line}\n`);
 const ms = (value: number) => `${value.toFixed(1)} ms`;
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -45,7 +46,7 @@ async function api(url: string, key: string, method: string, path: string, body?
     headers: { authorization: `Bearer ${key}`, ...(body ? { "content-type": "application/json" } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
-  return { status: res.status, json: res.status === 204 ? null : ((await res.json()) as Record<string, any>) };
+  return { status: res.status, json: res.status === 204 ? null : ((await res.json()) as { host: { id: string } }) };
 }
 
 /** REVOKED revoked certificates of one host, plus one live certificate of another (deleted later to make a change). */
@@ -69,11 +70,11 @@ async function insertCertificates(query: (text: string, params: unknown[]) => Pr
 }
 
 async function main(): Promise<void> {
-  console.log(`revocation list: ${REVOKED} revoked serials, ${CLIENTS} clients for ${DURATION_S} s, ${mode}`);
+  say(`revocation list: ${REVOKED} revoked serials, ${CLIENTS} clients for ${DURATION_S} s, ${mode}`);
   const stores = await freshStores();
   let plane = await startControlPlane("control plane", {}, stores);
-  const revokedHost = (await api(plane.url, plane.adminKey, "POST", "/v1/hosts", { type: "regular" })).json!.host.id as string;
-  const liveHost = (await api(plane.url, plane.adminKey, "POST", "/v1/hosts", { type: "regular" })).json!.host.id as string;
+  const revokedHost = (await api(plane.url, plane.adminKey, "POST", "/v1/hosts", { type: "regular" })).json!.host.id;
+  const liveHost = (await api(plane.url, plane.adminKey, "POST", "/v1/hosts", { type: "regular" })).json!.host.id;
   await plane.stop();
 
   const inserting = performance.now();
@@ -86,16 +87,16 @@ async function main(): Promise<void> {
     await insertCertificates((text, params) => db.query(text, params), revokedHost, liveHost);
     await db.close();
   }
-  console.log(`  wrote ${REVOKED} revoked certificates in ${ms(performance.now() - inserting)}`);
+  say(`  wrote ${REVOKED} revoked certificates in ${ms(performance.now() - inserting)}`);
 
   plane = await startControlPlane("control plane", {}, stores);
   try {
     const first = await fetchTimed(`${plane.url}/v1/ca/crl`);
-    console.log(`  first GET after start (the list built once, or taken from the KV store): ${ms(first.ms)}, ${(first.bytes / 2 ** 20).toFixed(1)} MiB`);
+    say(`  first GET after start (the list built once, or taken from the KV store): ${ms(first.ms)}, ${(first.bytes / 2 ** 20).toFixed(1)} MiB`);
     const deleting = performance.now();
     const deleted = await api(plane.url, plane.adminKey, "DELETE", `/v1/hosts/${liveHost}`);
     if (deleted.status !== 204) throw new Error(`DELETE answered ${deleted.status}`);
-    console.log(`  DELETE revoking one more certificate, answered once the new list is served: ${ms(performance.now() - deleting)}`);
+    say(`  DELETE revoking one more certificate, answered once the new list is served: ${ms(performance.now() - deleting)}`);
 
     const crl: number[] = [];
     const health: number[] = [];
@@ -130,13 +131,13 @@ async function main(): Promise<void> {
       revalidations.push(performance.now() - started);
     }
 
-    console.log("");
-    console.log("| measure | requests | p50 | p99 |");
-    console.log("|---|---|---|---|");
-    console.log(`| GET /v1/ca/crl (${(bytes / 2 ** 20).toFixed(1)} MiB, ${CLIENTS} clients in a loop) | ${crl.length} | ${ms(percentile(crl, 50))} | ${ms(percentile(crl, 99))} |`);
-    console.log(`| GET /healthz meanwhile | ${health.length} | ${ms(percentile(health, 50))} | ${ms(percentile(health, 99))} |`);
-    console.log(`| GET /v1/ca/crl with If-None-Match (304) | ${revalidations.length} | ${ms(percentile(revalidations, 50))} | ${ms(percentile(revalidations, 99))} |`);
-    console.log(`\n  ${(crl.length / DURATION_S).toFixed(1)} lists a second served; ${failures} failures`);
+    say();
+    say("| measure | requests | p50 | p99 |");
+    say("|---|---|---|---|");
+    say(`| GET /v1/ca/crl (${(bytes / 2 ** 20).toFixed(1)} MiB, ${CLIENTS} clients in a loop) | ${crl.length} | ${ms(percentile(crl, 50))} | ${ms(percentile(crl, 99))} |`);
+    say(`| GET /healthz meanwhile | ${health.length} | ${ms(percentile(health, 50))} | ${ms(percentile(health, 99))} |`);
+    say(`| GET /v1/ca/crl with If-None-Match (304) | ${revalidations.length} | ${ms(percentile(revalidations, 50))} | ${ms(percentile(revalidations, 99))} |`);
+    say(`\n  ${(crl.length / DURATION_S).toFixed(1)} lists a second served; ${failures} failures`);
     if (failures > 0) process.exitCode = 1;
   } finally {
     await plane.stop();
@@ -145,6 +146,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error);
+  process.stderr.write(`${String((error as Error).stack ?? error)}\n`);
   process.exit(1);
 });
