@@ -94,9 +94,20 @@ async function main(): Promise<void> {
     const first = await fetchTimed(`${plane.url}/v1/ca/crl`);
     say(`  first GET after start (the list built once, or taken from the KV store): ${ms(first.ms)}, ${(first.bytes / 2 ** 20).toFixed(1)} MiB`);
     const deleting = performance.now();
+    let rebuilding = true;
+    const duringRebuild: number[] = [];
+    const watching = (async () => {
+      while (rebuilding) {
+        duringRebuild.push((await fetchTimed(`${plane.url}/healthz`)).ms);
+        await new Promise((resolve) => setTimeout(resolve, HEALTH_EVERY_MS));
+      }
+    })();
     const deleted = await api(plane.url, plane.adminKey, "DELETE", `/v1/hosts/${liveHost}`);
+    rebuilding = false;
+    await watching;
     if (deleted.status !== 204) throw new Error(`DELETE answered ${deleted.status}`);
     say(`  DELETE revoking one more certificate, answered once the new list is served: ${ms(performance.now() - deleting)}`);
+    say(`  /healthz meanwhile: ${duringRebuild.length} requests, p50 ${ms(percentile(duringRebuild, 50))}, max ${ms(Math.max(...duringRebuild))}`);
 
     const crl: number[] = [];
     const health: number[] = [];

@@ -5,8 +5,11 @@ import { jsonStringContents, type RevokedEntry } from "../pki/crl.js";
 import type { DbOrTx, ServiceDeps } from "./context.js";
 import { CRL_CHANGES_CHANNEL, CRL_KEY } from "./kv-keys.js";
 
-/** Rows read per query while collecting the list, so a long list never holds the (embedded) database in one go. */
-const PAGE = 5_000;
+/**
+ * Rows read per query while collecting the list: the embedded database runs
+ * each query on the event loop, so a long list is read in short steps.
+ */
+const PAGE = 1_000;
 /** A list is built again after this long even with no change, so expired entries leave it and nextUpdate stays far. */
 const REFRESH_MAX_MS = 60 * 60 * 1000;
 
