@@ -3,7 +3,7 @@ import { get, type IncomingMessage } from "node:http";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
-import { freshStores, startControlPlane } from "./lib.js";
+import { ROOT, freshStores, startControlPlane, startServer } from "./lib.js";
 
 /**
  * The revocation list under load: REVOKED revoked serials (100,000 by
@@ -12,7 +12,8 @@ import { freshStores, startControlPlane } from "./lib.js";
  * DELETE that revokes one more certificate answers once the new list is
  * built, shared and served. The serials are written straight into the
  * database with the control plane stopped (the embedded store admits one
- * process), then it starts on them.
+ * process), then it starts on them. The same load against node:http sending
+ * a buffer of the same size from memory gives the machine's own limit.
  */
 const REVOKED = Number(process.env.CRL_REVOKED ?? 100_000);
 const CLIENTS = Number(process.env.CRL_CLIENTS ?? 10);
@@ -69,6 +70,35 @@ async function insertCertificates(query: (text: string, params: unknown[]) => Pr
   ]);
 }
 
+const TSX = ["--import", "tsx"];
+
+/** CLIENTS clients fetching the list in a loop for DURATION_S, and a prober timing /healthz meanwhile. */
+async function underLoad(url: string) {
+  const lists: number[] = [];
+  const health: number[] = [];
+  let bytes = 0;
+  let failures = 0;
+  const until = performance.now() + DURATION_S * 1000;
+  const client = async () => {
+    while (performance.now() < until) {
+      const res = await fetchTimed(`${url}/v1/ca/crl`);
+      if (res.status !== 200) failures++;
+      lists.push(res.ms);
+      bytes = res.bytes;
+    }
+  };
+  const prober = async () => {
+    while (performance.now() < until) {
+      const res = await fetchTimed(`${url}/healthz`);
+      if (res.status !== 200) failures++;
+      health.push(res.ms);
+      await new Promise((resolve) => setTimeout(resolve, HEALTH_EVERY_MS));
+    }
+  };
+  await Promise.all([...Array.from({ length: CLIENTS }, client), prober()]);
+  return { lists, health, bytes, failures };
+}
+
 async function main(): Promise<void> {
   say(`revocation list: ${REVOKED} revoked serials, ${CLIENTS} clients for ${DURATION_S} s, ${mode}`);
   const stores = await freshStores();
@@ -109,29 +139,11 @@ async function main(): Promise<void> {
     say(`  DELETE revoking one more certificate, answered once the new list is served: ${ms(performance.now() - deleting)}`);
     say(`  /healthz meanwhile: ${duringRebuild.length} requests, p50 ${ms(percentile(duringRebuild, 50))}, max ${ms(Math.max(...duringRebuild))}`);
 
-    const crl: number[] = [];
-    const health: number[] = [];
-    let bytes = 0;
-    let failures = 0;
-    const until = performance.now() + DURATION_S * 1000;
-    const client = async () => {
-      while (performance.now() < until) {
-        const res = await fetchTimed(`${plane.url}/v1/ca/crl`);
-        if (res.status !== 200) failures++;
-        crl.push(res.ms);
-        bytes = res.bytes;
-      }
-    };
-    const prober = async () => {
-      while (performance.now() < until) {
-        const res = await fetchTimed(`${plane.url}/healthz`);
-        if (res.status !== 200) failures++;
-        health.push(res.ms);
-        await new Promise((resolve) => setTimeout(resolve, HEALTH_EVERY_MS));
-      }
-    };
-    await Promise.all([...Array.from({ length: CLIENTS }, client), prober()]);
+    const muster = await underLoad(plane.url);
+    const bare = await startServer("node:http", [...TSX, join(ROOT, "bench/servers/static-body.ts")], { BODY_BYTES: String(muster.bytes) }, "stdout");
+    const limit = await underLoad(bare.url).finally(() => bare.stop());
 
+    let failures = muster.failures + limit.failures;
     const etag = (await fetch(`${plane.url}/v1/ca/crl`)).headers.get("etag")!;
     const revalidations: number[] = [];
     for (let i = 0; i < 200; i++) {
@@ -143,12 +155,15 @@ async function main(): Promise<void> {
     }
 
     say();
+    const size = `${(muster.bytes / 2 ** 20).toFixed(1)} MiB`;
     say("| measure | requests | p50 | p99 |");
     say("|---|---|---|---|");
-    say(`| GET /v1/ca/crl (${(bytes / 2 ** 20).toFixed(1)} MiB, ${CLIENTS} clients in a loop) | ${crl.length} | ${ms(percentile(crl, 50))} | ${ms(percentile(crl, 99))} |`);
-    say(`| GET /healthz meanwhile | ${health.length} | ${ms(percentile(health, 50))} | ${ms(percentile(health, 99))} |`);
-    say(`| GET /v1/ca/crl with If-None-Match (304) | ${revalidations.length} | ${ms(percentile(revalidations, 50))} | ${ms(percentile(revalidations, 99))} |`);
-    say(`\n  ${(crl.length / DURATION_S).toFixed(1)} lists a second served; ${failures} failures`);
+    for (const [name, run] of [["Muster", muster], ["node:http, the same bytes from memory", limit]] as const) {
+      say(`| ${name}: GET the list (${size}, ${CLIENTS} clients in a loop) | ${run.lists.length} | ${ms(percentile(run.lists, 50))} | ${ms(percentile(run.lists, 99))} |`);
+      say(`| ${name}: GET /healthz meanwhile | ${run.health.length} | ${ms(percentile(run.health, 50))} | ${ms(percentile(run.health, 99))} |`);
+    }
+    say(`| Muster: GET the list with If-None-Match (304) | ${revalidations.length} | ${ms(percentile(revalidations, 50))} | ${ms(percentile(revalidations, 99))} |`);
+    say(`\n  lists a second: Muster ${(muster.lists.length / DURATION_S).toFixed(1)}, node:http ${(limit.lists.length / DURATION_S).toFixed(1)}; ${failures} failures`);
     if (failures > 0) process.exitCode = 1;
   } finally {
     await plane.stop();
