@@ -21,6 +21,7 @@ import {
 import { MeResponse } from "./me.js";
 import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
 import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
 /**
@@ -45,6 +46,8 @@ export interface RouteDef {
   bodyOptional?: boolean;
   status: 200 | 201 | 204;
   response?: TSchema;
+  /** The success body's media type when it is not JSON. */
+  responseType?: "text/plain";
   errors: readonly ErrorCode[];
 }
 
@@ -193,6 +196,22 @@ export const routes = {
     operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
     summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
     status: 200, response: RevocationList, errors: [],
+  }),
+
+  getHealth: route({
+    operationId: "getHealth", method: "get", path: "/healthz", auth: "none", tag: "System",
+    summary: "Liveness: the process is up and serving (checks no store)",
+    status: 200, response: Health, errors: [],
+  }),
+  getReadiness: route({
+    operationId: "getReadiness", method: "get", path: "/readyz", auth: "none", tag: "System",
+    summary: "Readiness: every backing store answered within 2 s; 503 with Retry-After names those that did not",
+    status: 200, response: Readiness, errors: ["unavailable"],
+  }),
+  getMetrics: route({
+    operationId: "getMetrics", method: "get", path: "/metrics", auth: "none", tag: "System",
+    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands",
+    status: 200, response: MetricsText, responseType: "text/plain", errors: [],
   }),
 
   registerHost: route({
