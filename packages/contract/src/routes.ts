@@ -20,7 +20,7 @@ import {
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
 import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
-import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { AddMemberBody, CreateTeamBody, Member, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
@@ -100,6 +100,11 @@ export const routes = {
     operationId: "addMember", method: "post", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
     summary: "Add a user to a team as owner or member (admin, team owner)", params: TeamParams, body: AddMemberBody,
     status: 201, response: MemberResponse, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listMembers: route({
+    operationId: "listMembers", method: "get", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
+    summary: "List a team's members, oldest first (admin, the team's own members)", params: TeamParams, query: ListQuery,
+    status: 200, response: Page(Member), errors: OPERATOR_ERRORS,
   }),
   removeMember: route({
     operationId: "removeMember", method: "delete", path: "/v1/teams/{team_id}/members/{user_id}", auth: "api_key",
