@@ -66,7 +66,14 @@ describe("/docs", () => {
     expect(csp.get("script-src")).toEqual(["'self'"]);
     expect(csp.get("connect-src")).toEqual(["'self'"]);
     const nonce = /<meta property="csp-nonce" content="([^"]+)">/.exec(html)?.[1];
-    expect(csp.get("style-src")).toEqual(["'self'", `'nonce-${nonce}'`]);
+    for (const directive of ["style-src", "style-src-elem"]) {
+      const [self, ownNonce, ...hashes] = csp.get(directive)!;
+      expect([self, ownNonce], directive).toEqual(["'self'", `'nonce-${nonce}'`]);
+      for (const hash of hashes) expect(hash).toMatch(/^'sha256-[A-Za-z0-9+/]{43}='$/);
+    }
+    // Style attributes (positions, sizes) are all that is inline beyond the nonce and the hashes: they cannot load or run anything.
+    expect(csp.get("style-src-attr")).toEqual(["'unsafe-inline'"]);
+    csp.delete("style-src-attr");
     expect(allSources(csp).filter((source) => /^https?:|^\*|unsafe/.test(source))).toEqual([]);
   });
 

@@ -22,6 +22,7 @@ const SCALAR_CONFIGURATION = {
   hideClientButton: true,
   showDeveloperTools: "never",
   documentDownloadType: "json",
+  defaultOpenAllTags: true,
 };
 
 const INIT_SCRIPT = `Scalar.createApiReference("#app", ${JSON.stringify(SCALAR_CONFIGURATION)});\n`;
@@ -38,14 +39,24 @@ async function readScalar() {
 }
 
 /**
- * Scalar injects its stylesheet at run time with the nonce it finds in the
- * page's csp-nonce meta tag; nothing else inline runs.
+ * Two style sheets Scalar 1.76.0 inserts without its nonce (vue-sonner's
+ * toasts and its theme layer), allowed by their hashes. A Scalar version that
+ * changes them fails the browser suite with a CSP violation naming the new hash.
+ */
+const SCALAR_STYLE_HASHES = ["'sha256-l/2OpPg0d+2VLTLgwjf5mQo2CYwHDEqdj5TjbfEyVJI='", "'sha256-T13Uev3xCax2N28XaoAE8DOzQZKvPp7ZQVAi1iRREjo='"];
+
+/**
+ * Scalar injects its main stylesheet at run time with the nonce it finds in
+ * the page's csp-nonce meta tag; no inline script runs, no other style sheet loads.
  */
 function docsPolicy(nonce: string): string {
   return contentSecurityPolicy({
     "default-src": ["'none'"],
     "script-src": ["'self'"],
-    "style-src": ["'self'", `'nonce-${nonce}'`],
+    "style-src": ["'self'", `'nonce-${nonce}'`, ...SCALAR_STYLE_HASHES],
+    "style-src-elem": ["'self'", `'nonce-${nonce}'`, ...SCALAR_STYLE_HASHES],
+    // Scalar's components set style attributes (positions, sizes); an attribute cannot load or run anything.
+    "style-src-attr": ["'unsafe-inline'"],
     "img-src": ["'self'", "data:"],
     "font-src": ["'self'"],
     "connect-src": ["'self'"],
