@@ -1,6 +1,6 @@
-import type { Host, MusterClient } from "@muster/sdk/client";
+import type { Command, Host, MusterClient } from "@muster/sdk/client";
 import { useLocation, useRoute } from "preact-iso";
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { ConfirmButton } from "../components/confirm.js";
 import { ErrorPanel, Loading, StatusBadge } from "../components/feedback.js";
 import { PageTitle } from "../components/page.js";
@@ -190,7 +190,8 @@ function Tags({ host, client, manage, onChange }: { host: Host; client: MusterCl
 }
 
 function Commands({ host, client, manage }: { host: Host; client: MusterClient; manage: boolean }) {
-  const commands = useLoad((signal) => recentCommands(client, host.id, signal), [host.id]);
+  const ended = useRef(new Map<string, Command>());
+  const commands = useLoad((signal) => recentCommands(client, host.id, ended.current, signal), [host.id]);
   const ping = useAction(async () => {
     const sent = await client.hosts.commands.send(host.id, { type: "ping", timeout_s: 60 });
     commands.refresh();
