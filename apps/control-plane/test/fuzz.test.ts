@@ -253,7 +253,8 @@ function expectedOnRoute(route: RouteDef, credential: Credential, input: Input):
   const teamKey = route.auth === "api_key" && credential.operator === "team";
   if (input.statuses) {
     const refused = input.statuses.every((status) => status === 400 || status === 413 || status === 415);
-    return [...input.statuses, ...(teamKey && !refused ? [403] : []), ...limited];
+    // Another team's key may be refused by role (403), or, on a resource of the fixture's team, not see it (404).
+    return [...input.statuses, ...(teamKey && !refused ? [403, ...(route.params ? [404] : [])] : []), ...limited];
   }
   if (route.auth === "host_token") {
     // A verified token speaks only for its own host, and only while the host still has those credentials (Liveness.authorize).
