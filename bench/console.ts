@@ -43,7 +43,8 @@ async function main() {
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, chromiumSandbox: false });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  await context.addInitScript((key) => sessionStorage.setItem("muster.console.api_key", key), cp.adminKey);
+  // Signed in as the console keeps it: the admin key in the tab's sessionStorage.
+  await context.addInitScript({ content: `sessionStorage.setItem("muster.console.api_key", ${JSON.stringify(cp.adminKey)});` });
   const page = await context.newPage();
   const rows = () => page.locator("table.hosts tbody tr").first().waitFor();
   const figures: Record<string, number[]> = {};
