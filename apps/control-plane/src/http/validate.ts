@@ -105,8 +105,9 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       input.query = raw;
     }
     if (body) {
-      if (declaresBody(c)) refuseNonJson(c);
-      const text = declaresBody(c) ? await c.req.text() : "";
+      const declared = declaresBody(c);
+      if (declared) refuseNonJson(c);
+      const text = declared ? await c.req.text() : "";
       if (text.trim() === "") {
         if (!route.bodyOptional) throw invalid("request body is required: send a JSON object");
         return input;
