@@ -84,7 +84,7 @@ describe("the log of an unexpected failure", () => {
     );
     try {
       logLines.length = 0;
-      const res = await t.http.post(`/v1/hosts/${creds.host.id}/commands?token=${marker}`, {
+      const res = await t.http.post(`/v1/hosts/${creds.host.id}/commands`, {
         key: t.adminKey,
         body: { type: "deploy", payload: { password: marker } },
       });
