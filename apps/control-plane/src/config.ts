@@ -1,9 +1,20 @@
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
+import { ALLOW_SETTING, DENY_SETTING, isCidrOrAddress } from "./net/address-policy.js";
 
 export interface Config {
   port: number;
+  /** The interface the API listens on; 0.0.0.0 (every IPv4 interface), as containers expect. */
+  listenHost: string;
+  /** Bearer token /metrics asks for; null: /metrics is open. */
+  metricsToken: string | null;
+  /** Ranges the probe may connect to although the built-in list refuses them (e.g. 127.0.0.0/8 for an agent on this machine). */
+  probeAllowCidrs: string[];
+  /** Ranges the probe never connects to, beyond the built-in list. */
+  probeDenyCidrs: string[];
+  /** One probe of a host per this many seconds at most; 0: no limit. */
+  probeIntervalS: number;
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
@@ -63,6 +74,11 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 
 export const defaultConfig: Config = {
   port: 8080,
+  listenHost: "0.0.0.0",
+  metricsToken: null,
+  probeAllowCidrs: [],
+  probeDenyCidrs: [],
+  probeIntervalS: 10,
   dataDir: "./.muster",
   databaseUrl: null,
   redisUrl: null,
@@ -116,9 +132,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     return raw ? raw : null;
   };
 
+  const list = (name: string): string[] => (text(name) ?? "").split(",").map((entry) => entry.trim()).filter(Boolean);
+
   const config: Config = {
     ...defaultConfig,
     port: integer("PORT", defaultConfig.port, 0, 65535),
+    listenHost: text("MUSTER_LISTEN_HOST") ?? defaultConfig.listenHost,
+    metricsToken: text("MUSTER_METRICS_TOKEN"),
+    probeAllowCidrs: list(ALLOW_SETTING),
+    probeDenyCidrs: list(DENY_SETTING),
+    probeIntervalS: integer("MUSTER_PROBE_INTERVAL_S", defaultConfig.probeIntervalS, 0, 3600),
     dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
     databaseUrl: text("DATABASE_URL"),
     redisUrl: text("REDIS_URL"),
@@ -140,7 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
     rateLimitPerAddress: integer("MUSTER_RATE_LIMIT_PER_ADDRESS", defaultConfig.rateLimitPerAddress, 0, 10_000_000),
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
-    trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
+    trustedProxies: list("MUSTER_TRUSTED_PROXIES"),
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
   };
 
@@ -170,6 +193,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   for (const proxy of config.trustedProxies) {
     if (!isAddressOrCidr(proxy)) problems.push(`MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs, comma-separated (got "${proxy}")`);
+  }
+  for (const [setting, entries] of [[ALLOW_SETTING, config.probeAllowCidrs], [DENY_SETTING, config.probeDenyCidrs]] as const) {
+    for (const entry of entries) {
+      if (!isCidrOrAddress(entry)) problems.push(`${setting} must list IP addresses or CIDRs, comma-separated (got "${entry}")`);
+    }
+  }
+  if (isIP(config.listenHost) === 0) {
+    problems.push(`MUSTER_LISTEN_HOST must be an IP address, e.g. 0.0.0.0 (every interface) or 127.0.0.1 (got "${config.listenHost}")`);
+  }
+  if (config.metricsToken !== null && config.metricsToken.length < 16) {
+    problems.push("MUSTER_METRICS_TOKEN must be at least 16 characters");
   }
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);

@@ -20,6 +20,9 @@ import { countCommandsByStatus } from "./services/commands.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
+import { ProbeSlots } from "./services/probe.js";
+import { RevocationLists } from "./services/revocation-lists.js";
+import { AddressPolicy } from "./net/address-policy.js";
 
 export interface Stores {
   database: Database;
@@ -60,7 +63,7 @@ export interface Runtime {
   bootstrap: BootstrapResult;
   /** Agent channels: attach it to the HTTP server to serve GET /v1/hosts/{id}/channel. */
   channels: ChannelHub;
-  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels. */
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -84,7 +87,23 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const ca = await CertificateAuthority.load(db, clock, random, config);
   const metrics = createMetrics(() => countHostsByStatus(db));
   const pacing = new Pacing(db, config, logger);
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
+  const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
+  const serviceDeps = {
+    db,
+    kv,
+    clock,
+    random,
+    config,
+    logger,
+    metrics,
+    hostTokens,
+    pacing,
+    ca,
+    identity: new ControlPlaneIdentity(ca, clock, random),
+    addresses: new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs }),
+    revocationLists,
+    probeSlots: new ProbeSlots(),
+  };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,
@@ -98,6 +117,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     bootstrap,
     channels,
     async start() {
+      await revocationLists.start();
       await pacing.start();
       await liveness.start();
       await channels.start();
@@ -106,6 +126,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await channels.stop();
       pacing.stop();
       await liveness.stop();
+      await revocationLists.stop();
     },
   };
 }

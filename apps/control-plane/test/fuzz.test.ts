@@ -357,7 +357,8 @@ function fuzzRequests(route: RouteDef): Sent[] {
 // ---- the run ----------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  t = await startTestApp();
+  // The default address policy, so every refused form of an agent's address is refused here (no loopback allowance).
+  t = await startTestApp({ config: { probeAllowCidrs: [] } });
   fx = await buildInputFixture(t);
   credentials = await buildCredentials();
   served = await listen(t);

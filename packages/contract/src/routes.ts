@@ -165,8 +165,8 @@ export const routes = {
   }),
   probeHost: route({
     operationId: "probeHost", method: "post", path: "/v1/hosts/{id}/probe", auth: "api_key", tag: "Hosts",
-    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves",
-    params: HostParams, status: 200, response: HostProbe, errors: OPERATOR_ERRORS,
+    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves (admins and the host's team owners; one per host per 10 s, 30 a minute per team)",
+    params: HostParams, status: 200, response: HostProbe, errors: [...OPERATOR_ERRORS, "rate_limited"],
   }),
   listHostTags: route({
     operationId: "listHostTags", method: "get", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",
@@ -199,7 +199,7 @@ export const routes = {
   }),
   getRevocationList: route({
     operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
-    summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
+    summary: "The CA's revocation list: certificates of deleted and re-registered hosts (ETag; If-None-Match answers 304)",
     status: 200, response: RevocationList, errors: [],
   }),
 
@@ -215,8 +215,8 @@ export const routes = {
   }),
   getMetrics: route({
     operationId: "getMetrics", method: "get", path: "/metrics", auth: "none", tag: "System",
-    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands",
-    status: 200, response: MetricsText, responseType: "text/plain", errors: [],
+    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands (with MUSTER_METRICS_TOKEN set: only with Authorization: Bearer <token>)",
+    status: 200, response: MetricsText, responseType: "text/plain", errors: ["unauthorized"],
   }),
 
   registerHost: route({

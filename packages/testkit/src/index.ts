@@ -80,6 +80,8 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     MUSTER_ADMIN_KEY: adminKey,
     MUSTER_KV_PREFIX: `testkit-${unique}:`,
     LOG_LEVEL: "warn",
+    // Agents in tests listen on loopback, which the control plane refuses to call unless allowed.
+    MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
     ...env,
   };
 

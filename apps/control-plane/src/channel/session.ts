@@ -14,7 +14,9 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { hosts } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
+import { unstorableJson } from "../lib/json-text.js";
 import { completeCommand, markDelivered, waitingCommands } from "../services/commands.js";
+import { credentialState } from "../services/credential-state.js";
 import { isTooOld, tooOldMessage } from "../services/protocol.js";
 import type { ChannelMetrics } from "./metrics.js";
 
@@ -31,6 +33,10 @@ export interface SessionOwner {
  * liveness service and carries commands down and their results up. A command
  * is sent once per session; it is `delivered` when the agent acknowledges it,
  * so one sent on a socket that died unacknowledged goes again on the next.
+ * The host's credentials are checked before every command sent and every ack
+ * or result taken (credentialsLive), and by the liveness service for every
+ * beat, so a channel whose credentials died carries nothing more, even before
+ * the hub closes it.
  */
 export class ChannelSession {
   readonly id = randomUUID();
@@ -71,6 +77,22 @@ export class ChannelSession {
     this.ws.close(code, reason);
   }
 
+  /**
+   * Whether the credentials the channel was opened with are still the host's
+   * live ones, read from the KV store rather than a process's copy (which a
+   * missed announcement could leave stale): commands carry operators' secrets.
+   * When they are not, closes the channel: 4404 for a deleted host, 4401 for
+   * revoked credentials. A beat does not come here: the liveness service checks
+   * it on its own hot path.
+   */
+  async credentialsLive(): Promise<boolean> {
+    const state = await credentialState(this.deps.db, this.deps.kv, this.hostId);
+    if (state.kind === "live" && state.family === this.claims.family) return this.state !== "closed";
+    if (state.kind === "deleted") this.close(CHANNEL_CLOSE.hostDeleted, "host deleted");
+    else this.close(CHANNEL_CLOSE.unauthorized, "credentials revoked");
+    return false;
+  }
+
   /** Sends the host's waiting commands; calls that arrive meanwhile make it look again rather than overlap. */
   async deliver(): Promise<void> {
     if (this.state !== "open") return;
@@ -82,8 +104,10 @@ export class ChannelSession {
     try {
       do {
         this.deliverAgain = false;
-        for (const row of await waitingCommands(this.deps.db, this.hostId, this.deps.clock.now())) {
-          if (this.sent.has(row.id) || this.state !== "open") continue;
+        const waiting = (await waitingCommands(this.deps.db, this.hostId, this.deps.clock.now())).filter((row) => !this.sent.has(row.id));
+        if (waiting.length === 0 || !(await this.credentialsLive())) continue;
+        for (const row of waiting) {
+          if (this.state !== "open") break;
           this.sent.add(row.id);
           this.send({
             type: "command",
@@ -122,6 +146,8 @@ export class ChannelSession {
       message = undefined;
     }
     if (!checkMessage.Check(message)) return this.refuse("a message that is not JSON text of the channel protocol");
+    const unstorable = unstorableJson(message, "message");
+    if (unstorable) return this.refuse(unstorable);
     const expected = this.state === "hello";
     if ((message.type === "hello") !== expected) {
       return this.refuse(expected ? "the first message must be the hello" : `unexpected ${message.type} message`);
@@ -134,8 +160,10 @@ export class ChannelSession {
           return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
           this.sent.delete(message.id);
+          if (!(await this.credentialsLive())) return;
           return await markDelivered(this.deps.db, this.hostId, message.id, this.deps.clock.now());
         case "result":
+          if (!(await this.credentialsLive())) return;
           return await this.result(message);
       }
     } catch (error) {

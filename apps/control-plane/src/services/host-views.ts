@@ -58,6 +58,7 @@ function hostView(row: HostRow, tags: string[], liveBeatMs: number | null): Host
     cert_fingerprint: row.certFingerprint,
     cert_expires_at: row.certExpiresAt?.toISOString() ?? null,
     mtls_enabled: row.mtlsEnabled,
+    last_probe: row.lastProbe ?? null,
     created_by: row.createdBy,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),

@@ -44,3 +44,9 @@ export const rateLimitKey = (endpoint: string, kind: string, subject: string, wi
  * registration token's hash; the value is sealed with a key only the token opens.
  */
 export const registrationReplayKey = (tokenHash: string) => `regreplay:${tokenHash}`;
+
+/** The CA's signed revocation list, as the last process to build it stored it (see revocation-lists.ts). */
+export const CRL_KEY = "crl";
+
+/** Pub/sub channel announcing a new revocation list (the message is its ID): other processes take the stored copy. */
+export const CRL_CHANGES_CHANNEL = "crl-changes";

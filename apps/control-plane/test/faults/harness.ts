@@ -156,6 +156,8 @@ export class ControlPlane {
       MUSTER_KV_PREFIX: options.kvPrefix,
       MUSTER_HEARTBEAT_INTERVAL_S: String(INTERVAL_S),
       MUSTER_OFFLINE_AFTER_S: String(WINDOW_S),
+      // The agents listen on loopback, which the control plane refuses to call unless allowed.
+      MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
       LOG_LEVEL: "info",
       DATABASE_URL: options.databaseUrl ?? "",
       REDIS_URL: options.redisUrl ?? "",

@@ -413,7 +413,7 @@ export class HostAgent {
           }
         }
       }
-      if (beat.kind === "deleted") return await this.endDeleted(beat.error);
+      if (beat.kind === "deleted") return await this.endDeleted(beat.error.message);
       if (beat.kind === "too_old") return this.endTooOld(beat.error.message);
       if (beat.kind === "pin_mismatch") return this.endPinMismatch(beat.error);
       if (beat.kind === "ok") return this.beatAccepted();
@@ -475,7 +475,7 @@ export class HostAgent {
     } catch (error) {
       if (!this.running) return { kind: "ended" };
       if (error instanceof MusterApiError && error.status === 404) {
-        await this.endDeleted(error);
+        await this.endDeleted(error.message);
         return { kind: "ended" };
       }
       if (error instanceof MusterApiError && (error.status === 401 || error.status === 400)) {
@@ -565,9 +565,9 @@ export class HostAgent {
     this.finish({ reason: "reregistration_required", hostId, message });
   }
 
-  private async endDeleted(error: MusterApiError): Promise<void> {
+  private async endDeleted(detail: string): Promise<void> {
     const hostId = this.creds!.host_id;
-    let message = `the control plane no longer knows host ${hostId} (${error.message}): it was deleted; the credentials were removed`;
+    let message = `the control plane no longer knows host ${hostId} (${detail}): it was deleted; the credentials were removed`;
     try {
       await this.options.credentials.remove();
     } catch (removeError) {
@@ -636,6 +636,8 @@ export class HostAgent {
           this.channelUp = false;
           if (!this.running) return;
           if (pinMismatch) return this.endPinMismatch(pinMismatch);
+          // The control plane closes with 4404 only once the host is deleted: that is the deletion itself, no beat needed.
+          if (code === CHANNEL_CLOSE.hostDeleted) return void this.endDeleted(`channel closed ${code}: ${reason}`);
           if (code === CHANNEL_CLOSE.protocolTooOld) {
             const help = rejected ? `${rejected.message}` : "the control plane refused this agent's protocol version: upgrade muster-agent";
             return this.endTooOld(help);
