@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   AgentMessage,
   CHANNEL_CLOSE,
+  OUTCOME_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   type CommandResult,
   type ControlPlaneMessage,
@@ -14,7 +15,8 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { hosts } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
-import { completeCommand, markDelivered, waitingCommands } from "../services/commands.js";
+import { commandsToSend, markDelivered, recordResult } from "../services/commands.js";
+import { byCreation, type Cursor } from "../services/pagination.js";
 import { isTooOld, tooOldMessage } from "../services/protocol.js";
 import type { ChannelMetrics } from "./metrics.js";
 
@@ -29,8 +31,12 @@ export interface SessionOwner {
 /**
  * One agent's WebSocket: waits for the hello, then feeds heartbeats to the
  * liveness service and carries commands down and their results up. A command
- * is sent once per session; it is `delivered` when the agent acknowledges it,
- * so one sent on a socket that died unacknowledged goes again on the next.
+ * is sent at most once per session; it is `delivered` when the agent
+ * acknowledges it. A new session sends every unfinished command again: those
+ * still queued (a socket died before the ack), and to agents of protocol 3 or
+ * later, which remember what they ran, those delivered without a result (the
+ * result was lost with a socket or a control plane). Results are acknowledged
+ * to those agents once dealt with, so they stop sending them.
  */
 export class ChannelSession {
   readonly id = randomUUID();
@@ -38,7 +44,9 @@ export class ChannelSession {
   lastSeenMs: number;
   private state: "hello" | "opening" | "open" | "closed" = "hello";
   private readonly helloTimer: NodeJS.Timeout;
-  /** Commands sent on this socket and not yet acknowledged. */
+  /** The protocol the agent said it speaks (from its hello). */
+  private protocol = 0;
+  /** Commands sent on this socket whose result has not come back on it. */
   private readonly sent = new Set<string>();
   private delivering = false;
   private deliverAgain = false;
@@ -71,7 +79,7 @@ export class ChannelSession {
     this.ws.close(code, reason);
   }
 
-  /** Sends the host's waiting commands; calls that arrive meanwhile make it look again rather than overlap. */
+  /** Sends the host's unfinished commands not yet sent on this socket; calls that arrive meanwhile make it look again rather than overlap. */
   async deliver(): Promise<void> {
     if (this.state !== "open") return;
     if (this.delivering) {
@@ -79,19 +87,27 @@ export class ChannelSession {
       return;
     }
     this.delivering = true;
+    const resendDelivered = this.protocol >= OUTCOME_PROTOCOL_VERSION;
     try {
       do {
         this.deliverAgain = false;
-        for (const row of await waitingCommands(this.deps.db, this.hostId, this.deps.clock.now())) {
-          if (this.sent.has(row.id) || this.state !== "open") continue;
-          this.sent.add(row.id);
-          this.send({
-            type: "command",
-            id: row.id,
-            command_type: row.type,
-            payload: row.payload ?? null,
-            expires_at: row.expiresAt.toISOString(),
-          });
+        let after: Cursor | null = null;
+        for (;;) {
+          const rows = await commandsToSend(this.deps.db, this.hostId, this.deps.clock.now(), resendDelivered, after);
+          for (const row of rows) {
+            if (this.sent.has(row.id) || this.state !== "open") continue;
+            this.sent.add(row.id);
+            this.send({
+              type: "command",
+              id: row.id,
+              command_type: row.type,
+              payload: row.payload ?? null,
+              expires_at: row.expiresAt.toISOString(),
+            });
+          }
+          const last = rows.at(-1);
+          if (!last || this.state !== "open") break;
+          after = byCreation(last);
         }
       } while (this.deliverAgain && this.state === "open");
     } catch (error) {
@@ -158,6 +174,7 @@ export class ChannelSession {
       return this.close(CHANNEL_CLOSE.protocolTooOld, "protocol too old");
     }
     this.state = "opening";
+    this.protocol = hello.protocol_version;
     await this.deps.db
       .update(hosts)
       .set({ agentVersion: hello.agent_version, protocolVersion: hello.protocol_version })
@@ -176,9 +193,11 @@ export class ChannelSession {
     await this.deliver();
   }
 
-  private async result(outcome: CommandResult): Promise<void> {
-    this.sent.delete(outcome.id);
-    await completeCommand(this.deps.db, this.hostId, outcome, this.deps.clock.now());
+  /** Stores a result (the first one wins; see recordResult) and tells an agent that can hear it to stop sending it. */
+  private async result(message: CommandResult): Promise<void> {
+    await recordResult(this.deps, this.hostId, message.id, message, this.deps.clock.now());
+    this.sent.delete(message.id);
+    if (this.protocol >= OUTCOME_PROTOCOL_VERSION && this.state === "open") this.send({ type: "result_ack", id: message.id });
   }
 
   private refuse(why: string): void {
