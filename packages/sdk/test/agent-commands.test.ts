@@ -169,6 +169,37 @@ describe("sending results until the control plane has them", () => {
       expect(refused.clock.pendingTimers).toBe(0);
     }
   });
+
+  it("gives a result its 5 s from the moment it is known, even while it is still being written", async () => {
+    const inner = new MemoryCommandOutcomeStore();
+    let slow = false;
+    let release = () => {};
+    const store: CommandOutcomeStore = {
+      description: "slow disk",
+      load: () => inner.load(),
+      save: async (document) => {
+        if (slow) await new Promise<void>((resolve) => (release = resolve));
+        await inner.save(document);
+      },
+    };
+    const r = runner({ store, channel: () => "none" });
+    const early = commandId();
+    await r.commands.run(command(early, r.clock), r.ack);
+    r.clock.jump(4_000);
+    const late = commandId();
+    let finish = () => {};
+    r.gates.set(late, new Promise<void>((resolve) => (finish = resolve)));
+    const running = r.commands.run(command(late, r.clock), r.ack);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    slow = true;
+    finish();
+    await new Promise((resolve) => setImmediate(resolve));
+    await r.clock.next(() => r.posted.length > 0);
+    expect(r.posted).toEqual([early]);
+    release();
+    await running;
+  });
 });
 
 describe("the memory across restarts", () => {

@@ -154,6 +154,8 @@ export class CommandMemory {
     const entry = this.entries.get(id);
     if (!entry) return;
     this.entries.set(id, { id, expires_at: entry.expires_at, state: "finished", outcome });
+    // Its wait for an acknowledgement starts now, not once the write is done.
+    this.sentAt.set(id, this.clock.now());
     await this.persist().catch((error: unknown) => {
       this.log.error({ command_id: id, outcomes: this.store.description, err: (error as Error).message }, "cannot record a command's outcome; it is kept in memory only");
     });
