@@ -15,7 +15,7 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { hosts } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
-import { commandsToSend, markDelivered, recordResult } from "../services/commands.js";
+import { commandsToSend, DELIVERY_BATCH, markDelivered, recordResult } from "../services/commands.js";
 import { byCreation, type Cursor } from "../services/pagination.js";
 import { isTooOld, tooOldMessage } from "../services/protocol.js";
 import type { ChannelMetrics } from "./metrics.js";
@@ -106,7 +106,7 @@ export class ChannelSession {
             });
           }
           const last = rows.at(-1);
-          if (!last || this.state !== "open") break;
+          if (!last || rows.length < DELIVERY_BATCH || this.state !== "open") break;
           after = byCreation(last);
         }
       } while (this.deliverAgain && this.state === "open");

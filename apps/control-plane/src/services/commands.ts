@@ -23,8 +23,8 @@ import { byCreation, decodeCursor, paginate, pastCursor, type Cursor } from "./p
  */
 
 const UNFINISHED = ["queued", "delivered"] as const;
-/** How many commands one delivery query reads; a pass reads on until none are left. */
-const DELIVERY_BATCH = 100;
+/** How many commands one delivery query reads; a pass reads on until a batch comes back short. */
+export const DELIVERY_BATCH = 100;
 
 export type BusMessage = { kind: "claim"; host: string; channel: string } | { kind: "commands"; host: string };
 
