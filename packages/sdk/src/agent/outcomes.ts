@@ -91,10 +91,6 @@ export class CommandMemory {
     private readonly log: AgentLogger,
   ) {}
 
-  get description(): string {
-    return this.store.description;
-  }
-
   /**
    * Reads what an earlier run left. A command that was running then ended
    * with that run: it is reported failed, never run again. A store that cannot
