@@ -144,7 +144,7 @@ describe("the outcome of a command survives", () => {
     await eventually(async () => (stateOf(stores.outcomes, id) === "reported" ? true : undefined));
   });
 
-  it("a lost ack: the other control plane sends the still-queued command again, and the agent answers with its stored result", async () => {
+  it("a lost ack: the command, still queued when its control plane dies, ends succeeded through the other one, run once", async () => {
     const stores = memoryStores();
     const r = await rig(stores);
     const { log } = await r.agent(Promise.resolve());
@@ -154,12 +154,11 @@ describe("the outcome of a command survives", () => {
     expect((await a.http.get(`/v1/hosts/${r.hostId}/commands/${id}`, { key: a.adminKey })).body.status).toBe("queued");
     r.balancer.down(0);
 
+    // The other plane sends the queued command again while the agent sends its result again: whichever comes first,
+    // the agent runs nothing (a repeat gets the stored result: agent-commands.test.ts) and one result is stored.
     expect(await r.status(id, "succeeded")).toMatchObject({ result: { deployed: true } });
     expect(r.runs()).toBe(1);
     expect(overHttp(log)).toBe(0);
-    expect(log.messages.filter((m) => m.message.includes("received again"))).toEqual([
-      { message: expect.any(String), fields: expect.objectContaining({ command_id: id, state: "finished" }) },
-    ]);
   });
 
   it("a result that reaches a process other than the one that delivered the command", async () => {
