@@ -60,7 +60,7 @@ export class Paginator<T> implements AsyncIterable<T> {
   }
 }
 
-/** The one pagination helper: any list route of the contract becomes a Paginator of its items (`params` for a path like `/v1/hosts/{id}/commands`). */
+/** The one pagination helper: any list route of the contract becomes a Paginator of its items (`params`: its path's, if any). */
 export function paginate<R extends ListRoute>(
   transport: Transport,
   route: R,
@@ -70,7 +70,7 @@ export function paginate<R extends ListRoute>(
 ): Paginator<ItemOf<R>> {
   return new Paginator<ItemOf<R>>(async (cursor) => {
     // Widened to any list route: the caller's `filters` were already checked against R's own query type.
-    const input = { ...(params && { params }), query: { ...(filters as object), cursor } } as CallInput<ListRoute>;
+    const input = { ...(params ? { params } : {}), query: { ...(filters as object), cursor } } as CallInput<ListRoute>;
     return (await transport.call<ListRoute>(route, input, options)) as RawPage<ItemOf<R>>;
   });
 }
