@@ -1,7 +1,7 @@
 import { Type, type Static, type TObject, type TSchema } from "@sinclair/typebox";
 import { ApiKey, ApiKeyParams, CreateApiKeyBody, CreateApiKeyResponse } from "./api-keys.js";
 import { AuditEntry, ListAuditQuery } from "./audit.js";
-import { Command, CommandParams, SendCommandBody } from "./commands.js";
+import { Command, CommandOutcome, CommandParams, IdempotencyHeaders, ListCommandsQuery, SendCommandBody } from "./commands.js";
 import { Page, PageQuery } from "./common.js";
 import type { ErrorCode } from "./errors.js";
 import {
@@ -41,6 +41,8 @@ export interface RouteDef {
   summary: string;
   params?: TObject;
   query?: TObject;
+  /** Request headers the route reads, by their lower-case names; validated like the query. */
+  headers?: TObject;
   body?: TSchema;
   /** The body may be left out altogether (heartbeat metrics). */
   bodyOptional?: boolean;
@@ -176,9 +178,15 @@ export const routes = {
 
   sendCommand: route({
     operationId: "sendCommand", method: "post", path: "/v1/hosts/{id}/commands", auth: "api_key", tag: "Commands",
-    summary: "Send a command to a host's agent over its channel; queued until the host is connected or the timeout passes",
-    params: HostParams, body: SendCommandBody,
-    status: 201, response: Command, errors: OPERATOR_ERRORS,
+    summary: "Send a command to a host's agent over its channel; queued until the host is connected or the timeout passes. " +
+      "With Idempotency-Key, a retry gets the first answer (Idempotent-Replayed: true); the same key with another body is 409",
+    params: HostParams, headers: IdempotencyHeaders, body: SendCommandBody,
+    status: 201, response: Command, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listCommands: route({
+    operationId: "listCommands", method: "get", path: "/v1/hosts/{id}/commands", auth: "api_key", tag: "Commands",
+    summary: "A host's commands, newest first, optionally of one status", params: HostParams, query: ListCommandsQuery,
+    status: 200, response: Page(Command), errors: OPERATOR_ERRORS,
   }),
   getCommand: route({
     operationId: "getCommand", method: "get", path: "/v1/hosts/{id}/commands/{command_id}", auth: "api_key", tag: "Commands",
@@ -229,6 +237,14 @@ export const routes = {
     tag: "Host agent", summary: "Rotate a refresh token into fresh credentials (404: the host was deleted)", body: RefreshBody,
     status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized", "not_found", "rate_limited"],
   }),
+  submitCommandResult: route({
+    operationId: "submitCommandResult", method: "post", path: "/v1/hosts/{id}/commands/{command_id}/result", auth: "host_token",
+    tag: "Host agent",
+    summary: "Report a command's outcome when the channel is down (idempotent: the first result stays; " +
+      "the same again is a no-op, another one 409)",
+    params: CommandParams, body: CommandOutcome,
+    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "conflict"],
+  }),
   heartbeat: route({
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
     summary: "Report the host alive, optionally with live metrics (X-Muster-Agent-Clock: the agent's time, for clock_skew_ms)", params: HostParams,
@@ -246,6 +262,7 @@ type StaticOr<S, Fallback> = S extends TSchema ? Static<S> : Fallback;
 export interface RouteInput<R extends RouteDef> {
   params: StaticOr<R["params"], Record<string, never>>;
   query: StaticOr<R["query"], Record<string, never>>;
+  headers: StaticOr<R["headers"], Record<string, never>>;
   body: R["bodyOptional"] extends true ? StaticOr<R["body"], undefined> | undefined : StaticOr<R["body"], undefined>;
 }
 

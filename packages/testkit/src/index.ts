@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 
+export { TcpBalancer } from "./balancer.js";
+
 /**
  * Starts a real control plane in its own process, the way an operator does, for
  * the tests of the SDK, the CLI and the agent (which must not import the app).

@@ -8,12 +8,15 @@ import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
 import type { Subscription } from "../kv/kv.js";
 import { expireCommands, type BusMessage } from "../services/commands.js";
+import { pruneIdempotencyKeys } from "../services/idempotency.js";
 import { AGENT_CHANNEL_BUS, CREDENTIAL_CHANGES_CHANNEL, channelOwnerKey } from "../services/kv-keys.js";
 import type { ChannelMetrics } from "./metrics.js";
 import { ChannelSession } from "./session.js";
 import { authenticateUpgrade, channelHostId, refuseUpgrade } from "./upgrade.js";
 
 const SWEEP_MS = 1_000;
+/** Idempotency keys past their lifetime are never answered; deleting them is housekeeping, done now and then. */
+const PRUNE_MS = 60_000;
 /** The owner key outlives any channel that keeps beating; it only arbitrates between channels of one host. */
 const OWNER_TTL_MS = 24 * 3600 * 1000;
 
@@ -36,6 +39,7 @@ export class ChannelHub {
   private credentialChanges: Subscription | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sweeping = false;
+  private prunedAt = 0;
 
   constructor(
     private readonly deps: AppDeps,
@@ -144,7 +148,7 @@ export class ChannelHub {
     }
   }
 
-  /** Closes channels whose token expired or that fell silent, and expires overdue commands. */
+  /** Closes channels whose token expired or that fell silent, ends overdue commands, and now and then forgets old idempotency keys. */
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
@@ -156,6 +160,10 @@ export class ChannelHub {
         else if (session.lastSeenMs < silentSince) session.close(CHANNEL_CLOSE.silent, "no heartbeat within the offline window");
       }
       await expireCommands(this.deps.db, now);
+      if (now.getTime() - this.prunedAt >= PRUNE_MS) {
+        this.prunedAt = now.getTime();
+        await pruneIdempotencyKeys(this.deps.db, now);
+      }
     } catch (error) {
       this.deps.logger.warn({ err: error }, "agent channel sweep failed; retrying on the next tick");
     } finally {

@@ -10,6 +10,7 @@ import { declaresBody, header } from "./node-request.js";
 export interface ValidatedInput {
   params: unknown;
   query: unknown;
+  headers: unknown;
   body: unknown;
 }
 
@@ -67,10 +68,11 @@ function refuseNonJson(c: Context): void {
 export function compileValidator(route: RouteDef): (c: Context) => Promise<ValidatedInput> {
   const params = route.params && TypeCompiler.Compile(route.params);
   const query = route.query && TypeCompiler.Compile(route.query);
+  const headers = route.headers && TypeCompiler.Compile(route.headers);
   const body = route.body && TypeCompiler.Compile(route.body);
 
   return async (c) => {
-    const input: ValidatedInput = { params: {}, query: {}, body: undefined };
+    const input: ValidatedInput = { params: {}, query: {}, headers: {}, body: undefined };
     const given = c.req.query();
     refuseUnknownParameters(route, given);
     if (params && route.params) {
@@ -85,6 +87,15 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       const raw = Value.Default(route.query, Value.Convert(route.query, { ...given }));
       if (!query.Check(raw)) throw invalid(describe("query parameter", query, raw));
       input.query = raw;
+    }
+    if (headers && route.headers) {
+      const raw: Record<string, string> = {};
+      for (const name of Object.keys(route.headers.properties)) {
+        const value = header(c, name);
+        if (value !== undefined) raw[name] = value;
+      }
+      if (!headers.Check(raw)) throw invalid(describe("header", headers, raw));
+      input.headers = raw;
     }
     if (body) {
       const declared = declaresBody(c);

@@ -219,26 +219,30 @@ export class ControlPlane {
   }
 }
 
-/** A real muster-agent process (the built dist/muster-agent.cjs), registered to a host of `plane`. */
+/** A real muster-agent process (the built dist/muster-agent.cjs), registered to a host of `plane` (through `via`, a load balancer, when given). */
 export class AgentProcess {
   private constructor(
     readonly hostId: string,
     readonly child: ChildProcess,
+    /** Its log: JSON lines. */
+    readonly logFile: string,
   ) {}
 
-  static async start(processes: Processes, plane: ControlPlane, dir: string): Promise<AgentProcess> {
+  static async start(processes: Processes, plane: ControlPlane, dir: string, via?: { url: string; logLevel: string }): Promise<AgentProcess> {
     const { id, token } = await plane.createHost();
     const port = await freePort();
     const args = [
       AGENT_MAIN,
-      "--control-plane", plane.url,
+      "--control-plane", via?.url ?? plane.url,
       "--register", token,
       "--address", `127.0.0.1:${port}`,
       "--listen", `127.0.0.1:${port}`,
       "--credentials-file", join(dir, `${id}.json`),
       "--log-format", "json",
+      ...(via ? ["--log-level", via.logLevel] : []),
     ];
-    return new AgentProcess(id, processes.spawn(process.execPath, args, {}, join(dir, `${id}.log`)));
+    const logFile = join(dir, `${id}.log`);
+    return new AgentProcess(id, processes.spawn(process.execPath, args, {}, logFile), logFile);
   }
 
   signal(signal: NodeJS.Signals): void {
