@@ -7,6 +7,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** A Redis Cluster instead of one Redis: node URLs to discover it from (any few of its nodes). */
+  redisClusterNodes: string[] | null;
   /** Prepended to every Redis key, so several deployments can share one Redis. */
   kvPrefix: string;
   adminKey: string | null;
@@ -64,6 +66,7 @@ export const defaultConfig: Config = {
   dataDir: "./.muster",
   databaseUrl: null,
   redisUrl: null,
+  redisClusterNodes: null,
   kvPrefix: "muster:",
   adminKey: null,
   heartbeatIntervalS: 30,
@@ -119,6 +122,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
     databaseUrl: text("DATABASE_URL"),
     redisUrl: text("REDIS_URL"),
+    redisClusterNodes: list(text("REDIS_CLUSTER_NODES")),
     kvPrefix: text("MUSTER_KV_PREFIX") ?? defaultConfig.kvPrefix,
     adminKey: text("MUSTER_ADMIN_KEY"),
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
@@ -137,7 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
     rateLimitPerAddress: integer("MUSTER_RATE_LIMIT_PER_ADDRESS", defaultConfig.rateLimitPerAddress, 0, 10_000_000),
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
-    trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
+    trustedProxies: list(text("MUSTER_TRUSTED_PROXIES")) ?? [],
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
   };
 
@@ -171,9 +175,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   }
+  if (config.redisUrl !== null && config.redisClusterNodes !== null) {
+    problems.push("REDIS_URL and REDIS_CLUSTER_NODES exclude each other: give one Redis or a Redis Cluster");
+  }
+  if (config.redisClusterNodes !== null && /[{}]/.test(config.kvPrefix)) {
+    // The first {…} of a key is its hash tag: braces in the prefix would put every key in one slot, on one master.
+    problems.push("MUSTER_KV_PREFIX must not contain { or } with REDIS_CLUSTER_NODES");
+  }
   for (const [name, url, schemes] of [
     ["DATABASE_URL", config.databaseUrl, ["postgres:", "postgresql:"]],
     ["REDIS_URL", config.redisUrl, ["redis:", "rediss:"]],
+    ...(config.redisClusterNodes ?? []).map((node) => ["REDIS_CLUSTER_NODES", node, ["redis:", "rediss:"]] as const),
   ] as const) {
     if (url !== null && !schemes.some((scheme) => url.startsWith(scheme))) {
       problems.push(`${name} must start with ${schemes.join(" or ")}//`);
@@ -184,6 +196,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return config;
+}
+
+/** A comma-separated list, entries trimmed; null when nothing is listed. */
+function list(raw: string | null): string[] | null {
+  const entries = (raw ?? "").split(",").map((entry) => entry.trim()).filter(Boolean);
+  return entries.length > 0 ? entries : null;
 }
 
 function isAddressOrCidr(entry: string): boolean {

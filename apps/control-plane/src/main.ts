@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   server.once("error", (error) => fail(`cannot listen on port ${config.port}: ${error.message}`));
   server.listen(config.port, "0.0.0.0", () => {
     logger.info(
-      { port: config.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
+      { port: config.port, database: stores.database.kind, kv: config.redisClusterNodes ? "redis-cluster" : config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
       `control plane listening on ${tls ? "https" : "http"}://localhost:${config.port} (API reference at /docs)`,
     );
   });

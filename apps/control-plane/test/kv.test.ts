@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Kv } from "../src/kv/kv.js";
 import { MemoryKv } from "../src/kv/memory.js";
-import { createTestKv, storageMode } from "./support/stores.js";
+import { createTestKv, kvMode } from "./support/stores.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis" : "in-process"})`, () => {
+describe(`KV port on this mode's adapter (${kvMode})`, () => {
   let kv: Kv;
   beforeAll(async () => {
     kv = await createTestKv();
