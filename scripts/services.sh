@@ -9,15 +9,15 @@
 #                                      from REDIS_CLUSTER_PORT; prints REDIS_CLUSTER_NODES=redis://…,… on stdout
 #   scripts/services.sh start-cluster-node DIR PORT
 #                                   -> starts one node of that cluster again (it rejoins, as a replica if it lost its slots)
-# Ports: PG_PORT (default 55432), REDIS_PORT (default 56379), REDIS_CLUSTER_PORT (default 7000; the cluster bus
-# 10000 above each node). The cluster's defaults sit below the ephemeral range, so no port picked at random
-# (port 0) while a node is down for a test can take its place.
+# Ports: PG_PORT (default 55432), REDIS_PORT (default 56379), REDIS_CLUSTER_PORT (default: a free run of six
+# ports from 10000 to 22000, chosen at start; each node's cluster bus listens 10000 above it). Those sit below
+# the ephemeral range, so no port a test picks at random (port 0) can take a node's while it is down.
 # `stop DIR` stops whatever start and start-cluster started in DIR. All chatter goes to stderr.
 set -euo pipefail
 
 PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
-REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-7000}
+REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-}
 CLUSTER_NODES=6
 # How long a master may be silent before its replica takes over; short, so a failover takes seconds, long enough
 # that a node starved of CPU by a busy test run is not failed over by mistake.
@@ -128,6 +128,20 @@ start_redis() {
 
 cluster_ports() { seq "$REDIS_CLUSTER_PORT" $((REDIS_CLUSTER_PORT + CLUSTER_NODES - 1)); }
 
+# A first port from which the nodes' ports and their bus ports are all free.
+free_cluster_port() {
+  local tries port
+  for ((tries = 0; tries < 50; tries++)); do
+    REDIS_CLUSTER_PORT=$((10000 + RANDOM % 12000))
+    for port in $(cluster_ports); do
+      if port_busy "$port" || port_busy $((port + 10000)); then continue 2; fi
+    done
+    echo "$REDIS_CLUSTER_PORT"
+    return 0
+  done
+  die "found no six free ports (and their bus ports) from 10000 to 22000 for the cluster; set REDIS_CLUSTER_PORT"
+}
+
 # A node's cluster bus listens 10000 above its port (Redis's default), or 10000 below where that is past 65535.
 bus_port() { if (($1 + 10000 <= 65535)); then echo $(($1 + 10000)); else echo $(($1 - 10000)); fi; }
 
@@ -171,6 +185,7 @@ start_cluster() {
   cd "$dir"
   trap "stop_all $(printf %q "$dir")" EXIT
   need_redis "$dir"
+  [ -n "$REDIS_CLUSTER_PORT" ] || REDIS_CLUSTER_PORT=$(free_cluster_port)
   for port in $(cluster_ports); do port_busy "$port" && die "port $port (from REDIS_CLUSTER_PORT) already in use on 127.0.0.1"; done
   rm -rf "$dir/cluster"   # a new cluster: nodes that remember an old one refuse to join
   for port in $(cluster_ports); do

@@ -82,7 +82,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, clock, random, config);
   const ca = await CertificateAuthority.load(db, clock, random, config);
-  const metrics = createMetrics(() => countHostsByStatus(db));
+  const metrics = createMetrics(
+    () => countHostsByStatus(db),
+    () => liveness.credentialsTrusted,
+  );
   const pacing = new Pacing(db, config, logger);
   const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());

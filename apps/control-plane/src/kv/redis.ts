@@ -3,6 +3,7 @@ import {
   ClientOfflineError,
   ConnectionTimeoutError,
   defineScript,
+  DisconnectsClientError,
   ErrorReply,
   MaxCommandRedirectionsError,
   ReconnectStrategyError,
@@ -98,6 +99,8 @@ function backoffMs(retries: number): number {
 const CONNECTION_ERRORS = [
   ClientOfflineError,
   ClientClosedError,
+  // A command waiting on a node's connection when the cluster client dropped that node (it was failed over).
+  DisconnectsClientError,
   SocketClosedUnexpectedlyError,
   ConnectionTimeoutError,
   SocketTimeoutError,
@@ -112,7 +115,10 @@ const UNAVAILABLE_REPLY = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY)\b
 function translated(error: unknown): unknown {
   const unavailable =
     CONNECTION_ERRORS.some((type) => error instanceof type) || (error instanceof ErrorReply && UNAVAILABLE_REPLY.test(error.message));
-  return unavailable ? new KvUnavailableError((error as Error).message, { cause: error }) : error;
+  if (!unavailable) return error;
+  // node-redis's errors all carry the name "Error"; the class says what happened when the message is empty (a timeout).
+  const { message, constructor } = error as Error;
+  return new KvUnavailableError(`Redis: ${message || constructor.name}`, { cause: error });
 }
 
 /**

@@ -132,6 +132,11 @@ export class Liveness {
     this.servingSince = startedAt.getTime();
   }
 
+  /** Whether beats are answered from this process's copy of credential states (see CredentialCache). */
+  get credentialsTrusted(): boolean {
+    return this.credentials.trusted;
+  }
+
   /**
    * Whether a verified host token still speaks for the host in the path: 403
    * for another host, 404 for a deleted one, 401 for revoked credentials. Every
