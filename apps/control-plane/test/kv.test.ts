@@ -19,6 +19,13 @@ describe(`KV port on this mode's adapter (${kvMode})`, () => {
     expect(await kv.get("a")).toBeNull();
   });
 
+  it("deletes many keys at once, whichever hash slots they sit in", async () => {
+    const keys = Array.from({ length: 20 }, (_, i) => `many-${i}`);
+    for (const key of keys) await kv.set(key, "v");
+    await kv.del(keys);
+    expect(await Promise.all(keys.map((key) => kv.get(key)))).toEqual(keys.map(() => null));
+  });
+
   it("writes only-if-absent once", async () => {
     expect(await kv.set("nx", "first", { onlyIfAbsent: true })).toBe(true);
     expect(await kv.set("nx", "second", { onlyIfAbsent: true })).toBe(false);
