@@ -4,6 +4,7 @@
 #   scripts/services.sh stop DIR    -> stops what start started (idempotent)
 #   scripts/services.sh start-postgres DIR | start-redis DIR
 #                                   -> starts that one store again in DIR (after a fault test stopped it)
+#   scripts/services.sh install-redis -> installs redis-server and redis-cli when missing (as root, from Debian)
 #   scripts/services.sh start-cluster DIR
 #                                   -> a Redis Cluster of 3 masters + 3 replicas on six consecutive ports
 #                                      from REDIS_CLUSTER_PORT; prints REDIS_CLUSTER_NODES=redis://…,… on stdout
@@ -99,6 +100,7 @@ start_pg() {
   head -n1 "$pgdata/postmaster.pid" >"$dir/postgres.pid"
 }
 
+# need_redis LOGDIR
 need_redis() {
   local dir=$1
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
@@ -235,9 +237,10 @@ case "${1:-}" in
   stop)  [ -n "${2:-}" ] || die "usage: $0 stop DIR"; [ -d "$2" ] && stop_all "$2"; exit 0 ;;
   start-postgres | start-redis)
          [ -d "${2:-}" ] || die "usage: $0 $1 DIR (a DIR that start set up)"; start_one "${1#start-}" "$2" ;;
+  install-redis) need_redis "${TMPDIR:-/tmp}" ;;
   start-cluster) [ -n "${2:-}" ] || die "usage: $0 start-cluster DIR"; start_cluster "$2" ;;
   start-cluster-node)
          [ -d "${2:-}/cluster" ] && [[ ${3:-} =~ ^[0-9]+$ ]] || die "usage: $0 start-cluster-node DIR PORT (a DIR that start-cluster set up)"
          start_cluster_node "$(cd "$2" && pwd)" "$3" ;;
-  *)     die "usage: $0 {start|stop|start-postgres|start-redis|start-cluster|start-cluster-node} DIR" ;;
+  *)     die "usage: $0 {start|stop|start-postgres|start-redis|start-cluster|start-cluster-node} DIR | $0 install-redis" ;;
 esac
