@@ -18,13 +18,11 @@ import { killRedisServer, redisPidFile, services, startRedisServer } from "./sup
 const PREFIX = "reconnect:";
 
 /**
- * The credential cache on a Redis of this test's own, killed and started
- * again (empty) on the same port: while the announcement subscription is
- * down the cache is bypassed, and it is trusted again only once the server
- * holds the subscription anew. Runs in every storage mode: it is the Redis
- * adapter's promise, whatever KV the rest of the suite uses.
+ * The Redis adapter on a Redis of this test's own, killed and started again
+ * (empty) on the same port. Runs in every storage mode: these are the Redis
+ * adapter's promises, whatever KV the rest of the suite uses.
  */
-describe("the credential cache across a Redis restart", () => {
+describe("the Redis adapter when Redis goes away", () => {
   let t: TestApp;
   let f: Factories;
   let dir: string;
@@ -45,7 +43,7 @@ describe("the credential cache across a Redis restart", () => {
     await t.close();
   });
 
-  it("bypasses its copy while the subscription is down, and trusts it again only once the server holds the subscription", async () => {
+  it("has the credential cache bypass its copy while the announcement subscription is down, and trust it again only once the server holds the subscription", async () => {
     const creds = await f.enrolledHost();
     const family = async (value: string | null) =>
       t.stores.database.db.update(hosts).set({ credentialFamily: value }).where(eq(hosts.id, creds.host.id));
@@ -98,5 +96,13 @@ describe("the credential cache across a Redis restart", () => {
 
     await cache.stop();
     probe.destroy();
+  });
+
+  it("refuses at once to connect to a Redis, or a cluster, that is not there", async () => {
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const started = Date.now();
+    await expect(RedisKv.connect({ target: { url: nowhere }, keyPrefix: PREFIX })).rejects.toThrow(/ECONNREFUSED/);
+    await expect(RedisKv.connect({ target: { clusterNodes: [nowhere] }, keyPrefix: PREFIX })).rejects.toThrow(/root nodes are unavailable/);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

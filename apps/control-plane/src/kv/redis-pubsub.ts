@@ -53,14 +53,12 @@ function watchDelivery(
 
 /** One Redis: each subscription has a connection of its own (a subscribed connection waits for messages). */
 export async function singleSubscription(
-  client: Client,
+  connect: () => Promise<Client>,
   channel: string,
   onMessage: (message: string) => void,
   onDelivery: (reliable: boolean) => void,
 ): Promise<RedisSubscription> {
-  const subscriber = client.duplicate();
-  subscriber.on("error", () => {});
-  await subscriber.connect();
+  const subscriber = await connect();
   const listener = (message: string) => onMessage(message);
   try {
     await subscriber.subscribe(channel, listener);

@@ -133,39 +133,21 @@ export class RedisKv implements Kv {
 
   private constructor(
     private readonly commands: Commands,
-    private readonly connection: { kind: "single"; client: Client } | { kind: "cluster"; cluster: Cluster },
+    private readonly connection:
+      | { kind: "single"; client: Client; /** Another connection to the same Redis, for a subscription. */ connect: () => Promise<Client> }
+      | { kind: "cluster"; cluster: Cluster },
     private readonly keyPrefix: string,
   ) {}
 
   /** Connects, or fails at once when a node cannot be reached; once connected, lost connections are retried without end. */
   static async connect(options: RedisKvOptions): Promise<RedisKv> {
-    let connected = false;
-    const socket = { reconnectStrategy: (retries: number, cause: Error) => (connected ? backoffMs(retries) : cause) };
-    // Enterprise maintenance notifications (node-redis's default on RESP3) are not a feature of open-source Redis.
-    const common = { keyPrefix: options.keyPrefix, scripts: SCRIPTS, disableOfflineQueue: true, maintNotifications: "disabled" } as const;
-    let kv: RedisKv;
-    if ("url" in options.target) {
-      const client: Client = RedisClient.create({ ...common, url: options.target.url, socket });
-      client.on("error", () => {});
-      await client.connect();
-      kv = new RedisKv(client, { kind: "single", client }, options.keyPrefix);
-    } else {
-      const [first] = options.target.clusterNodes;
-      const { username, password, tls } = credentials(first!);
-      const cluster: Cluster = RedisCluster.create({
-        ...common,
-        rootNodes: options.target.clusterNodes.map((url) => ({ url })),
-        // The root nodes only serve discovery; every connection to a node the cluster names is made from these.
-        defaults: { ...(username ? { username } : {}), ...(password ? { password } : {}), socket: tls ? { ...socket, tls } : socket },
-        // A node that stays unreachable is likely failed over: look for the slot's new master after a second.
-        topologyRefreshOnReconnectionAttemptStrategy: 1_000,
-      });
-      cluster.on("error", () => {});
-      await cluster.connect();
-      kv = new RedisKv(cluster, { kind: "cluster", cluster }, options.keyPrefix);
+    const { target, keyPrefix } = options;
+    if ("url" in target) {
+      const client = await connectSingle(target.url, keyPrefix);
+      return new RedisKv(client, { kind: "single", client, connect: () => connectSingle(target.url, keyPrefix) }, keyPrefix);
     }
-    connected = true;
-    return kv;
+    const cluster = await connectCluster(target.clusterNodes, keyPrefix);
+    return new RedisKv(cluster, { kind: "cluster", cluster }, keyPrefix);
   }
 
   async get(key: string): Promise<string | null> {
@@ -236,17 +218,18 @@ export class RedisKv implements Kv {
   async publish(channel: string, message: string): Promise<void> {
     // Channels are not keys: node-redis does not prefix them, so we do.
     const name = this.keyPrefix + channel;
+    const connection = this.connection;
     // A cluster sends a sharded message (SPUBLISH) to the shard owning the channel's slot only, not to every node.
-    if (this.connection.kind === "single") await this.run(() => (this.connection as { client: Client }).client.publish(name, message));
-    else await this.run(() => (this.connection as { cluster: Cluster }).cluster.sPublish(name, message));
+    await this.run(() => (connection.kind === "single" ? connection.client.publish(name, message) : connection.cluster.sPublish(name, message)));
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void, onDelivery: (reliable: boolean) => void): Promise<Subscription> {
     const name = this.keyPrefix + channel;
+    const connection = this.connection;
     const subscription = await this.run(() =>
-      this.connection.kind === "single"
-        ? singleSubscription(this.connection.client, name, onMessage, onDelivery)
-        : clusterSubscription(this.connection.cluster, name, onMessage, onDelivery),
+      connection.kind === "single"
+        ? singleSubscription(connection.connect, name, onMessage, onDelivery)
+        : clusterSubscription(connection.cluster, name, onMessage, onDelivery),
     );
     this.subscriptions.add(subscription);
     return {
@@ -258,13 +241,13 @@ export class RedisKv implements Kv {
   }
 
   async ping(): Promise<void> {
-    if (this.connection.kind === "single") {
-      await this.run(() => (this.connection as { client: Client }).client.ping());
-      return;
-    }
-    // Ready only when every master answers: a slot whose master is down cannot be served.
-    const { cluster } = this.connection;
-    await this.run(() => Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping())));
+    const connection = this.connection;
+    await this.run(async () => {
+      if (connection.kind === "single") return void (await connection.client.ping());
+      // Ready only when every master answers: a slot whose master is down cannot be served.
+      const { cluster } = connection;
+      await Promise.all(cluster.masters.map(async (master) => (await cluster.nodeClient(master)).ping()));
+    });
   }
 
   async close(): Promise<void> {
@@ -280,6 +263,48 @@ export class RedisKv implements Kv {
       throw translated(error);
     }
   }
+}
+
+// Enterprise maintenance notifications (node-redis's default on RESP3) are not a feature of open-source Redis.
+const COMMON = { scripts: SCRIPTS, disableOfflineQueue: true, maintNotifications: "disabled" } as const;
+
+/**
+ * A client of one Redis. While it has never connected, a lost connection is
+ * not retried, so a start (or a subscription) with Redis away fails at once
+ * instead of waiting; once it has, it reconnects without end.
+ */
+async function connectSingle(url: string, keyPrefix: string): Promise<Client> {
+  let connected = false;
+  const client: Client = RedisClient.create({
+    ...COMMON,
+    keyPrefix,
+    url,
+    socket: { reconnectStrategy: (retries: number, cause: Error) => (connected ? backoffMs(retries) : cause) },
+  });
+  client.on("error", () => {});
+  await client.connect();
+  connected = true;
+  return client;
+}
+
+/** A cluster client, reconnecting to its nodes on the same terms as connectSingle. */
+async function connectCluster(nodes: string[], keyPrefix: string): Promise<Cluster> {
+  let connected = false;
+  const { username, password, tls } = credentials(nodes[0]!);
+  const socket = { reconnectStrategy: (retries: number, cause: Error) => (connected ? backoffMs(retries) : cause) };
+  const cluster: Cluster = RedisCluster.create({
+    ...COMMON,
+    keyPrefix,
+    rootNodes: nodes.map((url) => ({ url })),
+    // The root nodes only serve discovery; every connection to a node the cluster names is made from these.
+    defaults: { ...(username ? { username } : {}), ...(password ? { password } : {}), socket: tls ? { ...socket, tls } : socket },
+    // A node that stays unreachable is likely failed over: look for the slot's new master after a second.
+    topologyRefreshOnReconnectionAttemptStrategy: 1_000,
+  });
+  cluster.on("error", () => {});
+  await cluster.connect();
+  connected = true;
+  return cluster;
 }
 
 /** The user, password and TLS of a node URL: node-redis applies a root node's URL to discovery only. */
