@@ -265,8 +265,12 @@ export class RedisKv implements Kv {
   }
 }
 
-// Enterprise maintenance notifications (node-redis's default on RESP3) are not a feature of open-source Redis.
-const COMMON = { scripts: SCRIPTS, disableOfflineQueue: true, maintNotifications: "disabled" } as const;
+/**
+ * Every connection's settings: commands fail at once while the connection is
+ * down instead of waiting in a queue; Enterprise maintenance notifications
+ * (node-redis's default on RESP3) are not a feature of open-source Redis.
+ */
+const CONNECTION = { disableOfflineQueue: true, maintNotifications: "disabled" } as const;
 
 /**
  * A client of one Redis. While it has never connected, a lost connection is
@@ -276,7 +280,8 @@ const COMMON = { scripts: SCRIPTS, disableOfflineQueue: true, maintNotifications
 async function connectSingle(url: string, keyPrefix: string): Promise<Client> {
   let connected = false;
   const client: Client = RedisClient.create({
-    ...COMMON,
+    ...CONNECTION,
+    scripts: SCRIPTS,
     keyPrefix,
     url,
     socket: { reconnectStrategy: (retries: number, cause: Error) => (connected ? backoffMs(retries) : cause) },
@@ -293,11 +298,16 @@ async function connectCluster(nodes: string[], keyPrefix: string): Promise<Clust
   const { username, password, tls } = credentials(nodes[0]!);
   const socket = { reconnectStrategy: (retries: number, cause: Error) => (connected ? backoffMs(retries) : cause) };
   const cluster: Cluster = RedisCluster.create({
-    ...COMMON,
+    scripts: SCRIPTS,
     keyPrefix,
     rootNodes: nodes.map((url) => ({ url })),
     // The root nodes only serve discovery; every connection to a node the cluster names is made from these.
-    defaults: { ...(username ? { username } : {}), ...(password ? { password } : {}), socket: tls ? { ...socket, tls } : socket },
+    defaults: {
+      ...CONNECTION,
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+      socket: tls ? { ...socket, tls } : socket,
+    },
     // A node that stays unreachable is likely failed over: look for the slot's new master after a second.
     topologyRefreshOnReconnectionAttemptStrategy: 1_000,
   });
