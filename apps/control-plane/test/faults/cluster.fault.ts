@@ -39,6 +39,8 @@ interface LoadHost {
 class HeartbeatLoad {
   beats = 0;
   unavailable = 0;
+  /** The slowest answer since the last reset (ms). */
+  slowestMs = 0;
   readonly errors: string[] = [];
   private running = true;
   private readonly loops: Promise<void>[];
@@ -56,6 +58,7 @@ class HeartbeatLoad {
   }
 
   private async beat(plane: ControlPlane, host: LoadHost): Promise<void> {
+    const sent = performance.now();
     try {
       const res = await fetch(`${plane.url}/v1/hosts/${host.id}/heartbeat`, {
         method: "POST",
@@ -63,6 +66,7 @@ class HeartbeatLoad {
         signal: AbortSignal.timeout(10_000),
       });
       const body = await res.text();
+      this.slowestMs = Math.max(this.slowestMs, performance.now() - sent);
       this.beats++;
       if (res.status === 503 && Number(res.headers.get("retry-after")) > 0) this.unavailable++;
       else if (res.status !== 204) this.errors.push(`${res.status} ${body.slice(0, 200)}`);
@@ -143,6 +147,7 @@ describe("a Redis Cluster under heartbeat load (PostgreSQL + Redis Cluster mode)
         const victim = (await slotMaster(ports[0]!, slot))!;
         const survivor = ports.find((port) => port !== victim)!;
         const beatsBefore = load.beats;
+        load.slowestMs = 0;
         await killRedisServer(join(dir, "cluster", `${victim}.pid`));
         const killedAt = Date.now();
         await waitFor(
@@ -174,7 +179,9 @@ describe("a Redis Cluster under heartbeat load (PostgreSQL + Redis Cluster mode)
         // Past a full window after the failover: a sweep that blamed the hosts would have marked them by now.
         await sleep(WINDOW_S * 1000 + 1000);
         await load.stop();
-        observe(`${load.beats - beatsBefore} beats from the kill on: ${load.unavailable} answered 503 with Retry-After, ${load.errors.length} other errors`);
+        observe(
+          `${load.beats - beatsBefore} beats from the kill on: ${load.unavailable} answered 503 with Retry-After, ${load.errors.length} other errors, slowest answer ${load.slowestMs.toFixed(0)} ms`,
+        );
         expect(load.errors).toEqual([]);
         observe(await expectNoneMarkedOffline(planes[0]!, [...agents.map((agent) => agent.hostId), ...loadHosts.map((host) => host.id)]));
 
