@@ -20,7 +20,8 @@ import {
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
 import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
-import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { AddMemberBody, CreateTeamBody, Member, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
 /**
@@ -45,6 +46,8 @@ export interface RouteDef {
   bodyOptional?: boolean;
   status: 200 | 201 | 204;
   response?: TSchema;
+  /** The success body's media type when it is not JSON. */
+  responseType?: "text/plain";
   errors: readonly ErrorCode[];
 }
 
@@ -97,6 +100,11 @@ export const routes = {
     operationId: "addMember", method: "post", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
     summary: "Add a user to a team as owner or member (admin, team owner)", params: TeamParams, body: AddMemberBody,
     status: 201, response: MemberResponse, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listMembers: route({
+    operationId: "listMembers", method: "get", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
+    summary: "List a team's members, oldest first (admin, the team's own members)", params: TeamParams, query: ListQuery,
+    status: 200, response: Page(Member), errors: OPERATOR_ERRORS,
   }),
   removeMember: route({
     operationId: "removeMember", method: "delete", path: "/v1/teams/{team_id}/members/{user_id}", auth: "api_key",
@@ -193,6 +201,22 @@ export const routes = {
     operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
     summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
     status: 200, response: RevocationList, errors: [],
+  }),
+
+  getHealth: route({
+    operationId: "getHealth", method: "get", path: "/healthz", auth: "none", tag: "System",
+    summary: "Liveness: the process is up and serving (checks no store)",
+    status: 200, response: Health, errors: [],
+  }),
+  getReadiness: route({
+    operationId: "getReadiness", method: "get", path: "/readyz", auth: "none", tag: "System",
+    summary: "Readiness: every backing store answered within 2 s; 503 with Retry-After names those that did not",
+    status: 200, response: Readiness, errors: ["unavailable"],
+  }),
+  getMetrics: route({
+    operationId: "getMetrics", method: "get", path: "/metrics", auth: "none", tag: "System",
+    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands",
+    status: 200, response: MetricsText, responseType: "text/plain", errors: [],
   }),
 
   registerHost: route({
