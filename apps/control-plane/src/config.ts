@@ -18,6 +18,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** A Redis Cluster instead of one Redis: node URLs to discover it from (any few of its nodes). */
+  redisClusterNodes: string[] | null;
   /** Prepended to every Redis key, so several deployments can share one Redis. */
   kvPrefix: string;
   adminKey: string | null;
@@ -82,6 +84,7 @@ export const defaultConfig: Config = {
   dataDir: "./.muster",
   databaseUrl: null,
   redisUrl: null,
+  redisClusterNodes: null,
   kvPrefix: "muster:",
   adminKey: null,
   heartbeatIntervalS: 30,
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
     databaseUrl: text("DATABASE_URL"),
     redisUrl: text("REDIS_URL"),
+    redisClusterNodes: nonEmpty(list("REDIS_CLUSTER_NODES")),
     kvPrefix: text("MUSTER_KV_PREFIX") ?? defaultConfig.kvPrefix,
     adminKey: text("MUSTER_ADMIN_KEY"),
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
@@ -208,9 +212,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
   }
+  if (config.redisUrl !== null && config.redisClusterNodes !== null) {
+    problems.push("REDIS_URL and REDIS_CLUSTER_NODES exclude each other: give one Redis or a Redis Cluster");
+  }
+  if (config.redisClusterNodes !== null && /[{}]/.test(config.kvPrefix)) {
+    // The first {…} of a key is its hash tag: braces in the prefix would put every key in one slot, on one master.
+    problems.push("MUSTER_KV_PREFIX must not contain { or } with REDIS_CLUSTER_NODES");
+  }
   for (const [name, url, schemes] of [
     ["DATABASE_URL", config.databaseUrl, ["postgres:", "postgresql:"]],
     ["REDIS_URL", config.redisUrl, ["redis:", "rediss:"]],
+    ...(config.redisClusterNodes ?? []).map((node) => ["REDIS_CLUSTER_NODES", node, ["redis:", "rediss:"]] as const),
   ] as const) {
     if (url !== null && !schemes.some((scheme) => url.startsWith(scheme))) {
       problems.push(`${name} must start with ${schemes.join(" or ")}//`);
@@ -221,6 +233,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return config;
+}
+
+/** A comma-separated list, entries trimmed; null when nothing is listed. */
+function nonEmpty(entries: string[]): string[] | null {
+  return entries.length > 0 ? entries : null;
 }
 
 function isAddressOrCidr(entry: string): boolean {

@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   server.listen(config.port, config.listenHost, () => {
     const host = config.listenHost.includes(":") ? `[${config.listenHost}]` : config.listenHost;
     logger.info(
-      { host: config.listenHost, port: config.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
+      { host: config.listenHost, port: config.port, database: stores.database.kind, kv: config.redisClusterNodes ? "redis-cluster" : config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
       `control plane listening on ${tls ? "https" : "http"}://${host}:${config.port} (API reference at /docs)`,
     );
   });

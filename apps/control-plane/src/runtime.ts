@@ -10,7 +10,7 @@ import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import type { Kv } from "./kv/kv.js";
 import { MemoryKv } from "./kv/memory.js";
-import { RedisKv } from "./kv/redis.js";
+import { RedisKv, type RedisTarget } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
 import { CertificateAuthority } from "./pki/ca.js";
@@ -29,23 +29,23 @@ export interface Stores {
   kv: Kv;
 }
 
-/** The environment alone decides: DATABASE_URL / REDIS_URL, or the embedded default in the data folder. */
+/** The environment alone decides: DATABASE_URL, REDIS_URL or REDIS_CLUSTER_NODES, or the embedded default in the data folder. */
 export async function openStores(config: Config): Promise<Stores> {
   const database = config.databaseUrl ? await openPostgres(config.databaseUrl) : await openEmbedded(config.dataDir);
-  let kv: Kv;
-  if (config.redisUrl) {
-    const redis = new RedisKv({ url: config.redisUrl, keyPrefix: config.kvPrefix });
-    try {
-      await redis.connect();
-    } catch (error) {
-      await database.close();
-      throw new Error(`cannot reach Redis at REDIS_URL (${(error as Error).message}); is it running?`, { cause: error });
-    }
-    kv = redis;
-  } else {
-    kv = new MemoryKv();
+  const target = redisTarget(config);
+  if (target === null) return { database, kv: new MemoryKv() };
+  try {
+    return { database, kv: await RedisKv.connect({ target, keyPrefix: config.kvPrefix }) };
+  } catch (error) {
+    await database.close();
+    const named = "url" in target ? "Redis at REDIS_URL" : "the Redis Cluster at REDIS_CLUSTER_NODES";
+    throw new Error(`cannot reach ${named} (${(error as Error).message}); is it running?`, { cause: error });
   }
-  return { database, kv };
+}
+
+function redisTarget(config: Config): RedisTarget | null {
+  if (config.redisClusterNodes) return { clusterNodes: config.redisClusterNodes };
+  return config.redisUrl ? { url: config.redisUrl } : null;
 }
 
 export interface RuntimeOptions {
@@ -85,7 +85,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, clock, random, config);
   const ca = await CertificateAuthority.load(db, clock, random, config);
-  const metrics = createMetrics(() => countHostsByStatus(db));
+  const metrics = createMetrics(
+    () => countHostsByStatus(db),
+    () => liveness.credentialsTrusted,
+  );
   const pacing = new Pacing(db, config, logger);
   const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
   const serviceDeps = {

@@ -32,6 +32,7 @@ function start(env: Record<string, string>): Started {
   const clean = { ...process.env };
   delete clean.DATABASE_URL;
   delete clean.REDIS_URL;
+  delete clean.REDIS_CLUSTER_NODES;
   delete clean.MUSTER_ADMIN_KEY;
   const child = spawn(TSX, ["src/main.ts"], { cwd: APP_DIR, env: { ...clean, LOG_LEVEL: "info", ...env }, stdio: "pipe" });
   children.push(child);

@@ -14,7 +14,7 @@ export { TcpBalancer } from "./balancer.js";
 /**
  * Starts a real control plane in its own process, the way an operator does, for
  * the tests of the SDK, the CLI and the agent (which must not import the app).
- * It follows the suite's storage mode: with DATABASE_URL and REDIS_URL set it
+ * It follows the suite's storage mode: with DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_NODES) set it
  * gets a fresh database and its own Redis key prefix, otherwise the embedded
  * default in a temporary data folder.
  */

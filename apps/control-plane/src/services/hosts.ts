@@ -11,7 +11,8 @@ import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
 import { revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
-import { LIVENESS_KEY, registrationTokenKey } from "./kv-keys.js";
+import { registrationTokenKey } from "./kv-keys.js";
+import { LivenessSet } from "./liveness-set.js";
 import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js";
 
 /**
@@ -154,7 +155,7 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
     ]);
     return certificates;
   });
-  await deps.kv.zRem(LIVENESS_KEY, [hostId]);
+  await new LivenessSet(deps.kv).remove(hostId);
   if (revoked > 0) await deps.revocationLists.changed();
 }
 
