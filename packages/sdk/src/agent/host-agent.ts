@@ -9,10 +9,11 @@ import {
   type RegisterHostBody,
 } from "@muster/contract";
 import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js";
-import { Transport } from "../transport.js";
+import { Transport, type FetchLike } from "../transport.js";
 import { backoffDelayMs, heartbeatDelayMs, retryDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
 import { CommandRunner } from "./commands.js";
+import { httpFetch } from "./http.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { clockSkewMs, ClockSkewWatch } from "./clock-skew.js";
@@ -122,11 +123,11 @@ export class HostAgent {
     );
     this.tls = /^https:/i.test(options.controlPlane) ? pinnedTls(() => this.creds?.server_certificate_pin, options.ca) : null;
     const skew = this.clockSkewWatch(options.maxClockSkewMs ?? MAX_CLOCK_SKEW_MS);
-    const fetchFn = options.fetch ?? this.tls?.fetch ?? globalThis.fetch.bind(globalThis);
+    const fetchFn = options.fetch ?? this.tls?.fetch ?? httpFetch();
     const transport = {
       baseUrl: options.controlPlane,
-      fetch: async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-        const response = await fetchFn(input, init);
+      fetch: async (...request: Parameters<FetchLike>) => {
+        const response = await fetchFn(...request);
         skew.observe(clockSkewMs(response.headers.get("date"), this.clock.now()));
         return response;
       },
