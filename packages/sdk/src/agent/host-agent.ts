@@ -105,6 +105,8 @@ export class HostAgent {
   private channel: AgentChannel | null = null;
   private channelUp = false;
   private channelFailures = 0;
+  /** Dial the channel when the current step ends (set at start, for the first step). */
+  private dialAfterStep = false;
   private redialTimer: unknown = null;
   private readonly commands: CommandRunner;
   /** Waiting for a refresh asked for by a `refresh_credentials` command; the next step does it. */
@@ -296,8 +298,9 @@ export class HostAgent {
     this.status = "running";
     this.log.info({ host_id: creds.host_id, heartbeat_interval_s: creds.heartbeat_interval_s }, "agent started");
     this.events.emit("started", { hostId: creds.host_id, heartbeatIntervalS: creds.heartbeat_interval_s });
+    // The first heartbeat goes out alone, over HTTP: a channel dialed alongside would hold it back. The channel follows once it is answered.
+    this.dialAfterStep = this.options.channel !== false;
     this.schedule(0);
-    if (this.options.channel !== false) this.dial();
   }
 
   /**
@@ -362,7 +365,13 @@ export class HostAgent {
     if (this.refreshWaiters.length > 0) delayMs = 0;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
-      this.step = this.runStep().finally(() => (this.step = null));
+      this.step = this.runStep().finally(() => {
+        this.step = null;
+        if (this.dialAfterStep && this.running) {
+          this.dialAfterStep = false;
+          this.dial();
+        }
+      });
     }, delayMs);
   }
 
