@@ -145,7 +145,7 @@ export class HostAgent {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.commands = new CommandRunner(
       {
-        ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null }),
+        ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null, memory: processMemory() }),
         refresh_credentials: () => this.refreshOnCommand(),
       },
       this.log,
@@ -706,6 +706,12 @@ export class HostAgent {
       this.inFlight.delete(entry);
     }
   }
+}
+
+/** The agent process's memory, for `ping`: what an operator (and the soak benchmark) watches for growth. */
+function processMemory(): { rss_bytes: number; heap_used_bytes: number } {
+  const { rss, heapUsed } = process.memoryUsage();
+  return { rss_bytes: rss, heap_used_bytes: heapUsed };
 }
 
 function registrationMessage(error: unknown, baseUrl: string): string {
