@@ -5,8 +5,9 @@ import { DataDirLockedError } from "./db/client.js";
 import { createHttpServer } from "./http/server.js";
 import { buildRuntime, openStores } from "./runtime.js";
 import { loadServerTls } from "./tls.js";
+import { releaseYoungGeneration } from "./young-generation.js";
 
-// main.ts sits one folder below the app root both as source and when bundled into dist/.
+// This module sits one folder below the app root both as source and when bundled into dist/.
 const MIGRATIONS = fileURLToPath(new URL("../drizzle", import.meta.url));
 
 function fail(message: string): never {
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
   });
 
   runtime.channels.attach(server);
+  releaseYoungGeneration();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
