@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Presets, SingleBar } from "cli-progress";
 import { routes } from "@muster/contract";
 import { Transport } from "@muster/sdk";
+import { ClusterSpread } from "./cluster.js";
 import type { FromWorker, ToWorker, WorkerCounts, WorkerHost } from "./fleet-worker.js";
 import { cpuSeconds, enrollHosts, freshStores, median, ROOT, startControlPlane } from "./lib.js";
 
@@ -16,7 +17,9 @@ import { cpuSeconds, enrollHosts, freshStores, median, ROOT, startControlPlane }
  * HTTP while it is down; FLEET_MODE=http keeps every beat on HTTP. Part of the fleet is silenced on purpose. At the end:
  * throughput by lane, control-plane CPU per beat on each lane, memory per
  * connected host, errors, hosts marked offline that never went silent (false
- * transitions) and how late each silenced host was marked offline.
+ * transitions) and how late each silenced host was marked offline. On a
+ * Redis Cluster (REDIS_CLUSTER_NODES) it also reports how the run's keys and
+ * load spread over the masters.
  */
 const HOSTS = Number(process.env.FLEET_HOSTS ?? 10_000);
 const PLANES = Number(process.env.FLEET_PLANES ?? (process.env.DATABASE_URL ? 2 : 1));
@@ -37,7 +40,7 @@ function fail(message: string): never {
 }
 
 if (MODE !== "channel" && MODE !== "http") fail(`FLEET_MODE is "channel" (the default) or "http", not "${MODE}"`);
-if (PLANES > 1 && !process.env.DATABASE_URL) fail("Several control planes share PostgreSQL + Redis: set DATABASE_URL and REDIS_URL (see scripts/services.sh).");
+if (PLANES > 1 && !process.env.DATABASE_URL) fail("Several control planes share PostgreSQL + Redis: set DATABASE_URL and REDIS_URL or REDIS_CLUSTER_NODES (see scripts/services.sh).");
 const channels = MODE === "channel";
 const openFiles = Number(execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).trim());
 const perPlane = Math.ceil(HOSTS / PLANES);
@@ -123,6 +126,10 @@ async function main() {
   enrolling.update(HOSTS, { detail: `in ${((Date.now() - started) / 1000).toFixed(0)} s` });
   enrolling.stop();
 
+  const clusterNodes = process.env.REDIS_CLUSTER_NODES?.split(",");
+  const cluster = clusterNodes ? await ClusterSpread.open(clusterNodes, stores.env.MUSTER_KV_PREFIX!) : null;
+  await cluster?.mark();
+
   // Each simulator process reaches the planes at a loopback address of its own: one address and port pair has ~28,000 source ports.
   const slices: WorkerHost[][] = Array.from({ length: workerCount }, () => []);
   enrolled.forEach((host, i) => {
@@ -194,6 +201,7 @@ async function main() {
   }, (DURATION_S * 1000) / 3);
   const lane = await cpuPerBeat("beat   seconds ", DURATION_S, channels ? "channelBeats" : "httpBeats");
   clearTimeout(silencing);
+  const spread = (await cluster?.report()) ?? [];
 
   // Give the sweeper the rest of the silenced hosts' window, plus its 2 s promise.
   const silenced = workers.flatMap((worker) => worker.silenced);
@@ -261,6 +269,8 @@ async function main() {
     ["whole run", `${beatSeconds.toFixed(0)} s`],
   ];
   process.stdout.write("\n" + lines.map(([k, v]) => `  ${k.padEnd(32)} ${v}`).join("\n") + "\n");
+  if (spread.length > 0) process.stdout.write(`\n${spread.join("\n")}\n`);
+  await cluster?.close();
 
   for (const plane of planes) await plane.stop();
   await stores.dispose();

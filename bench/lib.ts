@@ -86,8 +86,9 @@ export interface SharedStores {
 }
 
 /**
- * A fresh database (and Redis key space) when DATABASE_URL/REDIS_URL are set,
- * else a temporary data folder; `embedded` asks for the folder whatever is set.
+ * A fresh database (and Redis key space) when DATABASE_URL and REDIS_URL or
+ * REDIS_CLUSTER_NODES are set, else a temporary data folder; `embedded` asks
+ * for the folder whatever is set.
  */
 export async function freshStores(options: { embedded?: boolean } = {}): Promise<SharedStores> {
   const unique = randomBytes(6).toString("hex");
@@ -98,7 +99,7 @@ export async function freshStores(options: { embedded?: boolean } = {}): Promise
   const database = postgres ? await throwawayDatabase(postgres, "muster_bench") : null;
   if (database) env.DATABASE_URL = database.url;
   // An empty variable counts as unset: the control plane must not pick up this shell's stores.
-  else Object.assign(env, { DATABASE_URL: "", REDIS_URL: "" });
+  else Object.assign(env, { DATABASE_URL: "", REDIS_URL: "", REDIS_CLUSTER_NODES: "" });
   return {
     env,
     adminKey,

@@ -136,7 +136,8 @@ describe("refused input changes nothing", () => {
       expect(properties.length).toBeGreaterThan(0);
       const problems = await refusals(
         properties.flatMap(([field, fieldSchema]) =>
-          [wrongTypeFor(fieldSchema), null].map((value) => ({
+          // A field that takes any JSON (a command's result) has no wrong type.
+          [wrongTypeFor(fieldSchema), null].filter((value) => !Value.Check(fieldSchema, value)).map((value) => ({
             label: `${field}=${JSON.stringify(value)}`,
             send: () => sendRaw(route, JSON.stringify({ ...validBody(route), [field]: value })),
             statuses: [400],
@@ -186,8 +187,8 @@ describe("refused input changes nothing", () => {
         const problems = await refusals(
           cases.map(({ value }) => {
             const wellFormed = Value.Check(paramSchema, value);
-            // A well-formed ID that names nothing is 404; on a host route the token names another host: 403.
-            const statuses = !wellFormed ? [400] : route.auth === "host_token" ? [403] : [404];
+            // A well-formed ID that names nothing is 404; as the host of a host route it is not the token's host: 403.
+            const statuses = !wellFormed ? [400] : route.auth === "host_token" && name === "id" ? [403] : [404];
             return {
               label: value.slice(0, 60),
               send: () => sendRaw(route, body, pathOf(route, { [name]: encodeURIComponent(value) })),
@@ -244,6 +245,54 @@ describe("refused input changes nothing", () => {
         return bad.map((value) => ({ label: `${name}=${value.slice(0, 30)}`, send: () => list({ [name]: value }), statuses: [400], mentions: name }));
       });
       const problems = await refusals(cases);
+      expect(problems).toEqual([]);
+    });
+  });
+
+  describe("on every route", () => {
+    /** The route's request with its valid body (if it takes one), so only the mistake under test can be refused. */
+    const sendValid = (route: RouteDef, options: { query?: string; contentType?: string } = {}) =>
+      t.http.call(route.method.toUpperCase(), `${pathOf(route)}${options.query ? `?${options.query}` : ""}`, {
+        ...credentialFor(route),
+        ...(route.body ? { rawBody: JSON.stringify(validBody(route)), headers: { "content-type": options.contentType ?? "application/json" } } : {}),
+      });
+
+    it("refuses a query parameter the route does not take as 400 naming it", async () => {
+      const problems = await refusals(
+        ALL_ROUTES.map((route) => ({
+          label: route.operationId, send: () => sendValid(route, { query: "not_a_param=1" }), statuses: [400], mentions: "not_a_param",
+        })),
+      );
+      expect(problems).toEqual([]);
+    });
+
+    it("refuses a body whose Content-Type is not JSON as 415", async () => {
+      const types = ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x", "application/jsonp"];
+      const problems = await refusals(
+        BODY_ROUTES.flatMap((route) =>
+          types.map((contentType) => ({ label: `${route.operationId} ${contentType}`, send: () => sendValid(route, { contentType }), statuses: [415], mentions: "application/json" })),
+        ),
+      );
+      expect(problems).toEqual([]);
+    });
+
+    const templates = [...new Set(ALL_ROUTES.map((route) => route.path))];
+    const matches = (template: string, path: string) => new RegExp(`^${template.replace(/\{\w+\}/g, "[^/]+")}$`).test(path);
+
+    it("answers a method a known path does not take with 405 and Allow naming those it does", async () => {
+      const problems: string[] = [];
+      for (const template of templates) {
+        const path = pathOf(ALL_ROUTES.find((route) => route.path === template)!);
+        // Every template the concrete path matches routes it (GET /v1/hosts/register is getHost's, with a bad ID).
+        const methods = new Set(ALL_ROUTES.filter((route) => matches(route.path, path)).map((route) => route.method.toUpperCase()));
+        if (methods.has("GET")) methods.add("HEAD");
+        for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].filter((m) => !methods.has(m))) {
+          const res = await t.http.call(method, path, { key: t.adminKey });
+          const problem = envelopeProblem(res, [405]);
+          const allow = res.headers.get("allow");
+          if (problem || allow !== [...methods].sort().join(", ")) problems.push(`${method} ${path}: ${problem ?? `Allow: ${allow}`}`);
+        }
+      }
       expect(problems).toEqual([]);
     });
   });

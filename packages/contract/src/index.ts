@@ -10,6 +10,7 @@ export * from "./hosts.js";
 export * from "./ids.js";
 export * from "./me.js";
 export * from "./routes.js";
+export * from "./system.js";
 export * from "./teams.js";
 export * from "./users.js";
 export * from "./pki.js";

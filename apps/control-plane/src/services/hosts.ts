@@ -1,6 +1,6 @@
 import type { CreateHostBody, ListHostsQuery } from "@muster/contract";
 import { canonicalArch, MAX_TAGS_PER_HOST, PAGE_LIMIT_DEFAULT } from "@muster/contract";
-import { and, asc, count, eq, exists, isNull, type SQL } from "drizzle-orm";
+import { and, asc, count, eq, exists, ilike, isNull, type SQL } from "drizzle-orm";
 import { hostRefreshTokens, hostRegistrationTokens, hostTags, hosts, teams, type HostRow } from "../db/schema/index.js";
 import { conflict, invalid, notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
@@ -11,7 +11,8 @@ import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
 import { revokeHostCertificates } from "./host-certificates.js";
 import { hostViews } from "./host-views.js";
-import { LIVENESS_KEY, registrationTokenKey } from "./kv-keys.js";
+import { registrationTokenKey } from "./kv-keys.js";
+import { LivenessSet } from "./liveness-set.js";
 import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js";
 
 /**
@@ -107,6 +108,8 @@ export async function listHosts(deps: ServiceDeps, actor: Actor, query: ListHost
   if (query.type) filters.push(eq(hosts.type, query.type));
   if (query.team_id) filters.push(eq(hosts.teamId, query.team_id));
   if (query.arch) filters.push(eq(hosts.arch, canonicalArch(query.arch)));
+  // A prefix, not a pattern: the caller's % and _ are literal.
+  if (query.hostname) filters.push(ilike(hosts.hostname, `${query.hostname.replace(/[\\%_]/g, "\\$&")}%`));
   if (query.tag) {
     const tagged = deps.db
       .select({ one: hostTags.hostId })
@@ -132,7 +135,7 @@ export async function getHost(deps: ServiceDeps, actor: Actor, hostId: string) {
 
 /** Deletes a host and kills its credentials at once: cached state flips to "deleted" before the commit. */
 export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string) {
-  await withTransaction(deps.db, async (tx) => {
+  const revoked = await withTransaction(deps.db, async (tx) => {
     const host = await hostFor(tx, actor, hostId, "manage", true);
     const now = deps.clock.now();
     await tx.update(hosts).set({ deletedAt: now, updatedAt: now, credentialFamily: null }).where(eq(hosts.id, hostId));
@@ -146,13 +149,15 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
       .where(and(eq(hostRegistrationTokens.hostId, hostId), isNull(hostRegistrationTokens.usedAt), isNull(hostRegistrationTokens.supersededAt)))
       .returning({ tokenHash: hostRegistrationTokens.tokenHash });
     await deps.kv.del(unused.map((row) => registrationTokenKey(row.tokenHash)));
-    await revokeHostCertificates(tx, deps, hostId);
+    const certificates = await revokeHostCertificates(tx, deps, hostId);
     await publishCredentialState(deps.kv, hostId, { kind: "deleted" });
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.deleted", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { type: host.type } },
     ]);
+    return certificates;
   });
-  await deps.kv.zRem(LIVENESS_KEY, [hostId]);
+  await new LivenessSet(deps.kv).remove(hostId);
+  if (revoked > 0) await deps.revocationLists.changed();
 }
 
 export async function regenerateHostToken(deps: ServiceDeps, actor: Actor, hostId: string) {

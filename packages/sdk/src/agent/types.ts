@@ -3,6 +3,7 @@ import type { MusterError } from "../errors.js";
 import type { FetchLike } from "../transport.js";
 import type { AgentClock } from "./clock.js";
 import type { CredentialStore, StoredCredentials } from "./credentials.js";
+import type { CommandOutcomeStore } from "./outcomes.js";
 import type { HostSpecs } from "./specs.js";
 
 /** pino-shaped: a logger of the embedding daemon drops in as it is. */
@@ -54,6 +55,13 @@ export interface HostAgentOptions {
   ca?: string | Buffer;
   /** Keep the agent channel (a WebSocket to the control plane) open for heartbeats and commands (default true); false: HTTP heartbeats only, no commands. */
   channel?: boolean;
+  /**
+   * Where the agent remembers each command's outcome until it expires, so a
+   * restarted agent never runs a command twice nor loses a result. Default:
+   * the credential store's (`FileCredentialStore`: a file beside the
+   * credentials), else memory only.
+   */
+  commandOutcomes?: CommandOutcomeStore;
   /** Warn when this host's clock is further than this from the control plane's (default 10 s). */
   maxClockSkewMs?: number;
 }
