@@ -16,6 +16,7 @@ import { createMetrics } from "./metrics.js";
 import { CertificateAuthority } from "./pki/ca.js";
 import { ControlPlaneIdentity } from "./pki/identity.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
+import { canonicalizeHostArch } from "./services/host-arch.js";
 import { countCommandsByStatus } from "./services/commands.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
@@ -77,6 +78,8 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const bootstrap = await database.exclusively(async () => {
     await database.migrate(options.migrationsFolder);
+    const renamed = await canonicalizeHostArch(db);
+    if (renamed > 0) logger.info({ hosts: renamed }, "host architectures renamed to the canonical names (amd64, arm64, …)");
     return bootstrapAdmin({ db, clock, random }, config.adminKey);
   });
   if (!bootstrap.created && config.adminKey) {

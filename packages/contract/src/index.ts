@@ -1,5 +1,6 @@
 import "./formats.js";
 export * from "./api-keys.js";
+export * from "./arch.js";
 export * from "./audit.js";
 export * from "./channel.js";
 export * from "./commands.js";

@@ -18,11 +18,26 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** What the transport reads of an answer: a fetch Response has it all. */
+export interface ResponseLike {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  json(): Promise<unknown>;
+  text(): Promise<string>;
+}
+
+/** What the transport needs of fetch: the platform's fetch fits, and so does the agent's smaller one over node:http. */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+) => Promise<ResponseLike>;
+
 export interface TransportOptions {
   baseUrl: string;
   /** Headers that authenticate a call, asked for on every attempt (credentials may rotate). */
   authHeaders?: () => Record<string, string>;
-  fetch?: typeof fetch;
+  fetch?: FetchLike;
   timeoutMs?: number;
   /** Retries of a failed attempt, where a retry is safe. */
   maxRetries?: number;
@@ -46,7 +61,7 @@ const KNOWN_CODES = new Set<string>(ERROR_CODES);
  * carries an Idempotency-Key, whose retry gets the first answer.
  */
 export class Transport {
-  private readonly fetch: typeof fetch;
+  private readonly fetch: FetchLike;
   readonly baseUrl: string;
 
   constructor(private readonly options: TransportOptions) {
@@ -70,7 +85,7 @@ export class Transport {
     const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
 
     for (let attempt = 0; ; attempt++) {
-      let response: Response;
+      let response: ResponseLike;
       try {
         response = await this.attempt(route.method, target, extraHeaders, body, options);
       } catch (error) {
@@ -94,7 +109,7 @@ export class Transport {
     }
   }
 
-  private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<Response> {
+  private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<ResponseLike> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -117,7 +132,7 @@ export class Transport {
   }
 }
 
-async function apiError(response: Response): Promise<MusterApiError> {
+async function apiError(response: ResponseLike): Promise<MusterApiError> {
   const requestId = response.headers.get("x-request-id");
   const retryAfterS = parseRetryAfter(response.headers.get("retry-after"));
   const text = await response.text().catch(() => "");

@@ -1,5 +1,7 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -122,18 +124,55 @@ function holderRunning(pidPath: string): boolean {
 }
 
 /**
+ * PostgreSQL's settings for the embedded database. PGlite keeps PostgreSQL's
+ * shared memory in the process's own (WebAssembly) memory, which never
+ * shrinks; the server default of 128 MB of shared buffers is sized for a
+ * machine's database server, not for a control plane's few tables: 8 MB
+ * holds the working set of a fleet of thousands (docs/benchmarks.md).
+ */
+const PGLITE_OPTIONS = { startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=8MB"] };
+
+/**
+ * Creates a new data folder's database in a process of its own. PGlite's
+ * initdb peaks at ~750 MiB in the process that runs it, and that process never
+ * gets the memory back (WebAssembly memory does not shrink, and the C heap it
+ * grew stays fragmented): in a short-lived process the peak ends with it.
+ */
+async function createDatabaseApart(pgDir: string): Promise<void> {
+  const script = [
+    `const { PGlite } = await import(${JSON.stringify(import.meta.resolve("@electric-sql/pglite"))});`,
+    `const db = new PGlite(${JSON.stringify(pgDir)}, ${JSON.stringify(PGLITE_OPTIONS)});`,
+    "await db.waitReady;",
+    "await db.close();",
+  ].join("\n");
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, ["--input-type=module", "--eval", script], { timeout: 300_000 }, (error, _stdout, stderr) =>
+      error ? reject(new Error(`creating the embedded database in ${pgDir} failed: ${stderr.trim() || error.message}`)) : resolve(),
+    );
+  });
+}
+
+/**
  * PGlite in `dataDir/pg`, or in memory when dataDir is null (tests). PGlite does
  * not guard its folder itself, so a lock file keeps a second process out.
  */
 export async function openEmbedded(dataDir: string | null): Promise<Database> {
+  // PGlite's WebAssembly (9 MB of PostgreSQL) stays in V8's baseline compiler: optimising it cost ~40 MiB
+  // of compiler memory the process kept, for queries the control plane seldom runs (beats do not reach PostgreSQL one by one).
+  setFlagsFromString("--liftoff-only");
   let release: (() => Promise<void>) | null = null;
   let pglite: PGlite;
   if (dataDir === null) {
-    pglite = new PGlite();
+    pglite = new PGlite(PGLITE_OPTIONS);
   } else {
     mkdirSync(dataDir, { recursive: true });
     release = await lockDataDir(dataDir);
-    pglite = new PGlite(join(dataDir, "pg"));
+    const pgDir = join(dataDir, "pg");
+    if (!existsSync(join(pgDir, "PG_VERSION"))) await createDatabaseApart(pgDir).catch(async (error: unknown) => {
+      await release?.();
+      throw error;
+    });
+    pglite = new PGlite(pgDir, PGLITE_OPTIONS);
   }
   const db = drizzlePglite(pglite, { schema }) as unknown as Db;
   return {

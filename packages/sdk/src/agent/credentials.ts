@@ -1,6 +1,7 @@
 import { IdSchema, type HostCredentials } from "@muster/contract";
 import { Type, type Static } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { Errors } from "@sinclair/typebox/errors";
+import { Check } from "@sinclair/typebox/value";
 import { MusterError } from "../errors.js";
 import type { CommandOutcomeStore } from "./outcomes.js";
 
@@ -87,8 +88,8 @@ export class CredentialsFileError extends MusterError {
 
 /** Checks a parsed credentials document; the error names the first field that is wrong. */
 export function parseStoredCredentials(document: unknown, source: string): StoredCredentials {
-  if (Value.Check(StoredCredentials, document)) return document;
-  const first = Value.Errors(StoredCredentials, document).First();
+  if (Check(StoredCredentials, document)) return document;
+  const first = Errors(StoredCredentials, document).First();
   const where = first ? `${first.path || "/"}: ${first.message}` : "unexpected shape";
   throw new CredentialsFileError(
     "corrupt",
