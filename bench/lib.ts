@@ -88,7 +88,10 @@ export async function freshStores(): Promise<SharedStores> {
   const dataDir = mkdtempSync(join(tmpdir(), "muster-bench-"));
   const env: Record<string, string> = { MUSTER_DATA_DIR: dataDir, MUSTER_KV_PREFIX: `bench-${unique}:` };
   const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_bench") : null;
-  if (database) env.DATABASE_URL = database.url;
+  if (database) {
+    env.DATABASE_URL = database.url;
+    env.MUSTER_SECRET_KEY = randomBytes(32).toString("base64");
+  }
   return {
     env,
     adminKey,

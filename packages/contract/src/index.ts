@@ -12,3 +12,4 @@ export * from "./routes.js";
 export * from "./teams.js";
 export * from "./users.js";
 export * from "./pki.js";
+export * from "./system.js";

@@ -84,7 +84,11 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
   };
 
   const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit") : null;
-  if (database) childEnv.DATABASE_URL = database.url;
+  if (database) {
+    childEnv.DATABASE_URL = database.url;
+    // PostgreSQL mode needs a key-encryption key from outside the database (embedded mode makes its own).
+    childEnv.MUSTER_SECRET_KEY ??= randomBytes(32).toString("base64");
+  }
 
   const child = spawn(process.execPath, [TSX_CLI, MAIN], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";

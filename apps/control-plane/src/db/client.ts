@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -10,6 +10,9 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg
 import type { ExtractTablesWithRelations } from "drizzle-orm";
 import postgres from "postgres";
 import lockfile from "proper-lockfile";
+import { claimDataDir, DataDirError, restrictDataDir } from "./data-dir.js";
+
+export { DataDirError };
 import * as schema from "./schema/index.js";
 
 export type Schema = typeof schema;
@@ -20,6 +23,8 @@ export interface Database {
   db: Db;
   /** "embedded" (PGlite in the data folder) or "postgres". */
   kind: "embedded" | "postgres";
+  /** The embedded database's data folder; null for PostgreSQL and for an in-memory PGlite. */
+  dataDir: string | null;
   migrate(migrationsFolder: string): Promise<void>;
   /** Runs start-up work (migrations, bootstrap) in one process at a time. */
   exclusively<T>(work: () => Promise<T>): Promise<T>;
@@ -41,6 +46,7 @@ export async function openPostgres(url: string): Promise<Database> {
   return {
     db,
     kind: "postgres",
+    dataDir: null,
     async migrate(migrationsFolder) {
       await migratePostgres(drizzlePostgres(client, { schema }), { migrationsFolder });
     },
@@ -64,7 +70,7 @@ export async function openPostgres(url: string): Promise<Database> {
   };
 }
 
-export class DataDirLockedError extends Error {
+export class DataDirLockedError extends DataDirError {
   constructor(dir: string) {
     super(
       `The data folder ${dir} is in use by another Muster process. Stop it first, or set MUSTER_DATA_DIR to another folder.`,
@@ -98,8 +104,11 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
     if ((error as { code?: string }).code === "ELOCKED") throw new DataDirLockedError(dataDir);
     throw error;
   }
-  writeFileSync(pidPath, String(process.pid));
-  return release;
+  writeFileSync(pidPath, String(process.pid), { mode: 0o600 });
+  return async () => {
+    rmSync(pidPath, { force: true });
+    await release();
+  };
 }
 
 /** Whether the process that recorded its PID in `pidPath` still runs; unknown counts as running. */
@@ -123,7 +132,9 @@ function holderRunning(pidPath: string): boolean {
 
 /**
  * PGlite in `dataDir/pg`, or in memory when dataDir is null (tests). PGlite does
- * not guard its folder itself, so a lock file keeps a second process out.
+ * not guard its folder itself, so a lock file keeps a second process out. The
+ * folder is owner-only, and so is everything in it once PGlite is up (it
+ * unpacks its first files world-readable, whatever the umask).
  */
 export async function openEmbedded(dataDir: string | null): Promise<Database> {
   let release: (() => Promise<void>) | null = null;
@@ -131,14 +142,22 @@ export async function openEmbedded(dataDir: string | null): Promise<Database> {
   if (dataDir === null) {
     pglite = new PGlite();
   } else {
-    mkdirSync(dataDir, { recursive: true });
+    claimDataDir(dataDir);
     release = await lockDataDir(dataDir);
     pglite = new PGlite(join(dataDir, "pg"));
+    try {
+      await pglite.waitReady;
+      restrictDataDir(dataDir);
+    } catch (error) {
+      await release();
+      throw error;
+    }
   }
   const db = drizzlePglite(pglite, { schema }) as unknown as Db;
   return {
     db,
     kind: "embedded",
+    dataDir,
     async migrate(migrationsFolder) {
       await migratePglite(drizzlePglite(pglite, { schema }), { migrationsFolder });
     },

@@ -5,8 +5,9 @@ import type { Kv } from "../kv/kv.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
-import type { CertificateAuthority } from "../pki/ca.js";
+import type { CaKeyring } from "../pki/authorities.js";
 import type { ControlPlaneIdentity } from "../pki/identity.js";
+import type { Sealer } from "../secrets/sealer.js";
 import type { Pacing } from "./pacing.js";
 
 /** Everything a service needs, built once in main.ts (or a test) and passed in. */
@@ -20,7 +21,10 @@ export interface ServiceDeps {
   metrics: Metrics;
   hostTokens: HostTokens;
   pacing: Pacing;
-  ca: CertificateAuthority;
+  /** The CAs: the one that signs, and during a rotation the one being replaced. */
+  ca: CaKeyring;
+  /** Seals and opens private keys under the key-encryption key, which the database never holds. */
+  sealer: Sealer;
   /** This process's client certificate for calling agents. */
   identity: ControlPlaneIdentity;
 }

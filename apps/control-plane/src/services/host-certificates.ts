@@ -1,6 +1,7 @@
 import { and, eq, gt, isNotNull, isNull } from "drizzle-orm";
 import type { Tx } from "../db/client.js";
 import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
+import type { CertificateAuthority } from "../pki/ca.js";
 import type { x509 } from "../pki/x509.js";
 import type { DbOrTx, ServiceDeps } from "./context.js";
 
@@ -12,8 +13,10 @@ export interface HostCertificateFields {
 }
 
 /**
- * Certifies a host's key (from its checked CSR), records the certificate so it
- * can be revoked, and notes the newest one on the host row.
+ * Certifies a host's key (from its checked CSR) with the active CA, records
+ * the certificate (and its CA) so it can be revoked, and notes the newest one
+ * on the host row. The answer carries every trusted CA and their revocation
+ * lists: during a CA rotation, that is how an agent learns the new CA.
  */
 export async function issueHostCertificate(
   tx: Tx,
@@ -22,7 +25,8 @@ export async function issueHostCertificate(
   publicKey: x509.PublicKey,
 ): Promise<{ host: HostRow; fields: HostCertificateFields }> {
   const now = deps.clock.now();
-  const issued = await deps.ca.issueHostCertificate({
+  const ca = deps.ca.active;
+  const issued = await ca.issueHostCertificate({
     hostId: host.id,
     address: host.address ?? "",
     publicKey,
@@ -34,6 +38,7 @@ export async function issueHostCertificate(
     serial: issued.serial,
     hostId: host.id,
     fingerprint: issued.fingerprint,
+    caId: ca.id,
     createdAt: now,
     expiresAt: issued.expiresAt,
   });
@@ -47,8 +52,8 @@ export async function issueHostCertificate(
     fields: {
       certificate: issued.pem,
       certificate_expires_at: issued.expiresAt.toISOString(),
-      ca_certificate: deps.ca.certificatePem,
-      crl: (await revocationList(tx, deps)).crl,
+      ca_certificate: deps.ca.bundlePem,
+      crl: (await revocationLists(tx, deps)).crls.join(""),
     },
   };
 }
@@ -68,21 +73,32 @@ export async function revokeHostCertificates(tx: Tx, deps: ServiceDeps, hostId: 
 }
 
 /**
- * The CA's revocation list: revoked certificates that have not expired yet
- * (an expired one is refused anyway). Valid as long as a host certificate, so
- * an agent's copy, renewed with every refresh, never goes stale while it runs.
+ * One CA's revocation list: the certificates it issued that are revoked and
+ * have not expired yet (an expired one is refused anyway). Valid as long as a
+ * host certificate, so an agent's copy, renewed with every refresh, never goes
+ * stale while it runs.
  */
-export async function revocationList(db: DbOrTx, deps: ServiceDeps): Promise<{ crl: string; thisUpdate: Date; nextUpdate: Date }> {
+export async function revocationList(
+  db: DbOrTx,
+  deps: ServiceDeps,
+  ca: CertificateAuthority,
+): Promise<{ crl: string; thisUpdate: Date; nextUpdate: Date }> {
   const now = deps.clock.now();
   const nextUpdate = new Date(now.getTime() + deps.config.hostCertTtlS * 1000);
   const revoked = await db
     .select({ serial: hostCertificates.serial, revokedAt: hostCertificates.revokedAt })
     .from(hostCertificates)
-    .where(and(isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now)));
-  const crl = await deps.ca.revocationList(
+    .where(and(eq(hostCertificates.caId, ca.id), isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now)));
+  const crl = await ca.revocationList(
     revoked.map((row) => ({ serial: row.serial, revokedAt: row.revokedAt! })),
     now,
     nextUpdate,
   );
   return { crl, thisUpdate: now, nextUpdate };
+}
+
+/** The revocation list of every trusted CA, in the order of the CA bundle (TLS checks each certificate against its issuer's). */
+export async function revocationLists(db: DbOrTx, deps: ServiceDeps): Promise<{ crls: string[]; thisUpdate: Date; nextUpdate: Date }> {
+  const lists = await Promise.all(deps.ca.trusted.map((ca) => revocationList(db, deps, ca)));
+  return { crls: lists.map((list) => list.crl), thisUpdate: lists[0]!.thisUpdate, nextUpdate: lists[0]!.nextUpdate };
 }

@@ -44,3 +44,6 @@ export const rateLimitKey = (endpoint: string, kind: string, subject: string, wi
  * registration token's hash; the value is sealed with a key only the token opens.
  */
 export const registrationReplayKey = (tokenHash: string) => `regreplay:${tokenHash}`;
+
+/** Pub/sub channel announcing a change to the shared keys: `signing-keys` (a rotation) or `ca` (a CA rotation step). */
+export const KEYRING_CHANNEL = "keyring-changes";

@@ -1,12 +1,13 @@
 import type { HostProbe } from "@muster/contract";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { request } from "node:https";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import { hosts } from "../db/schema/index.js";
+import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
+import type { CertificateAuthority } from "../pki/ca.js";
 import { hostUri } from "../pki/x509.js";
 import type { Actor } from "./actor.js";
 import type { ServiceDeps } from "./context.js";
-import { revocationList } from "./host-certificates.js";
+import { revocationLists } from "./host-certificates.js";
 import { hostFor } from "./hosts.js";
 
 const PROBE_TIMEOUT_MS = 5_000;
@@ -21,9 +22,9 @@ interface AgentAnswer {
 /**
  * Calls the host's agent at its registered address over mutual TLS 1.3: the
  * control plane shows its own client certificate, and accepts only a server
- * certificate of its CA naming this very host (its SPIFFE URI) and not on its
- * revocation list. The outcome is
- * recorded on the host (mtls_enabled, and the certificate the agent serves).
+ * certificate of a trusted CA naming this very host (its SPIFFE URI) and not
+ * on its CA's revocation list. The outcome is recorded on the host
+ * (mtls_enabled, and the certificate the agent serves).
  */
 export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string): Promise<HostProbe> {
   const host = await hostFor(deps.db, actor, hostId, "read");
@@ -34,8 +35,9 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
     failure = "the host has not registered yet: there is no address to call";
   } else {
     try {
-      const [identity, { crl }] = await Promise.all([deps.identity.get(), revocationList(deps.db, deps)]);
-      answer = await callAgent(host.address, hostId, { ...identity, crl });
+      const ca = await caTrustedBy(deps, host);
+      const [identity, { crls }] = await Promise.all([deps.identity.get(ca), revocationLists(deps.db, deps)]);
+      answer = await callAgent(host.address, hostId, { ...identity, ca: deps.ca.bundlePem, crl: crls });
     } catch (error) {
       failure = describe(error);
     }
@@ -66,7 +68,24 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
   };
 }
 
-function callAgent(address: string, hostId: string, trust: { cert: string; key: string; ca: string; crl: string }): Promise<AgentAnswer> {
+/**
+ * The CA whose client certificate the host's agent accepts. An agent learns
+ * the CAs to trust with its certificate: one whose newest certificate is of
+ * the active CA got the whole bundle with it; one whose newest certificate is
+ * of the previous CA (it has not refreshed since the rotation started) trusts
+ * that one only.
+ */
+async function caTrustedBy(deps: ServiceDeps, host: HostRow): Promise<CertificateAuthority> {
+  const { previous, active } = deps.ca;
+  if (!previous || !host.certFingerprint) return active;
+  const [newest] = await deps.db
+    .select({ caId: hostCertificates.caId })
+    .from(hostCertificates)
+    .where(and(eq(hostCertificates.hostId, host.id), eq(hostCertificates.fingerprint, host.certFingerprint)));
+  return newest?.caId === previous.id ? previous : active;
+}
+
+function callAgent(address: string, hostId: string, trust: { cert: string; key: string; ca: string; crl: string[] }): Promise<AgentAnswer> {
   const split = address.lastIndexOf(":");
   const host = address.slice(0, split).replace(/^\[(.*)\]$/, "$1");
   const port = Number(address.slice(split + 1));

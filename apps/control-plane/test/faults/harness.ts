@@ -105,6 +105,8 @@ export interface ControlPlaneOptions {
   dataDir: string;
   kvPrefix: string;
   adminKey: string;
+  /** The key-encryption key, for PostgreSQL mode (the embedded mode makes its own in the data folder). */
+  secretKey: string;
   port: number;
   logFile: string;
 }
@@ -137,6 +139,7 @@ export class ControlPlane {
       dataDir: dir,
       kvPrefix: `faults-${unique}:`,
       adminKey: `faults-admin-${randomBytes(24).toString("hex")}`,
+      secretKey: randomBytes(32).toString("base64"),
       port: await freePort(),
       logFile: join(dir, "control-plane.log"),
     };
@@ -158,6 +161,7 @@ export class ControlPlane {
       MUSTER_OFFLINE_AFTER_S: String(WINDOW_S),
       LOG_LEVEL: "info",
       DATABASE_URL: options.databaseUrl ?? "",
+      MUSTER_SECRET_KEY: options.databaseUrl ? options.secretKey : "",
       REDIS_URL: options.redisUrl ?? "",
     };
     const child = processes.spawn(process.execPath, [CP_MAIN], env, options.logFile);

@@ -9,6 +9,9 @@ import { createTestStores, type TestStores } from "./stores.js";
 
 export const MIGRATIONS = fileURLToPath(new URL("../../drizzle", import.meta.url));
 
+/** The key-encryption key of test control planes; apps that share stores share it, as a deployment's processes do. */
+export const TEST_SECRET_KEY = Buffer.alloc(32, 7).toString("base64");
+
 export interface TestApp {
   runtime: Runtime;
   stores: TestStores;
@@ -33,7 +36,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const stores = options.stores ?? (await createTestStores());
   const adminKey = `test-admin-${randomBytes(24).toString("hex")}`;
   // Races on one token (dozens of registrations at once) are tested; the per-token limit is tested on its own.
-  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", rateLimitPerToken: 1000, ...options.config };
+  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", rateLimitPerToken: 1000, secretKey: TEST_SECRET_KEY, ...options.config };
   const runtime = await buildRuntime({
     config,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),

@@ -19,7 +19,7 @@ const unique = () => randomBytes(4).toString("hex");
 
 export interface InputFixture {
   /** Real IDs for path parameters; the user belongs to no team. */
-  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit">, string>;
+  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "signingKey" | "certificateAuthority" | "secretKey">, string>;
   /** A member of the fixture's team. */
   memberId: string;
   tag: string;
