@@ -86,7 +86,7 @@ async function open(row: CertificateAuthorityRow, sealer: Sealer): Promise<Certi
 
 /** A new CA, its key sealed, as a row of `state`. */
 export async function newCaRow(sealer: Sealer, random: RandomBytes, id: string, state: "active" | "previous", now: Date) {
-  const generated = await generateCertificateAuthority(now, random);
+  const generated = await generateCertificateAuthority(id === FIRST_CA_ID ? "Muster host CA" : `Muster host CA ${id}`, now, random);
   const { kekId, sealed } = sealer.seal(generated.privateKeyDer, sealedContext.certificateAuthority(id));
   return { id, certificate: generated.certificate, sealedPrivateKey: sealed, kekId, state, createdAt: now };
 }

@@ -135,12 +135,17 @@ export class CertificateAuthority {
   }
 }
 
-/** A new self-signed CA (ECDSA P-256, ten years): its certificate and its PKCS#8 key, to be sealed before it is stored. */
-export async function generateCertificateAuthority(now: Date, random: RandomBytes): Promise<{ certificate: string; privateKeyDer: Buffer }> {
+/**
+ * A new self-signed CA (ECDSA P-256, ten years): its certificate and its PKCS#8
+ * key, to be sealed before it is stored. `name` is its common name: two CAs
+ * trusted at once during a rotation must not share one, or TLS could not tell
+ * whose revocation list is whose.
+ */
+export async function generateCertificateAuthority(name: string, now: Date, random: RandomBytes): Promise<{ certificate: string; privateKeyDer: Buffer }> {
   const keys = (await webcrypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: newSerial(random),
-    name: "CN=Muster host CA",
+    name: `CN=${name}`,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
     keys,

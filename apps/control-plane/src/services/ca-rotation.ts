@@ -10,7 +10,7 @@ import { requireAdmin, type Actor } from "./actor.js";
 import { recordAudit } from "./audit.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { requireRefresh } from "./credential-renewal.js";
-import { announceKeyringChange } from "./keyring.js";
+import { announceKeyringChange, lockKeyring } from "./keyring.js";
 
 /** Hosts whose newest certificate (the one noted on the host) was issued by the CA `caId`. */
 function onCa(caId: string) {
@@ -88,7 +88,8 @@ export async function rotateCa(deps: ServiceDeps, actor: Actor, body: RotateCaBo
 async function startRotation(deps: ServiceDeps, actor: Actor): Promise<void> {
   const now = deps.clock.now();
   await withTransaction(deps.db, async (tx) => {
-    const rows = await tx.select().from(certificateAuthority).for("update");
+    await lockKeyring(tx);
+    const rows = await tx.select().from(certificateAuthority);
     const active = rows.find((row) => row.state === "active")!;
     const previous = rows.find((row) => row.state === "previous");
     if (previous) {
@@ -113,7 +114,8 @@ async function startRotation(deps: ServiceDeps, actor: Actor): Promise<void> {
 
 async function completeRotation(deps: ServiceDeps, actor: Actor, force: boolean): Promise<void> {
   const renewed = await withTransaction(deps.db, async (tx) => {
-    const rows = await tx.select().from(certificateAuthority).for("update");
+    await lockKeyring(tx);
+    const rows = await tx.select().from(certificateAuthority);
     const active = rows.find((row) => row.state === "active")!;
     const previous = rows.find((row) => row.state === "previous");
     if (!previous) throw conflict("no CA rotation is in progress: start one with {\"action\": \"start\"}");

@@ -9,7 +9,7 @@ import { sealedContext, type Sealer } from "../secrets/sealer.js";
 import { requireAdmin, type Actor } from "./actor.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
-import { announceKeyringChange, KEYRING_RELOAD_MS } from "./keyring.js";
+import { announceKeyringChange, KEYRING_RELOAD_MS, lockKeyring } from "./keyring.js";
 
 const SECRET_BYTES = 32;
 
@@ -50,7 +50,8 @@ export async function rotateSigningKeyIfOlder(deps: ServiceDeps, olderThan: Date
 async function rotate(deps: ServiceDeps, actor: Actor | null, olderThan?: Date): Promise<boolean> {
   const now = deps.clock.now();
   const rotated = await withTransaction(deps.db, async (tx) => {
-    const [current] = await tx.select().from(signingKeys).where(isNull(signingKeys.retiresAt)).orderBy(desc(signingKeys.createdAt)).for("update");
+    await lockKeyring(tx);
+    const [current] = await tx.select().from(signingKeys).where(isNull(signingKeys.retiresAt)).orderBy(desc(signingKeys.createdAt));
     if (olderThan && current && current.createdAt > olderThan) return null;
     const retiresAt = new Date(now.getTime() + (deps.config.hostTokenTtlS + deps.config.clockLeewayS) * 1000 + KEYRING_RELOAD_MS);
     await tx.update(signingKeys).set({ retiresAt }).where(isNull(signingKeys.retiresAt));

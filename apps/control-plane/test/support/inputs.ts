@@ -94,6 +94,7 @@ const VALID_BODIES: Record<string, (fx: InputFixture) => Record<string, unknown>
   refreshHostCredentials: (fx) => ({ refresh_token: fx.refreshToken }),
   heartbeat: () => ({ cpu_percent: 12.5, memory_used_mb: 1024, disk_used_gb: 10, load_1m: 0.5, uptime_s: 100 }),
   sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
+  rotateCa: () => ({ action: "start" }),
 };
 
 export const hasValidBody = (route: RouteDef) => route.operationId in VALID_BODIES;
