@@ -1,4 +1,5 @@
-import { X509Certificate, webcrypto } from "node:crypto";
+import type { webcrypto } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
