@@ -79,6 +79,8 @@ export class AgentEndpoint {
     });
     this.server = server;
     this.unsubscribe = this.options.agent.on("credentialsRefreshed", ({ credentials }) => this.swap(credentials.tls));
+    // A refresh while it was starting (an agent back after a CA rotation refreshes at its first beat) is taken up now.
+    this.swap(this.options.agent.credentials?.tls);
     return (server.address() as AddressInfo).port;
   }
 
