@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createPrivateKey, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -110,6 +110,12 @@ function expectOwnerOnly(dir: string): void {
   expect(loose.map((entry) => `${entry.path} ${entry.mode.toString(8)}`)).toEqual([]);
 }
 
+/** pg_dump from the PATH, or from where Debian's packages put it. */
+function pgDump(): string {
+  const debian = existsSync("/usr/lib/postgresql") ? readdirSync("/usr/lib/postgresql").map((version) => `/usr/lib/postgresql/${version}/bin/pg_dump`) : [];
+  return ["pg_dump", ...debian].find((path) => spawnSync(path, ["--version"]).status === 0) ?? "pg_dump";
+}
+
 const umaskOf = (pid: number) => /^Umask:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
 
 // Each test starts the control plane several times, as a process.
@@ -173,9 +179,13 @@ async function secretsIn(d: Deployment): Promise<{ names: string[]; needles: Buf
   }
 }
 
+// The steps build on each other: one deployment, its keys searched for, then started with the wrong keys.
 describe("keys at rest", () => {
+  let d: Deployment;
+  let caFingerprint: string;
+
   it(`runs with umask 077 and leaves no private key and no signing secret readable in the ${storageMode === "embedded" ? "data folder's bytes (database files and WAL)" : "pg_dump of the database"}`, async () => {
-    const d = await deployment();
+    d = await deployment();
     const { cp, url } = await startOn(d);
     expect(umaskOf(cp.child.pid!)).toBe("0077");
     const enroll = async () => {
@@ -191,6 +201,7 @@ describe("keys at rest", () => {
     await api(url, d.adminKey, "POST", "/v1/system/signing-keys/rotate");
     await api(url, d.adminKey, "POST", "/v1/system/ca/rotate", { action: "start" });
     await enroll();
+    caFingerprint = (await api(url, d.adminKey, "GET", "/v1/ca")).fingerprint_sha256;
     expect(await stopMain(cp)).toBe(0);
 
     const { names, needles } = await secretsIn(d);
@@ -204,7 +215,7 @@ describe("keys at rest", () => {
       expect(files.some((entry) => entry.path.includes("pg_wal"))).toBe(true);
       for (const file of files) scan(file.path, readFileSync(file.path));
     } else {
-      const dump = execFileSync("pg_dump", ["--dbname", d.database.url], { maxBuffer: 256 * 1024 * 1024 });
+      const dump = execFileSync(pgDump(), ["--dbname", d.database.url], { maxBuffer: 256 * 1024 * 1024 });
       expect(dump.toString()).toContain("COPY public.signing_keys");
       scan("pg_dump", dump);
     }
@@ -212,11 +223,6 @@ describe("keys at rest", () => {
   }, PROCESS_TEST_MS);
 
   it("refuses to start with a wrong or missing key-encryption key, in one message, and never makes a new CA; the right one starts it again", async () => {
-    const d = await deployment();
-    let { cp, url } = await startOn(d);
-    const ca = await api(url, d.adminKey, "GET", "/v1/ca");
-    expect(await stopMain(cp)).toBe(0);
-
     const expectRefused = async (extra: Record<string, string>, message: RegExp) => {
       const refused = startMain({ ...d.env, PORT: String(await freePort()), ...extra });
       expect(await refused.exited).toBe(1);
@@ -238,8 +244,8 @@ describe("keys at rest", () => {
       await expectRefused({ MUSTER_SECRET_KEY: "" }, /MUSTER_SECRET_KEY \(or MUSTER_SECRET_KEY_FILE\) is required with DATABASE_URL: .*openssl rand -base64 32/);
     }
 
-    ({ cp, url } = await startOn(d));
-    expect((await api(url, d.adminKey, "GET", "/v1/ca")).fingerprint_sha256).toBe(ca.fingerprint_sha256);
+    const { cp, url } = await startOn(d);
+    expect((await api(url, d.adminKey, "GET", "/v1/ca")).fingerprint_sha256).toBe(caFingerprint);
     expect(umaskOf(cp.child.pid!)).toBe("0077");
     expect(await stopMain(cp)).toBe(0);
   }, PROCESS_TEST_MS);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { SignJWT } from "jose";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Config } from "../src/config.js";
 import { openEmbedded } from "../src/db/client.js";
 import { auditLog, certificateAuthority, signingKeys } from "../src/db/schema/index.js";
@@ -60,30 +60,80 @@ async function withStores(work: (stores: TestStores) => Promise<void>): Promise<
   }
 }
 
+// The steps build on each other: one database, its keys sealed, then started with the wrong keys, then a new one.
 describe("keys at rest", () => {
+  let stores: TestStores;
+  beforeAll(async () => {
+    stores = await createTestStores();
+  });
+  afterAll(() => stores?.dispose());
+
   it("keeps every private key sealed under the key-encryption key, naming it on the row; none in plain text", async () => {
-    const t = await startTestApp();
+    const t = await startTestApp({ stores });
     try {
       expect((await t.http.post("/v1/system/signing-keys/rotate", { key: t.adminKey })).status).toBe(200);
       expect((await t.http.post("/v1/system/ca/rotate", { key: t.adminKey, body: { action: "start" } })).status).toBe(200);
-      const { keys, cas } = await keyRows(t);
-      expect(keys).toHaveLength(2);
-      expect(cas).toHaveLength(2);
-      for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(TEST_SECRET_KEY));
-      for (const key of keys) {
-        expect(key.secret).toBeNull();
-        expect(key.sealedSecret).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
-      }
-      for (const ca of cas) {
-        expect(ca.privateKey).toBeNull();
-        expect(ca.sealedPrivateKey).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
-      }
-      expect(JSON.stringify({ keys, cas })).not.toContain("PRIVATE KEY");
     } finally {
       await t.close();
     }
+    const { keys, cas } = await keyRows({ stores });
+    expect(keys).toHaveLength(2);
+    expect(cas).toHaveLength(2);
+    for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(TEST_SECRET_KEY));
+    for (const key of keys) {
+      expect(key.secret).toBeNull();
+      expect(key.sealedSecret).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
+    }
+    for (const ca of cas) {
+      expect(ca.privateKey).toBeNull();
+      expect(ca.sealedPrivateKey).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
+    }
+    expect(JSON.stringify({ keys, cas })).not.toContain("PRIVATE KEY");
   });
 
+  it("refuses a start with the wrong key-encryption key, naming both keys, and makes no new CA or signing key", async () => {
+    const before = await keyRows({ stores });
+    const other = newKey();
+    await expectRefused(
+      startTestApp({ stores, config: { secretKey: other } }),
+      new RegExp(`sealed under the key-encryption key ${kekId(TEST_SECRET_KEY)}, but this process was given ${kekId(other)}`),
+    );
+    expect(await keyRows({ stores })).toEqual(before);
+  });
+
+  it("refuses a start with no key-encryption key outside the embedded data folder", async () => {
+    await expectRefused(startTestApp({ stores, config: { secretKey: null } }), /MUSTER_SECRET_KEY \(or MUSTER_SECRET_KEY_FILE\) is required/);
+  });
+
+  it("refuses a sealed key moved to another row: each is bound to its row", async () => {
+    const [first, second] = (await keyRows({ stores })).keys;
+    const db = stores.database.db;
+    await db.update(signingKeys).set({ sealedSecret: second!.sealedSecret }).where(eq(signingKeys.kid, first!.kid));
+    await expectRefused(startTestApp({ stores }), new RegExp(`signing_keys/${first!.kid} does not open with the key-encryption key`));
+    await db.update(signingKeys).set({ sealedSecret: first!.sealedSecret }).where(eq(signingKeys.kid, first!.kid));
+  });
+
+  it("moves to a new key-encryption key: given the old one as previous, every key is sealed again under the new one at start", async () => {
+    const t = await startTestApp({ stores });
+    const fingerprint = (await t.http.get("/v1/ca")).body.fingerprint_sha256;
+    await t.close();
+    const next = newKey();
+    const rotated = await startTestApp({ stores, config: { secretKey: next, secretKeyPrevious: TEST_SECRET_KEY } });
+    await rotated.close();
+    const { keys, cas } = await keyRows({ stores });
+    for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(next));
+    const audit = await stores.database.db.select().from(auditLog).where(eq(auditLog.action, "secret_key.rotated"));
+    expect(audit).toEqual([expect.objectContaining({ targetId: kekId(next), metadata: expect.objectContaining({ previous_kek_id: kekId(TEST_SECRET_KEY) }) })]);
+
+    // The old key can go; it no longer opens anything.
+    const after = await startTestApp({ stores, config: { secretKey: next } });
+    expect((await after.http.get("/v1/ca")).body.fingerprint_sha256).toBe(fingerprint);
+    await after.close();
+    await expectRefused(startTestApp({ stores, config: { secretKey: TEST_SECRET_KEY } }), /sealed under the key-encryption key/);
+  });
+});
+
+describe("a database written before sealing", () => {
   it("seals the plain-text keys of a database written before sealing, clears them, and keeps the same CA and signing key", () =>
     withStores(async (stores) => {
       await stores.database.migrate(migrationsBeforeSealing());
@@ -129,51 +179,6 @@ describe("keys at rest", () => {
       expect(await db.select().from(auditLog).where(eq(auditLog.action, "secret_key.sealed"))).toHaveLength(1);
     }));
 
-  it("refuses a start with the wrong key-encryption key, naming both keys, and makes no new CA or signing key", () =>
-    withStores(async (stores) => {
-      await (await startTestApp({ stores })).close();
-      const before = await keyRows({ stores });
-      const other = newKey();
-      await expectRefused(
-        startTestApp({ stores, config: { secretKey: other } }),
-        new RegExp(`sealed under the key-encryption key ${kekId(TEST_SECRET_KEY)}, but this process was given ${kekId(other)}`),
-      );
-      expect(await keyRows({ stores })).toEqual(before);
-    }));
-
-  it("refuses a start with no key-encryption key outside the embedded data folder", async () => {
-    await expectRefused(startTestApp({ config: { secretKey: null } }), /MUSTER_SECRET_KEY \(or MUSTER_SECRET_KEY_FILE\) is required/);
-  });
-
-  it("refuses a sealed key moved to another row: each is bound to its row", () =>
-    withStores(async (stores) => {
-      const t = await startTestApp({ stores });
-      expect((await t.http.post("/v1/system/signing-keys/rotate", { key: t.adminKey })).status).toBe(200);
-      await t.close();
-      const [first, second] = (await keyRows({ stores })).keys;
-      await stores.database.db.update(signingKeys).set({ sealedSecret: second!.sealedSecret }).where(eq(signingKeys.kid, first!.kid));
-      await expectRefused(startTestApp({ stores }), new RegExp(`signing_keys/${first!.kid} does not open with the key-encryption key`));
-    }));
-
-  it("moves to a new key-encryption key: given the old one as previous, every key is sealed again under the new one at start", () =>
-    withStores(async (stores) => {
-      const t = await startTestApp({ stores });
-      const fingerprint = (await t.http.get("/v1/ca")).body.fingerprint_sha256;
-      await t.close();
-      const next = newKey();
-      const rotated = await startTestApp({ stores, config: { secretKey: next, secretKeyPrevious: TEST_SECRET_KEY } });
-      await rotated.close();
-      const { keys, cas } = await keyRows({ stores });
-      for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(next));
-      const audit = await stores.database.db.select().from(auditLog).where(eq(auditLog.action, "secret_key.rotated"));
-      expect(audit).toEqual([expect.objectContaining({ targetId: kekId(next), metadata: expect.objectContaining({ previous_kek_id: kekId(TEST_SECRET_KEY) }) })]);
-
-      // The old key can go; it no longer opens anything.
-      const after = await startTestApp({ stores, config: { secretKey: next } });
-      expect((await after.http.get("/v1/ca")).body.fingerprint_sha256).toBe(fingerprint);
-      await after.close();
-      await expectRefused(startTestApp({ stores, config: { secretKey: TEST_SECRET_KEY } }), /sealed under the key-encryption key/);
-    }));
 });
 
 describe("the embedded mode's key-encryption key", () => {

@@ -70,6 +70,9 @@ describe("MusterClient wiring", () => {
     await client.hosts.commands.get(HOST, COMMAND);
     await client.hosts.probe(HOST);
     await client.audit.listPage();
+    await client.system.rotateSigningKey();
+    await client.system.ca();
+    await client.system.rotateCa({ action: "start" });
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));
     const operatorRoutes = Object.values(routes).filter((route) => route.auth === "api_key");
