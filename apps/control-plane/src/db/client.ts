@@ -11,9 +11,9 @@ import type { ExtractTablesWithRelations } from "drizzle-orm";
 import postgres from "postgres";
 import lockfile from "proper-lockfile";
 import { claimDataDir, DataDirError, restrictDataDir } from "./data-dir.js";
+import * as schema from "./schema/index.js";
 
 export { DataDirError };
-import * as schema from "./schema/index.js";
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;

@@ -29,8 +29,9 @@ export interface AgentIdentity {
  * The agent's mTLS endpoint at its registered address: TLS 1.3 with the host's
  * certificate, answering only a client certificate of a CA it was given (two
  * during a CA rotation) that names the control plane and is not on its CA's
- * revocation list (as of the last refresh). When the agent refreshes, the new certificate is swapped in
- * without a restart; connections already open finish on the old one.
+ * revocation list (as of the last refresh). When the agent refreshes, the new
+ * certificate is swapped in without a restart; connections already open
+ * finish on the old one.
  */
 export class AgentEndpoint {
   private server: Server | null = null;
