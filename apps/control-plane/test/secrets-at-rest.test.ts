@@ -105,6 +105,15 @@ describe("keys at rest", () => {
     await expectRefused(startTestApp({ stores, config: { secretKey: null } }), /MUSTER_SECRET_KEY \(or MUSTER_SECRET_KEY_FILE\) is required/);
   });
 
+  it("reads the key from MUSTER_SECRET_KEY_FILE instead, and names the file when it holds no key", async () => {
+    const dir = tempDir("muster-kek-file-");
+    const file = join(dir, "kek");
+    writeFileSync(file, `${Buffer.from(TEST_SECRET_KEY, "base64").toString("hex")}\n`, { mode: 0o600 });
+    await (await startTestApp({ stores, config: { secretKey: null, secretKeyFile: file } })).close();
+    writeFileSync(file, "not a key\n");
+    await expectRefused(startTestApp({ stores, config: { secretKey: null, secretKeyFile: file } }), new RegExp(`MUSTER_SECRET_KEY_FILE ${file} must hold 32 random bytes`));
+  });
+
   it("refuses a sealed key moved to another row: each is bound to its row", async () => {
     const [first, second] = (await keyRows({ stores })).keys;
     const db = stores.database.db;
