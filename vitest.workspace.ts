@@ -1,2 +1,2 @@
 /** The one list of test projects; the root vitest.config.ts reads it. */
-export default ["packages/contract", "packages/sdk", "apps/control-plane", "apps/agent", "apps/cli"];
+export default ["packages/contract", "packages/sdk", "apps/control-plane", "apps/agent", "apps/cli", "apps/console"];

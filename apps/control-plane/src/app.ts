@@ -5,9 +5,12 @@ import { routePath } from "hono/route";
 import { declaresBody } from "./http/node-request.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import { errorResponse, handleError } from "./http/errors.js";
+import { allowedMethods } from "./http/allowed-methods.js";
 import { apiKeyRoutes } from "./routes/api-keys.js";
 import { auditRoutes } from "./routes/audit.js";
 import { commandRoutes } from "./routes/commands.js";
+import { builtConsoleDir, consoleRoutes } from "./routes/console.js";
+import { docsRoutes } from "./routes/docs.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
@@ -43,6 +46,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use((c, next) => (declaresBody(c) ? limitBody(c, next) : next()));
 
   systemRoutes(app, VERSION);
+  docsRoutes(app);
+  consoleRoutes(app, () => deps.config.consoleDir ?? builtConsoleDir());
   identityRoutes(app);
   userRoutes(app);
   teamRoutes(app);
@@ -54,7 +59,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   commandRoutes(app);
   auditRoutes(app);
 
-  app.notFound((c) => errorResponse(c, "not_found", `no such endpoint: ${c.req.method} ${c.req.path}`));
+  const allowed = allowedMethods(app);
+  app.notFound((c) => {
+    const methods = allowed(c.req.path);
+    if (methods.length === 0) return errorResponse(c, "not_found", `no such endpoint: ${c.req.method} ${c.req.path}`);
+    c.header("Allow", methods.join(", "));
+    return errorResponse(c, "method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`);
+  });
   app.onError((error, c) => handleError(error, c, deps.logger));
   return app;
 }

@@ -65,6 +65,8 @@ export interface Config {
    * sign and verify on different machines, and a token sent just before it ended.
    */
   clockLeewayS: number;
+  /** The console's built files; null: those of the @muster/console workspace package (apps/console/dist). */
+  consoleDir: string | null;
 }
 
 export class ConfigError extends Error {}
@@ -108,6 +110,7 @@ export const defaultConfig: Config = {
   rateLimitPerToken: 10,
   trustedProxies: [],
   clockLeewayS: 30,
+  consoleDir: null,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */

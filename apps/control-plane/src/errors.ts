@@ -20,3 +20,4 @@ export const unauthorized = (message: string) => new DomainError("unauthorized",
 export const forbidden = (message: string) => new DomainError("forbidden", message);
 export const notFound = (what: string) => new DomainError("not_found", `${what} not found`);
 export const conflict = (message: string) => new DomainError("conflict", message);
+export const unsupportedMediaType = (message: string) => new DomainError("unsupported_media_type", message);

@@ -164,6 +164,26 @@ describe("team members", () => {
     expect(await meStatus(member.key)).toBe(401);
   });
 
+  it("are listed, oldest first and page by page, to admins and to the team's owners and members, never to another team", async () => {
+    const { team, owner, member } = await f.team();
+    const extra = await f.member(team.id, "member");
+    const expected = [owner.user.id, member.user.id, extra.user.id];
+    for (const key of [t.adminKey, owner.key, member.key]) {
+      const listed = await listAll<{ user_id: string; created_at: string }>(`/v1/teams/${team.id}/members`, key);
+      expect(listed.map((m) => m.user_id).sort()).toEqual([...expected].sort());
+      const order = listed.map((m) => `${m.created_at} ${m.user_id}`);
+      expect(order).toEqual([...order].sort());
+    }
+    const first = await t.http.get(`/v1/teams/${team.id}/members?limit=2`, { key: owner.key });
+    expect(first.body.items).toHaveLength(2);
+    const second = await t.http.get(`/v1/teams/${team.id}/members?limit=2&cursor=${first.body.next_cursor}`, { key: owner.key });
+    expect(second.body.next_cursor).toBeNull();
+    expect([...first.body.items, ...second.body.items].map((m: { user_id: string }) => m.user_id).sort()).toEqual([...expected].sort());
+    const other = await f.team();
+    expectError(await t.http.get(`/v1/teams/${team.id}/members`, { key: other.owner.key }), 404, "not_found");
+    expectError(await t.http.get(`/v1/teams/team-${"a".repeat(26)}/members`, { key: t.adminKey }), 404, "not_found");
+  });
+
   it("refuses an existing member (409) and an unknown user (404)", async () => {
     const { team, owner, member } = await f.team();
     expectError(await addMember(owner.key, team.id, member.user.id, "owner"), 409, "conflict");
@@ -503,6 +523,7 @@ const CROSS_TEAM: Record<string, { own: number; owner: number; member: number; c
     own: 201, owner: 404, member: 404,
     call: (r, key) => t.http.post(`/v1/teams/${r.team.team.id}/members`, { key, body: { user_id: r.newcomerId, role: "member" } }),
   },
+  listMembers: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/teams/${r.team.team.id}/members`, { key }) },
   removeMember: {
     own: 204, owner: 404, member: 404,
     call: (r, key) => t.http.delete(`/v1/teams/${r.team.team.id}/members/${r.team.member.user.id}`, { key }),

@@ -159,10 +159,24 @@ const RAW_QUERIES = [
   "=1", "&&&", "limit", `${"a=1&".repeat(2000)}b=2`, "limit=1;drop", `cursor=${"c".repeat(100_000)}`, "limit=+1", "limit=%2B1",
 ];
 
-/** Each query parameter set to its schema's boundaries and to hostile strings, unknown parameters, and raw junk. */
+/** The names a raw query string gives the server (which skips an empty name). */
+const namesIn = (query: string) => [...new URLSearchParams(query).keys()].filter((name) => name !== "");
+
+/** Parameters no route takes, on any route (with its valid body, so the parameter alone decides). */
+function unknownParameterInputs(route: RouteDef): Input[] {
+  const body = route.body ? { body: JSON.stringify(validBody(fx, route)) } : {};
+  return HOSTILE_KEYS.map(([name]) => name)
+    .filter((name) => name !== "")
+    .map((name) => ({ label: `unknown ?${name.slice(0, 20)}`, path: pathOf(fx, route), query: new URLSearchParams({ [name]: "1" }).toString(), ...body, statuses: [400] }));
+}
+
+/** Each query parameter set to its schema's boundaries and to hostile strings, and raw junk. */
 function queryInputs(route: RouteDef): Input[] {
   const path = pathOf(fx, route);
-  if (!route.query) return RAW_QUERIES.map((query) => ({ label: `?${query.slice(0, 40)}`, path, query }));
+  // A route that takes no parameter refuses any name at all.
+  if (!route.query) {
+    return RAW_QUERIES.map((query) => ({ label: `?${query.slice(0, 40)}`, path, query, ...(namesIn(query).length > 0 ? { statuses: [400] } : {}) }));
+  }
   const schema = route.query;
   const perParameter = Object.entries(schema.properties).flatMap(([name, property]) =>
     [...boundaryValues(property), ...HOSTILE_STRINGS].map((value) => {
@@ -172,16 +186,15 @@ function queryInputs(route: RouteDef): Input[] {
       return { label: `?${query.slice(0, 60)}`, path, query, ...(statuses ? { statuses } : {}) };
     }),
   );
-  const unknown = HOSTILE_KEYS.map(([name]) => name)
-    .filter((name) => name !== "")
-    .map((name) => ({ label: `unknown ?${name.slice(0, 20)}`, path, query: new URLSearchParams({ [name]: "1" }).toString(), statuses: [400] }));
   const raw = RAW_QUERIES.map((query) => ({ label: `?${query.slice(0, 40)}`, path, query, statuses: [200, 400] }));
-  return [...perParameter, ...unknown, ...raw];
+  return [...perParameter, ...raw];
 }
 
-const CONTENT_TYPES = [
-  "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=utf-16",
-  "application/xml", "application/json, text/plain", "",
+/** Content types and what a body refused for its content (an unknown field) earns under each: 415 unless it is JSON or absent. */
+const CONTENT_TYPES: [string, number][] = [
+  ["text/plain", 415], ["application/x-www-form-urlencoded", 415], ["multipart/form-data; boundary=x", 415],
+  ["application/json; charset=utf-16", 400], ["application/merge-patch+json", 400], ["APPLICATION/JSON", 400],
+  ["application/xml", 415], ["application/json, text/plain", 415], ["application/jsonx", 415], ["", 400],
 ];
 
 /** Bodies the contract refuses (generated from its schema), malformed JSON, other content types, oversize bodies. */
@@ -194,8 +207,9 @@ function bodyInputs(route: RouteDef): Input[] {
       label: `body ${body.slice(0, 80)}`, path, body, statuses: sized(body),
     })),
     ...MALFORMED_JSON.map((body) => ({ label: `malformed ${JSON.stringify(body)}`, path, body, statuses: [400] })),
-    ...CONTENT_TYPES.map((contentType) => ({ label: `content-type "${contentType}"`, path, body: refused, contentType, statuses: [400] })),
-    { label: "a form body", path, body: "a=1&b=2", contentType: "application/x-www-form-urlencoded", statuses: [400] },
+    ...CONTENT_TYPES.map(([contentType, status]) => ({ label: `content-type "${contentType}"`, path, body: refused, contentType, statuses: [status] })),
+    { label: "a form body", path, body: "a=1&b=2", contentType: "application/x-www-form-urlencoded", statuses: [415] },
+    { label: "a valid body as text/plain", path, body: JSON.stringify(validBody(fx, route)), contentType: "text/plain", statuses: [415] },
     ...[MAX_BODY_BYTES + 1, 1024 * 1024].map((bytes) => ({
       label: `${bytes}-byte body`, path, body: `{"pad":"${"a".repeat(bytes - 10)}"}`, statuses: [413],
     })),
@@ -238,8 +252,9 @@ function expectedOnRoute(route: RouteDef, credential: Credential, input: Input):
   if (!authenticated) return input.statuses?.includes(413) ? [401, 413] : [401];
   const teamKey = route.auth === "api_key" && credential.operator === "team";
   if (input.statuses) {
-    const refused = input.statuses.every((status) => status === 400 || status === 413);
-    return [...input.statuses, ...(teamKey && !refused ? [403] : []), ...limited];
+    const refused = input.statuses.every((status) => status === 400 || status === 413 || status === 415);
+    // Another team's key may be refused by role (403), or, on a resource of the fixture's team, not see it (404).
+    return [...input.statuses, ...(teamKey && !refused ? [403, ...(route.params ? [404] : [])] : []), ...limited];
   }
   if (route.auth === "host_token") {
     // A verified token speaks only for its own host, and only while the host still has those credentials (Liveness.authorize).
@@ -328,6 +343,7 @@ function fuzzRequests(route: RouteDef): Sent[] {
   const inputs = [
     ...pathInputs(route),
     ...(route.method === "get" ? queryInputs(route) : []),
+    ...unknownParameterInputs(route),
     ...(route.body ? bodyInputs(route) : []),
     ...(route.auth === "body_secret" ? wrongSecretInputs(route) : []),
   ];
@@ -361,21 +377,27 @@ describe(`fuzz (seed ${SEED}; replay with MUSTER_FUZZ_SEED)`, () => {
     expect(await run(requests)).toEqual([]);
   }, 120_000);
 
-  it("system endpoints, the channel path without an upgrade and unknown paths answer every credential without a 5xx", async () => {
+  it("pages, the channel path without an upgrade, wrong methods and unknown paths answer every credential without a 5xx", async () => {
     const host = fx.ids.host;
     const paths: [string, string, number[]][] = [
-      ["GET", "/healthz", [200]],
-      ["GET", "/readyz", [200]],
       ["GET", "/openapi.json", [200]],
       ["GET", "/docs", [200]],
-      ["GET", "/metrics", [200]],
+      ["GET", "/docs/assets/init.js", [200]],
+      ["GET", "/docs/assets/nope.js", [404]],
+      // The console may not be built where the suite runs: then every path of it is a 404.
+      ["GET", "/console", [200, 404]],
+      ["GET", "/console/hosts/x", [200, 404]],
+      ["GET", "/console/assets/nope.js", [404]],
       ["GET", `/v1/hosts/${host}/channel`, [404]],
       ["POST", `/v1/hosts/${host}/channel`, [404]],
       ["GET", "/v1/nope", [404]],
-      ["PUT", "/v1/hosts", [404]],
-      ["PATCH", `/v1/hosts/${host}`, [404]],
-      ["GET", `/v1/hosts/${host}/heartbeat`, [404]],
-      ["POST", "/v1/ca", [404]],
+      ["PUT", "/v1/hosts", [405]],
+      ["PATCH", `/v1/hosts/${host}`, [405]],
+      ["GET", `/v1/hosts/${host}/heartbeat`, [405]],
+      ["POST", "/v1/ca", [405]],
+      ["DELETE", "/healthz", [405]],
+      ["POST", "/docs", [405]],
+      ["POST", "/console/hosts", [405]],
       ["GET", `/v1/hosts/${host}/tags/a/b`, [404]],
     ];
     const requests = paths.flatMap(([method, path, statuses]) =>

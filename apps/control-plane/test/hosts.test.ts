@@ -157,6 +157,19 @@ describe("host list", () => {
     for (const host of await listAll({ type: "regular" })) expect(host).toMatchObject({ type: "regular", team_id: null });
   });
 
+  it("finds hosts by the start of their hostname, letter case aside, with % and _ taken literally", async () => {
+    const tag = uniqueTag();
+    const prefix = `web-${randomBytes(3).toString("hex")}`;
+    const named = async (hostname: string) => (await f.register((await f.regularHost({ tags: [tag] })).registration_token, { hostname })).host.id;
+    const [one, two, percent, other] = [await named(`${prefix}-1.eu`), await named(`${prefix.toUpperCase()}-2`), await named(`${prefix}%x`), await named(`db-${prefix}`)];
+
+    expect(await listedIds({ tag, hostname: prefix })).toEqual(unordered([one, two, percent]));
+    expect(await listedIds({ tag, hostname: `${prefix}-1` })).toEqual([one]);
+    expect(await listedIds({ tag, hostname: `${prefix}%` })).toEqual([percent]);
+    expect(await listedIds({ tag, hostname: `${prefix}_1` })).toEqual([]);
+    expect(await listedIds({ tag, hostname: "db-" })).toEqual([other]);
+  });
+
   it("pages through every host once, in creation order, by next_cursor", async () => {
     const tag = uniqueTag();
     const created: string[] = [];

@@ -248,6 +248,54 @@ describe("refused input changes nothing", () => {
     });
   });
 
+  describe("on every route", () => {
+    /** The route's request with its valid body (if it takes one), so only the mistake under test can be refused. */
+    const sendValid = (route: RouteDef, options: { query?: string; contentType?: string } = {}) =>
+      t.http.call(route.method.toUpperCase(), `${pathOf(route)}${options.query ? `?${options.query}` : ""}`, {
+        ...credentialFor(route),
+        ...(route.body ? { rawBody: JSON.stringify(validBody(route)), headers: { "content-type": options.contentType ?? "application/json" } } : {}),
+      });
+
+    it("refuses a query parameter the route does not take as 400 naming it", async () => {
+      const problems = await refusals(
+        ALL_ROUTES.map((route) => ({
+          label: route.operationId, send: () => sendValid(route, { query: "not_a_param=1" }), statuses: [400], mentions: "not_a_param",
+        })),
+      );
+      expect(problems).toEqual([]);
+    });
+
+    it("refuses a body whose Content-Type is not JSON as 415", async () => {
+      const types = ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x", "application/jsonp"];
+      const problems = await refusals(
+        BODY_ROUTES.flatMap((route) =>
+          types.map((contentType) => ({ label: `${route.operationId} ${contentType}`, send: () => sendValid(route, { contentType }), statuses: [415], mentions: "application/json" })),
+        ),
+      );
+      expect(problems).toEqual([]);
+    });
+
+    const templates = [...new Set(ALL_ROUTES.map((route) => route.path))];
+    const matches = (template: string, path: string) => new RegExp(`^${template.replace(/\{\w+\}/g, "[^/]+")}$`).test(path);
+
+    it("answers a method a known path does not take with 405 and Allow naming those it does", async () => {
+      const problems: string[] = [];
+      for (const template of templates) {
+        const path = pathOf(ALL_ROUTES.find((route) => route.path === template)!);
+        // Every template the concrete path matches routes it (GET /v1/hosts/register is getHost's, with a bad ID).
+        const methods = new Set(ALL_ROUTES.filter((route) => matches(route.path, path)).map((route) => route.method.toUpperCase()));
+        if (methods.has("GET")) methods.add("HEAD");
+        for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].filter((m) => !methods.has(m))) {
+          const res = await t.http.call(method, path, { key: t.adminKey });
+          const problem = envelopeProblem(res, [405]);
+          const allow = res.headers.get("allow");
+          if (problem || allow !== [...methods].sort().join(", ")) problems.push(`${method} ${path}: ${problem ?? `Allow: ${allow}`}`);
+        }
+      }
+      expect(problems).toEqual([]);
+    });
+  });
+
   it("left every row of every table as it was", async () => {
     expect(await databaseSnapshot(t)).toEqual(before);
   });

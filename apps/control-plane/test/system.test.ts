@@ -1,6 +1,7 @@
 import { routes, type RouteDef } from "@muster/contract";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "./support/app.js";
+import { listen } from "./support/channel.js";
 import { Factories } from "./support/factories.js";
 import type { CallResult } from "./support/http.js";
 
@@ -95,6 +96,44 @@ describe("OpenAPI document", () => {
     expect(documented).toBe(ALL_ROUTES.length);
   });
 
+  it("names a licence, and lists no empty servers or tags", () => {
+    expect(doc.info.license).toEqual({ name: expect.any(String), identifier: expect.stringMatching(/^[A-Za-z0-9.+-]+$/) });
+    expect(doc).not.toHaveProperty("tags");
+    expect(doc.servers).toEqual([{ url: "http://localhost" }]);
+  });
+
+  it("describes /healthz, /readyz and /metrics, with the metrics as text", () => {
+    expect(doc.paths["/healthz"].get.responses["200"].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Health" });
+    expect(doc.paths["/readyz"].get.responses).toHaveProperty("503");
+    expect(Object.keys(doc.paths["/metrics"].get.responses["200"].content)).toEqual(["text/plain"]);
+  });
+
+  it("lists 400 on every operation (any may refuse a query parameter) and 415 on every one that takes a body", () => {
+    for (const route of ALL_ROUTES) {
+      const { responses } = doc.paths[route.path][route.method];
+      expect(responses, route.operationId).toHaveProperty("400");
+      if (route.body) expect(responses, route.operationId).toHaveProperty("415");
+    }
+  });
+
+  it("names the server the caller reached, through a trusted proxy as the proxy says, and never from anyone else's headers", async () => {
+    const forwarded = { "x-forwarded-proto": "https", "x-forwarded-host": "muster.example.com" };
+    const servedDirect = await listen(t);
+    const behindProxy = await startTestApp({ config: { trustedProxies: ["127.0.0.1"] } });
+    const servedProxied = await listen(behindProxy);
+    try {
+      const serversOf = async (baseUrl: string, headers: Record<string, string>) =>
+        ((await (await fetch(`${baseUrl}/openapi.json`, { headers })).json()) as { servers: unknown }).servers;
+      expect(await serversOf(servedDirect.baseUrl, forwarded)).toEqual([{ url: servedDirect.baseUrl }]);
+      expect(await serversOf(servedProxied.baseUrl, forwarded)).toEqual([{ url: "https://muster.example.com" }]);
+      expect(await serversOf(servedProxied.baseUrl, { "x-forwarded-host": "evil.example/<script>" })).toEqual([{ url: servedProxied.baseUrl }]);
+    } finally {
+      await servedDirect.close();
+      await servedProxied.close();
+      await behindProxy.close();
+    }
+  });
+
   it("names Host, User, Team, ApiKey, AuditEntry and ErrorEnvelope as components", () => {
     for (const name of ["Host", "User", "Team", "ApiKey", "AuditEntry", "ErrorEnvelope"]) {
       expect(doc.components.schemas, name).toHaveProperty(name);
@@ -137,15 +176,7 @@ describe("OpenAPI document", () => {
   });
 });
 
-describe("docs and metrics", () => {
-  it("serves an HTML API reference at /docs that loads the document", async () => {
-    const res = await t.http.get("/docs");
-    expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toContain("text/html");
-    expect(String(res.body)).toMatch(/<html/i);
-    expect(String(res.body)).toContain("/openapi.json");
-  });
-
+describe("metrics", () => {
   it("serves Prometheus text at /metrics with request, heartbeat and host figures", async () => {
     const host = await f.enrolledHost();
     expect((await f.heartbeat(host)).status).toBe(204);

@@ -48,7 +48,7 @@ export const Command = Type.Object(
     payload: Nullable(CommandPayload),
     status: CommandStatus,
     timeout_s: Type.Integer(),
-    result: Nullable(Type.Unknown()),
+    result: Type.Unknown({ description: "what the handler returned (any JSON value); null until the command succeeds" }),
     error: Nullable(Type.String()),
     created_by: Type.String({ description: "ID of the user who sent the command" }),
     created_at: Timestamp,

@@ -29,6 +29,6 @@ export function Page<T extends TSchema>(item: T) {
 }
 
 /** Free-text labels (names, providers, zones): printable, bounded; no C0/C1 controls, which can drive terminals. */
-export function Label(maxLength: number) {
-  return Type.String({ minLength: 1, maxLength, pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$" });
+export function Label(maxLength: number, description?: string) {
+  return Type.String({ minLength: 1, maxLength, pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$", ...(description ? { description } : {}) });
 }

@@ -85,6 +85,7 @@ export const ListHostsQuery = Type.Object(
     type: Type.Optional(HostType),
     tag: Type.Optional(Tag),
     team_id: Type.Optional(IdSchema("team")),
+    hostname: Type.Optional(Label(255, "hosts whose hostname starts with this, letter case aside")),
   },
   { additionalProperties: false },
 );

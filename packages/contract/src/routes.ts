@@ -20,8 +20,9 @@ import {
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
 import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
-import { CaStatus, RotateCaBody, SigningKeys } from "./system.js";
-import { AddMemberBody, CreateTeamBody, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { CaStatus, RotateCaBody, SigningKeys } from "./keys.js";
+import { AddMemberBody, CreateTeamBody, Member, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
+import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
 
 /**
@@ -46,6 +47,8 @@ export interface RouteDef {
   bodyOptional?: boolean;
   status: 200 | 201 | 204;
   response?: TSchema;
+  /** The success body's media type when it is not JSON. */
+  responseType?: "text/plain";
   errors: readonly ErrorCode[];
 }
 
@@ -98,6 +101,11 @@ export const routes = {
     operationId: "addMember", method: "post", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
     summary: "Add a user to a team as owner or member (admin, team owner)", params: TeamParams, body: AddMemberBody,
     status: 201, response: MemberResponse, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listMembers: route({
+    operationId: "listMembers", method: "get", path: "/v1/teams/{team_id}/members", auth: "api_key", tag: "Teams",
+    summary: "List a team's members, oldest first (admin, the team's own members)", params: TeamParams, query: ListQuery,
+    status: 200, response: Page(Member), errors: OPERATOR_ERRORS,
   }),
   removeMember: route({
     operationId: "removeMember", method: "delete", path: "/v1/teams/{team_id}/members/{user_id}", auth: "api_key",
@@ -210,6 +218,22 @@ export const routes = {
     operationId: "rotateCa", method: "post", path: "/v1/system/ca/rotate", auth: "api_key", tag: "System",
     summary: "Start a CA rotation (a new CA signs, both are trusted) or complete it (the previous CA is retired) (admin)",
     body: RotateCaBody, status: 200, response: CaStatus, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+
+  getHealth: route({
+    operationId: "getHealth", method: "get", path: "/healthz", auth: "none", tag: "System",
+    summary: "Liveness: the process is up and serving (checks no store)",
+    status: 200, response: Health, errors: [],
+  }),
+  getReadiness: route({
+    operationId: "getReadiness", method: "get", path: "/readyz", auth: "none", tag: "System",
+    summary: "Readiness: every backing store answered within 2 s; 503 with Retry-After names those that did not",
+    status: 200, response: Readiness, errors: ["unavailable"],
+  }),
+  getMetrics: route({
+    operationId: "getMetrics", method: "get", path: "/metrics", auth: "none", tag: "System",
+    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands",
+    status: 200, response: MetricsText, responseType: "text/plain", errors: [],
   }),
 
   registerHost: route({

@@ -39,14 +39,16 @@ describe("errors", () => {
       unauthorized: 401,
       forbidden: 403,
       not_found: 404,
+      method_not_allowed: 405,
       conflict: 409,
       payload_too_large: 413,
+      unsupported_media_type: 415,
       upgrade_required: 426,
       rate_limited: 429,
       internal: 500,
       unavailable: 503,
     });
-    expect(ERROR_CODES).toHaveLength(10);
+    expect(ERROR_CODES).toHaveLength(12);
   });
 });
 

@@ -70,6 +70,7 @@ describe("MusterClient wiring", () => {
     await client.hosts.commands.get(HOST, COMMAND);
     await client.hosts.probe(HOST);
     await client.audit.listPage();
+    await client.teams.members.listPage(TEAM);
     await client.system.rotateSigningKey();
     await client.system.ca();
     await client.system.rotateCa({ action: "start" });

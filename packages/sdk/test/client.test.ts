@@ -32,6 +32,8 @@ describe("MusterClient: identity, users, teams, members", () => {
     const { user } = await admin.users.create({ email: `late-${unique()}@example.com` });
     const { member: added } = await owner.client.teams.members.add(team.id, { user_id: user.id, role: "member" });
     expect(added).toMatchObject({ team_id: team.id, user_id: user.id, role: "member" });
+    const listed = await member.client.teams.members.list(team.id, { limit: 1 }).toArray();
+    expect(listed.map((m) => m.user_id).sort()).toEqual([owner.user.id, member.user.id, user.id].sort());
 
     const duplicate = await rejection(owner.client.teams.members.add(team.id, { user_id: user.id, role: "owner" }));
     expect(duplicate).toMatchObject({ status: 409, code: "conflict" });

@@ -35,6 +35,10 @@ function proxyList(proxies: string[]): BlockList {
   return list;
 }
 
+function isTrustedProxy(address: string, proxies: string[]): boolean {
+  return proxyList(proxies).check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+}
+
 /**
  * The client's address. X-Forwarded-For is believed only as far as it was
  * written by configured trusted proxies: walking it from the right, the first
@@ -46,12 +50,26 @@ export function clientAddress(c: Context, trustedProxies: string[]): string | nu
   if (peer === null) return null;
   let client = normalize(peer);
   if (trustedProxies.length === 0) return client;
-  const trusted = proxyList(trustedProxies);
-  const isTrusted = (address: string) => trusted.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
   const hops = (header(c, "x-forwarded-for") ?? "").split(",").map((hop) => normalize(hop.trim())).filter(Boolean);
   for (const hop of hops.reverse()) {
-    if (!isTrusted(client) || isIP(hop) === 0) break;
+    if (!isTrustedProxy(client, trustedProxies) || isIP(hop) === 0) break;
     client = hop;
   }
   return client;
+}
+
+const FORWARDED_HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/**
+ * The origin (scheme, host, port) the client reached. X-Forwarded-Proto and
+ * X-Forwarded-Host are believed only from a trusted proxy, as X-Forwarded-For is.
+ */
+export function requestOrigin(c: Context, trustedProxies: string[]): string {
+  const own = new URL(c.req.url);
+  const peer = peerAddress(c);
+  if (peer === null || trustedProxies.length === 0 || !isTrustedProxy(normalize(peer), trustedProxies)) return own.origin;
+  const proto = header(c, "x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  const host = header(c, "x-forwarded-host")?.split(",")[0]?.trim();
+  const scheme = proto === "http" || proto === "https" ? proto : own.protocol.slice(0, -1);
+  return `${scheme}://${host !== undefined && FORWARDED_HOST.test(host) ? host : own.host}`;
 }

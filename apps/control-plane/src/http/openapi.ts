@@ -1,6 +1,9 @@
-import { ERROR_STATUS, ErrorEnvelope, routes, type RouteDef } from "@muster/contract";
+import { ERROR_STATUS, ErrorEnvelope, routes, type ErrorCode, type RouteDef } from "@muster/contract";
 import type { TObject, TSchema } from "@sinclair/typebox";
+import type { Context } from "hono";
 import { OpenApiBuilder, type OpenAPIObject, type OperationObject, type ParameterObject, type SchemaObject } from "openapi3-ts/oas31";
+import { requestOrigin } from "./client-address.js";
+import type { AppEnv } from "./env.js";
 
 const SECURITY: Record<RouteDef["auth"], OperationObject["security"]> = {
   api_key: [{ apiKey: [] }],
@@ -39,6 +42,19 @@ function parameters(where: "path" | "query", schema: TObject | undefined, compon
   }));
 }
 
+/**
+ * The errors any route may answer beyond its own: a refused query parameter
+ * (every route refuses those it does not name), a body too large or not JSON,
+ * and the server's own trouble.
+ */
+function errorsOf(route: RouteDef): ErrorCode[] {
+  const body: ErrorCode[] = route.body ? ["unsupported_media_type"] : [];
+  return [...new Set<ErrorCode>(["invalid_request", ...route.errors, ...body, "payload_too_large", "internal", "unavailable"])];
+}
+
+/** The repository names no licence yet; this is the one place to change when it does. */
+const LICENSE = { name: "Proprietary", identifier: "LicenseRef-Muster-Proprietary" };
+
 export function buildOpenApiDocument(version: string): OpenAPIObject {
   const components: Record<string, SchemaObject> = {};
   const builder = OpenApiBuilder.create()
@@ -46,6 +62,7 @@ export function buildOpenApiDocument(version: string): OpenAPIObject {
       title: "Muster API",
       version,
       description: "Host enrollment and fleet control plane. Errors always have the ErrorEnvelope shape.",
+      license: LICENSE,
     })
     .addSecurityScheme("apiKey", { type: "http", scheme: "bearer", description: "Operator API key" })
     .addSecurityScheme("hostToken", { type: "apiKey", in: "header", name: "X-Host-Token", description: "Host JWT" });
@@ -53,13 +70,10 @@ export function buildOpenApiDocument(version: string): OpenAPIObject {
   const errorRef = hoist(ErrorEnvelope, components);
   for (const route of Object.values(routes) as RouteDef[]) {
     const success = route.response
-      ? { description: "OK", content: { "application/json": { schema: hoist(route.response, components) } } }
+      ? { description: "OK", content: { [route.responseType ?? "application/json"]: { schema: hoist(route.response, components) } } }
       : { description: "No content" };
     const errors = Object.fromEntries(
-      [...route.errors, "payload_too_large", "internal", "unavailable"].map((code) => [
-        String(ERROR_STATUS[code as keyof typeof ERROR_STATUS]),
-        { description: code, content: { "application/json": { schema: errorRef } } },
-      ]),
+      errorsOf(route).map((code) => [String(ERROR_STATUS[code]), { description: code, content: { "application/json": { schema: errorRef } } }]),
     );
     const operation: OperationObject = {
       operationId: route.operationId,
@@ -78,5 +92,14 @@ export function buildOpenApiDocument(version: string): OpenAPIObject {
     builder.addPath(route.path, { [route.method]: operation });
   }
   for (const [name, schema] of Object.entries(components)) builder.addSchema(name, schema);
-  return builder.getSpec();
+  // The builder starts every document with empty lists; `servers` is set per request, and tags are named by each operation.
+  const spec = builder.getSpec();
+  delete spec.servers;
+  delete spec.tags;
+  return spec;
+}
+
+/** The document as served: its one server is the address the caller reached, so "try it" calls go back there. */
+export function withServerOf(c: Context<AppEnv>, document: OpenAPIObject): OpenAPIObject {
+  return { ...document, servers: [{ url: requestOrigin(c, c.get("deps").config.trustedProxies) }] };
 }

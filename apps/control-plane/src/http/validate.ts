@@ -3,8 +3,8 @@ import type { RouteDef } from "@muster/contract";
 import type { TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
-import { invalid } from "../errors.js";
-import { declaresBody } from "./node-request.js";
+import { invalid, unsupportedMediaType } from "../errors.js";
+import { declaresBody, header } from "./node-request.js";
 
 export interface ValidatedInput {
   params: unknown;
@@ -59,6 +59,26 @@ function refuseNonIntegers(schema: TObject, raw: Record<string, string>): void {
   }
 }
 
+/** Every parameter a route does not name is refused, so a misspelt filter never silently lists everything. */
+function refuseUnknownParameters(route: RouteDef, given: Record<string, string>): void {
+  const known = route.query?.properties ?? {};
+  const unknown = Object.keys(given).find((name) => !Object.hasOwn(known, name));
+  if (unknown === undefined) return;
+  const names = Object.keys(known);
+  const takes = names.length > 0 ? `it takes ${names.join(", ")}` : "it takes none";
+  throw invalid(`unknown query parameter '${unknown}': ${takes}`);
+}
+
+/** application/json or a +json type, with any parameters; a body without a Content-Type is read as JSON too. */
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+
+function refuseNonJson(c: Context): void {
+  const type = header(c, "content-type");
+  if (type !== undefined && type.trim() !== "" && !JSON_MEDIA_TYPE.test(type.trim())) {
+    throw unsupportedMediaType(`Content-Type ${JSON.stringify(type.slice(0, 100))} is not accepted: send the body as application/json`);
+  }
+}
+
 /**
  * Builds the validator of one route from its contract entry, compiled once.
  * Query strings are coerced to the schema's types and defaults applied;
@@ -71,20 +91,23 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
 
   return async (c) => {
     const input: ValidatedInput = { params: {}, query: {}, body: undefined };
+    const given = c.req.query();
+    refuseUnknownParameters(route, given);
     if (params && route.params) {
       const raw = c.req.param() as Record<string, string>;
       if (!params.Check(raw)) throw invalid(describe("path parameter", params, raw));
       input.params = raw;
     }
     if (query && route.query) {
-      const given = c.req.query();
       refuseNonIntegers(route.query, given);
       const raw = Value.Default(route.query, Value.Convert(route.query, { ...given }));
       if (!query.Check(raw)) throw invalid(describe("query parameter", query, raw));
       input.query = raw;
     }
     if (body) {
-      const text = declaresBody(c) ? await c.req.text() : "";
+      const declared = declaresBody(c);
+      if (declared) refuseNonJson(c);
+      const text = declared ? await c.req.text() : "";
       if (text.trim() === "") {
         if (!route.bodyOptional) throw invalid("request body is required: send a JSON object");
         return input;

@@ -1,6 +1,6 @@
 import type { CreateHostBody, ListHostsQuery } from "@muster/contract";
 import { MAX_TAGS_PER_HOST, PAGE_LIMIT_DEFAULT } from "@muster/contract";
-import { and, asc, count, eq, exists, isNull, type SQL } from "drizzle-orm";
+import { and, asc, count, eq, exists, ilike, isNull, type SQL } from "drizzle-orm";
 import { hostRefreshTokens, hostRegistrationTokens, hostTags, hosts, teams, type HostRow } from "../db/schema/index.js";
 import { conflict, invalid, notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
@@ -106,6 +106,8 @@ export async function listHosts(deps: ServiceDeps, actor: Actor, query: ListHost
   if (query.status) filters.push(eq(hosts.status, query.status));
   if (query.type) filters.push(eq(hosts.type, query.type));
   if (query.team_id) filters.push(eq(hosts.teamId, query.team_id));
+  // A prefix, not a pattern: the caller's % and _ are literal.
+  if (query.hostname) filters.push(ilike(hosts.hostname, `${query.hostname.replace(/[\\%_]/g, "\\$&")}%`));
   if (query.tag) {
     const tagged = deps.db
       .select({ one: hostTags.hostId })

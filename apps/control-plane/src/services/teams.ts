@@ -71,6 +71,22 @@ export async function addMember(deps: ServiceDeps, actor: Actor, teamId: string,
   });
 }
 
+export async function listMembers(deps: ServiceDeps, actor: Actor, teamId: string, query: { limit?: number; cursor?: string }) {
+  requireTeamAccess(actor, teamId, "read");
+  const [team] = await deps.db.select({ id: teams.id }).from(teams).where(eq(teams.id, teamId));
+  if (!team) throw notFound("team");
+  const cursor = decodeCursor(query.cursor);
+  const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+  const rows = await deps.db
+    .select()
+    .from(teamMembers)
+    .where(and(eq(teamMembers.teamId, teamId), pastCursor(cursor, teamMembers.createdAt, teamMembers.userId, "asc")))
+    .orderBy(asc(teamMembers.createdAt), asc(teamMembers.userId))
+    .limit(limit + 1);
+  const { page, next_cursor } = paginate(rows, limit, (row) => ({ at: row.createdAt, id: row.userId }));
+  return { items: page.map(memberView), next_cursor };
+}
+
 /** Removing a member also revokes that user's keys for the team: off-boarding takes effect at once. */
 export async function removeMember(deps: ServiceDeps, actor: Actor, teamId: string, userId: string) {
   requireTeamAccess(actor, teamId, "manage");

@@ -29,7 +29,8 @@ export class HttpClient {
       body = JSON.stringify(options.body);
       headers["content-type"] = "application/json";
     }
-    const response = await this.app.request(path, { method, headers, body });
+    // Bytes, not a string: a string body would be given a text/plain Content-Type the test did not ask for.
+    const response = await this.app.request(path, { method, headers, body: body === undefined ? undefined : new TextEncoder().encode(body) });
     const text = await response.text();
     let parsed: unknown = text;
     try {

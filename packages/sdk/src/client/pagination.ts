@@ -60,16 +60,17 @@ export class Paginator<T> implements AsyncIterable<T> {
   }
 }
 
-/** The one pagination helper: any list route of the contract becomes a Paginator of its items. */
+/** The one pagination helper: any list route of the contract becomes a Paginator of its items (`params`: its path's, if any). */
 export function paginate<R extends ListRoute>(
   transport: Transport,
   route: R,
   filters: ListFilters<R> | undefined,
   options: RequestOptions = {},
+  params?: Record<string, string>,
 ): Paginator<ItemOf<R>> {
   return new Paginator<ItemOf<R>>(async (cursor) => {
     // Widened to any list route: the caller's `filters` were already checked against R's own query type.
-    const input = { query: { ...(filters as object), cursor } } as CallInput<ListRoute>;
+    const input = { ...(params ? { params } : {}), query: { ...(filters as object), cursor } } as CallInput<ListRoute>;
     return (await transport.call<ListRoute>(route, input, options)) as RawPage<ItemOf<R>>;
   });
 }

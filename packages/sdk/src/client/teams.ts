@@ -12,6 +12,15 @@ export class TeamMembers {
     return this.transport.call(routes.addMember, { params: { team_id: teamId }, body }, options);
   }
 
+  /** The team's members, oldest first (admins and the team's own members). */
+  list(teamId: string, filters?: ListFilters<typeof routes.listMembers>, options?: RequestOptions) {
+    return paginate(this.transport, routes.listMembers, filters, options, { team_id: teamId });
+  }
+
+  listPage(teamId: string, query?: QueryOf<typeof routes.listMembers>, options?: RequestOptions) {
+    return this.transport.call(routes.listMembers, { params: { team_id: teamId }, query }, options);
+  }
+
   /** Removes a member and revokes their API keys for the team; the last owner cannot be removed (409). */
   remove(teamId: string, userId: string, options?: RequestOptions) {
     return this.transport.call(routes.removeMember, { params: { team_id: teamId, user_id: userId } }, options);
