@@ -46,7 +46,8 @@ const envelopes: string[] = [];
 
 beforeAll(async () => {
   const built = ensureBuilt();
-  const settings = { MUSTER_HEARTBEAT_INTERVAL_S: "1", MUSTER_OFFLINE_AFTER_S: "3", LOG_LEVEL: "debug" };
+  // Each agent is probed several times in a few seconds: no per-host probe interval.
+  const settings = { MUSTER_HEARTBEAT_INTERVAL_S: "1", MUSTER_OFFLINE_AFTER_S: "3", MUSTER_PROBE_INTERVAL_S: "0", LOG_LEVEL: "debug" };
   const first = await startControlPlane(settings);
   planes = POSTGRES ? [first, await startControlPlane({}, { sibling: first })] : [first];
   work = mkdtempSync(join(os.tmpdir(), "muster-rotation-"));

@@ -10,7 +10,7 @@ import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import type { Kv } from "./kv/kv.js";
 import { MemoryKv } from "./kv/memory.js";
-import { RedisKv } from "./kv/redis.js";
+import { RedisKv, type RedisTarget } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
 import { CaKeyring, ensureCertificateAuthority } from "./pki/authorities.js";
@@ -24,29 +24,32 @@ import { KeyringWatch } from "./services/keyring-watch.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
 import { ensureSigningKey } from "./services/signing-keys.js";
+import { ProbeSlots } from "./services/probe.js";
+import { RevocationLists } from "./services/revocation-lists.js";
+import { AddressPolicy } from "./net/address-policy.js";
 
 export interface Stores {
   database: Database;
   kv: Kv;
 }
 
-/** The environment alone decides: DATABASE_URL / REDIS_URL, or the embedded default in the data folder. */
+/** The environment alone decides: DATABASE_URL, REDIS_URL or REDIS_CLUSTER_NODES, or the embedded default in the data folder. */
 export async function openStores(config: Config): Promise<Stores> {
   const database = config.databaseUrl ? await openPostgres(config.databaseUrl) : await openEmbedded(config.dataDir);
-  let kv: Kv;
-  if (config.redisUrl) {
-    const redis = new RedisKv({ url: config.redisUrl, keyPrefix: config.kvPrefix });
-    try {
-      await redis.connect();
-    } catch (error) {
-      await database.close();
-      throw new Error(`cannot reach Redis at REDIS_URL (${(error as Error).message}); is it running?`, { cause: error });
-    }
-    kv = redis;
-  } else {
-    kv = new MemoryKv();
+  const target = redisTarget(config);
+  if (target === null) return { database, kv: new MemoryKv() };
+  try {
+    return { database, kv: await RedisKv.connect({ target, keyPrefix: config.kvPrefix }) };
+  } catch (error) {
+    await database.close();
+    const named = "url" in target ? "Redis at REDIS_URL" : "the Redis Cluster at REDIS_CLUSTER_NODES";
+    throw new Error(`cannot reach ${named} (${(error as Error).message}); is it running?`, { cause: error });
   }
-  return { database, kv };
+}
+
+function redisTarget(config: Config): RedisTarget | null {
+  if (config.redisClusterNodes) return { clusterNodes: config.redisClusterNodes };
+  return config.redisUrl ? { url: config.redisUrl } : null;
 }
 
 export interface RuntimeOptions {
@@ -66,7 +69,7 @@ export interface Runtime {
   channels: ChannelHub;
   /** Keeps the signing keys and CAs in step across processes; its `tick()` is the minute's upkeep. */
   keyringWatch: KeyringWatch;
-  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels, keyring upkeep. */
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -93,10 +96,29 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, sealer, clock, random, config);
   const ca = await CaKeyring.load(db, sealer, config);
-  const metrics = createMetrics(() => countHostsByStatus(db));
+  const metrics = createMetrics(
+    () => countHostsByStatus(db),
+    () => liveness.credentialsTrusted,
+  );
   const pacing = new Pacing(db, config, logger);
-  const identity = new ControlPlaneIdentity(ca, clock, random);
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, sealer, identity };
+  const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
+  const serviceDeps = {
+    db,
+    kv,
+    clock,
+    random,
+    config,
+    logger,
+    metrics,
+    hostTokens,
+    pacing,
+    ca,
+    sealer,
+    identity: new ControlPlaneIdentity(ca, clock, random),
+    addresses: new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs }),
+    revocationLists,
+    probeSlots: new ProbeSlots(),
+  };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,
@@ -112,6 +134,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     channels,
     keyringWatch,
     async start() {
+      await revocationLists.start();
       await pacing.start();
       await liveness.start();
       await channels.start();
@@ -122,6 +145,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await channels.stop();
       pacing.stop();
       await liveness.stop();
+      await revocationLists.stop();
     },
   };
 }

@@ -4,8 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactSign } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { HostCredentials } from "@muster/contract";
+import { CertificateAuthority } from "../src/pki/ca.js";
 import { REFRESH_PROOF_TYP, refreshTokenThumbprint } from "../src/pki/refresh-proof.js";
 import { x509 } from "../src/pki/x509.js";
 import { startTestApp, type TestApp } from "./support/app.js";
@@ -84,6 +85,8 @@ describe("a CA rotation, step by step", () => {
   });
 
   it("start: a new CA signs, both are served (the new one first) by this control plane and every other at once", async () => {
+    await other.http.get("/v1/ca/crl");
+    const signed = vi.spyOn(CertificateAuthority.prototype, "revocationList");
     const res = await rotate({ action: "start" });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
@@ -103,8 +106,14 @@ describe("a CA rotation, step by step", () => {
     expect(fingerprintOf(new X509Certificate(bundle[1]!))).toBe(fingerprintOf(oldCa));
     await expect.poll(async () => (await other.http.get("/v1/ca")).body.certificate, { timeout: 5000 }).toBe(served.certificate);
 
-    const crls = ((await t.http.get("/v1/ca/crl")).body.crl as string).match(PEM_CRL)!;
+    const lists = await t.http.get("/v1/ca/crl");
+    const crls = (lists.body.crl as string).match(PEM_CRL)!;
     expect(crls.map((pem) => new x509.X509Crl(pem).issuer)).toEqual([newCa.subject.replace(/\n/g, ", "), oldCa.subject.replace(/\n/g, ", ")]);
+    // Signed once per CA by the process that rotated, and taken as it is by the other, which had a list of the old CA alone.
+    await expect.poll(async () => (await other.http.get("/v1/ca/crl")).headers.get("etag"), { timeout: 5000 }).toBe(lists.headers.get("etag"));
+    expect(signed).toHaveBeenCalledTimes(2);
+    expect(signed.mock.contexts).toEqual(t.runtime.deps.ca.trusted);
+    signed.mockRestore();
   });
 
   it("hands the new CA's certificates and both CAs to every registration and refresh, in either control plane", async () => {
@@ -199,6 +208,21 @@ describe("completing a CA rotation with hosts still on the previous CA", () => {
     expect((await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: spent } })).status).toBe(401);
     const afterReuse = await t.http.post("/v1/hosts/auth/refresh", { body: { refresh_token: live.creds.refresh_token } });
     expect(afterReuse.status).toBe(401);
+  });
+
+  it("a control plane that missed the lists' announcement serves the lists of the CAs it trusts once it has reloaded them", async () => {
+    await other.http.get("/v1/ca/crl");
+    await other.runtime.deps.revocationLists.stop();
+    try {
+      const countOn = async (app: TestApp) => ((await app.http.get("/v1/ca/crl")).body.crl as string).match(PEM_CRL)!.length;
+      expect((await rotate({ action: "start" })).status).toBe(200);
+      await expect.poll(() => countOn(other), { timeout: 5000 }).toBe(2);
+      expect((await rotate({ action: "complete", force: true })).status).toBe(200);
+      await expect.poll(() => countOn(other), { timeout: 5000 }).toBe(1);
+      expect((await other.http.get("/v1/ca/crl")).headers.get("etag")).toBe((await t.http.get("/v1/ca/crl")).headers.get("etag"));
+    } finally {
+      await other.runtime.deps.revocationLists.start();
+    }
   });
 });
 

@@ -193,7 +193,7 @@ describe("keys at rest", () => {
       const res = await fetch(`${url}/v1/hosts/register`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ token: created.registration_token, address: "127.0.0.1:7070", arch: "amd64", cpu_cores: 1, memory_mb: 512, disk_gb: 1, csr: await makeCsr(await keyPair()) }),
+        body: JSON.stringify({ token: created.registration_token, address: "10.0.0.7:7070", arch: "amd64", cpu_cores: 1, memory_mb: 512, disk_gb: 1, csr: await makeCsr(await keyPair()) }),
       });
       expect(res.status).toBe(201);
     };

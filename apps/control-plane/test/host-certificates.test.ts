@@ -1,12 +1,10 @@
 import { X509Certificate, webcrypto } from "node:crypto";
-import { CompactSign } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REFRESH_PROOF_TYP, refreshTokenThumbprint } from "../src/pki/refresh-proof.js";
 import { x509 } from "../src/pki/x509.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories, machineSpecs } from "./support/factories.js";
-import { keyPair, makeCsr } from "./support/pki.js";
+import { keyPair, makeCsr, refreshProof as proof } from "./support/pki.js";
 
 let t: TestApp;
 let f: Factories;
@@ -36,13 +34,6 @@ async function expectHostCertificate(pem: string, hostId: string, keys: webcrypt
   return cert;
 }
 
-/** A proof of `keys` for refreshing with `refreshToken`, as the agent makes it. */
-async function proof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
-  const payload = new TextEncoder().encode(JSON.stringify({ ath: refreshTokenThumbprint(refreshToken) }));
-  return new CompactSign(payload)
-    .setProtectedHeader({ alg: options.alg ?? "ES256", typ: options.typ ?? REFRESH_PROOF_TYP })
-    .sign(keys.privateKey);
-}
 
 describe("registration with a CSR", () => {
   it("returns a certificate for the host's own key, the CA certificate, and records the fingerprint on the host", async () => {

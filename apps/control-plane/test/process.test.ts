@@ -81,6 +81,17 @@ describe("main.ts", () => {
     expect(await stop(started)).toBe(0);
   });
 
+  it("listens on MUSTER_LISTEN_HOST only, and says where", async () => {
+    const port = await freePort();
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: String(port), MUSTER_LISTEN_HOST: "127.0.0.2" });
+    await waitFor(started, /listening/);
+    expect(started.output()).toContain(`http://127.0.0.2:${port}`);
+    expect((await fetch(`http://127.0.0.2:${port}/healthz`)).status).toBe(200);
+    // Another loopback address of this machine: listening on every interface would answer here too.
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toMatchObject({ cause: { code: "ECONNREFUSED" } });
+    expect(await stop(started)).toBe(0);
+  });
+
   it("seeds MUSTER_ADMIN_KEY as the admin's key without printing it", async () => {
     const adminKey = "automation-admin-key-0123456789abcdef";
     const port = await freePort();

@@ -1,7 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Body, Label, Nullable, PageQuery, Timestamp } from "./common.js";
 import { IdSchema } from "./ids.js";
-import { Pem } from "./pki.js";
+import { HostProbe, MAX_CRL_PEM, Pem } from "./pki.js";
 
 export const TAG_PATTERN = "^[a-z0-9][a-z0-9._:=-]{0,62}$";
 export const MAX_TAGS_PER_HOST = 64;
@@ -54,6 +54,8 @@ export const Host = Type.Object(
     cert_fingerprint: Nullable(Type.String({ description: "SHA-256 (hex) of the newest certificate issued to the host" })),
     cert_expires_at: Nullable(Timestamp),
     mtls_enabled: Type.Boolean({ description: "The last probe of the agent's mTLS endpoint succeeded" }),
+    /** The last probe's answer: owners probe, everyone who may read the host reads it. */
+    last_probe: Nullable(HostProbe),
     created_by: Type.String({ description: "ID of the user who created the host" }),
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -166,7 +168,7 @@ export const HostCredentials = Type.Object({
     }),
   ),
   crl: Type.Optional(
-    Pem("X509 CRL", 1_048_576, {
+    Pem("X509 CRL", MAX_CRL_PEM, {
       description: "The revocation list of each CA in ca_certificate as of now, concatenated PEM in the same order (also GET /v1/ca/crl); the agent's endpoint checks them",
     }),
   ),

@@ -37,11 +37,11 @@ export class CaKeyring {
       const active = await CertificateAuthority.fromKey(FIRST_CA_ID, null, readFileSync(config.caCertFile, "utf8"), key, config.caCertFile);
       return new CaKeyring(db, sealer, "files", { active, previous: null });
     }
-    return new CaKeyring(db, sealer, "database", await loadFromDatabase(db, sealer));
+    return new CaKeyring(db, sealer, "database", await loadFromDatabase(db, sealer, []));
   }
 
   async reload(): Promise<void> {
-    if (this.source === "database") this.current = await loadFromDatabase(this.db, this.sealer);
+    if (this.source === "database") this.current = await loadFromDatabase(this.db, this.sealer, this.trusted);
   }
 
   get active(): CertificateAuthority {
@@ -67,12 +67,14 @@ export class CaKeyring {
   }
 }
 
-async function loadFromDatabase(db: Db, sealer: Sealer): Promise<Authorities> {
+/** The CAs as the database has them now; one already `loaded` is kept as it is rather than unsealed again (reloads run every minute). */
+async function loadFromDatabase(db: Db, sealer: Sealer, loaded: readonly CertificateAuthority[]): Promise<Authorities> {
   const rows = await db.select().from(certificateAuthority);
   const active = rows.find((row) => row.state === "active");
   if (!active) throw new Error("no active CA in the database (the start-up creates one)");
   const previous = rows.find((row) => row.state === "previous");
-  return { active: await open(active, sealer), previous: previous ? await open(previous, sealer) : null };
+  const openOrKeep = (row: CertificateAuthorityRow) => loaded.find((ca) => ca.id === row.id) ?? open(row, sealer);
+  return { active: await openOrKeep(active), previous: previous ? await openOrKeep(previous) : null };
 }
 
 async function open(row: CertificateAuthorityRow, sealer: Sealer): Promise<CertificateAuthority> {

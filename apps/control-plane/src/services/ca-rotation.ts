@@ -71,7 +71,8 @@ export async function caStatus(deps: ServiceDeps, actor: Actor): Promise<CaStatu
  *   (credential-renewal.ts): an agent that was offline throughout re-enrols
  *   through its refresh token when it is back. Refused while online hosts
  *   still hold them, unless `force`: they would all refresh at once.
- * Each step is audited and announced to every control plane.
+ * Each step is audited, its revocation lists signed once, and announced to
+ * every control plane.
  */
 export async function rotateCa(deps: ServiceDeps, actor: Actor, body: RotateCaBody): Promise<CaStatus> {
   requireAdmin(actor);
@@ -80,8 +81,11 @@ export async function rotateCa(deps: ServiceDeps, actor: Actor, body: RotateCaBo
   }
   if (body.action === "start") await startRotation(deps, actor);
   else await completeRotation(deps, actor, body.force === true);
-  await announceKeyringChange(deps, "ca");
   await deps.ca.reload();
+  // The trusted CAs changed, so their revocation lists did: signed here once and shared before the other processes
+  // reload (each takes the stored lists at its first use after the reload rather than signing them again).
+  await deps.revocationLists.changed();
+  await announceKeyringChange(deps, "ca");
   return statusOf(deps);
 }
 

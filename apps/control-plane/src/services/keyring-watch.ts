@@ -56,9 +56,15 @@ export class KeyringWatch {
 
   private async reload(changes: KeyringChange[]): Promise<void> {
     try {
-      await Promise.all(changes.map((change) => (change === "ca" ? this.deps.ca.reload() : change === "signing-keys" ? this.deps.hostTokens.reload() : undefined)));
+      await Promise.all(changes.map((change) => (change === "ca" ? this.reloadCas() : change === "signing-keys" ? this.deps.hostTokens.reload() : undefined)));
     } catch (error) {
       this.deps.logger.warn({ err: error, changes }, "could not reload the shared keys; retried within a minute");
     }
+  }
+
+  /** After a CA rotation step, the lists of the CAs now trusted are taken up at once (from the store, where the rotating process left them), not at the first request. */
+  private async reloadCas(): Promise<void> {
+    await this.deps.ca.reload();
+    await this.deps.revocationLists.current();
   }
 }

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 /**
  * The control plane as an operator starts it: `main.ts` in its own process,
  * configured by the environment alone (none of the suite's DATABASE_URL,
- * REDIS_URL or MUSTER_* leaks in unless given).
+ * REDIS_URL, REDIS_CLUSTER_NODES or MUSTER_* leaks in unless given).
  */
 const APP_DIR = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -22,7 +22,7 @@ export function killAll(): void {
 }
 
 export function startMain(env: Record<string, string>): MainProcess {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|REDIS_URL|MUSTER_)/.test(name)));
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|REDIS_URL|REDIS_CLUSTER_NODES|MUSTER_)/.test(name)));
   // tsx as a loader, not its CLI: the child is the control plane itself (its PID, its umask, its signals).
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: APP_DIR, env: { ...clean, LOG_LEVEL: "info", ...env }, stdio: "pipe" });
   children.push(child);
