@@ -64,7 +64,7 @@ async function deployment(mode: "suite" | "embedded" = "suite"): Promise<Deploym
       MUSTER_DATA_DIR: dataDir,
       MUSTER_ADMIN_KEY: adminKey,
       DATABASE_URL: database.url,
-      REDIS_URL: process.env.REDIS_URL!,
+      ...(process.env.REDIS_CLUSTER_NODES ? { REDIS_CLUSTER_NODES: process.env.REDIS_CLUSTER_NODES } : { REDIS_URL: process.env.REDIS_URL! }),
       MUSTER_KV_PREFIX: `at-rest-${randomBytes(6).toString("hex")}:`,
       MUSTER_SECRET_KEY: secretKey.toString("base64"),
     },
