@@ -97,9 +97,13 @@ export async function freshStores(options: { embedded?: boolean } = {}): Promise
   const env: Record<string, string> = { MUSTER_DATA_DIR: dataDir, MUSTER_KV_PREFIX: `bench-${unique}:` };
   const postgres = process.env.DATABASE_URL && !options.embedded ? process.env.DATABASE_URL : null;
   const database = postgres ? await throwawayDatabase(postgres, "muster_bench") : null;
-  if (database) env.DATABASE_URL = database.url;
-  // An empty variable counts as unset: the control plane must not pick up this shell's stores.
-  else Object.assign(env, { DATABASE_URL: "", REDIS_URL: "", REDIS_CLUSTER_NODES: "" });
+  if (database) {
+    env.DATABASE_URL = database.url;
+    env.MUSTER_SECRET_KEY = randomBytes(32).toString("base64");
+  } else {
+    // An empty variable counts as unset: the control plane must not pick up this shell's stores.
+    Object.assign(env, { DATABASE_URL: "", REDIS_URL: "", REDIS_CLUSTER_NODES: "" });
+  }
   return {
     env,
     adminKey,

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -27,10 +27,37 @@ export function ensureBuilt(options: { app: string; name: string; arm64?: boolea
     join(REPO, "packages", "sdk", "src"),
     join(REPO, "packages", "contract", "src"),
   ];
-  if (existsSync(wanted) && statSync(wanted).mtimeMs >= Math.max(...sources.map(newest))) return wanted;
-  const bin = join(app, "node_modules", ".bin");
-  execFileSync(join(bin, "tsup"), [], { cwd: app, stdio: "pipe", timeout: 60_000 });
-  const args = [join(REPO, "scripts", "build-sea.ts"), options.name, ...(options.arm64 ? ["--arm64"] : [])];
-  execFileSync(join(bin, "tsx"), args, { cwd: app, stdio: "pipe", timeout: 300_000 });
-  return wanted;
+  const fresh = () => existsSync(wanted) && statSync(wanted).mtimeMs >= Math.max(...sources.map(newest));
+  if (fresh()) return wanted;
+  const release = lock(join(app, "node_modules", `.${options.name}-building`));
+  try {
+    if (fresh()) return wanted;
+    const bin = join(app, "node_modules", ".bin");
+    execFileSync(join(bin, "tsup"), [], { cwd: app, stdio: "pipe", timeout: 60_000 });
+    const args = [join(REPO, "scripts", "build-sea.ts"), options.name, ...(options.arm64 ? ["--arm64"] : [])];
+    execFileSync(join(bin, "tsx"), args, { cwd: app, stdio: "pipe", timeout: 300_000 });
+    return wanted;
+  } finally {
+    release();
+  }
+}
+
+const LOCK_STALE_MS = 5 * 60_000;
+
+/**
+ * Held while building (outside dist/, which the build empties): test files run
+ * in parallel, and two builds into one dist/ would spoil each other.
+ */
+function lock(path: string): () => void {
+  for (;;) {
+    try {
+      mkdirSync(path);
+      return () => rmSync(path, { recursive: true, force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const heldSince = statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+      if (Date.now() - heldSince > LOCK_STALE_MS) rmSync(path, { recursive: true, force: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    }
+  }
 }

@@ -13,14 +13,18 @@ import { MemoryKv } from "./kv/memory.js";
 import { RedisKv, type RedisTarget } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
-import { CertificateAuthority } from "./pki/ca.js";
+import { CaKeyring, ensureCertificateAuthority } from "./pki/authorities.js";
 import { ControlPlaneIdentity } from "./pki/identity.js";
+import { sealKeysAtRest } from "./secrets/at-rest.js";
+import { loadSealer } from "./secrets/secret-keys.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { canonicalizeHostArch } from "./services/host-arch.js";
 import { countCommandsByStatus } from "./services/commands.js";
 import { countHostsByStatus } from "./services/hosts.js";
+import { KeyringWatch } from "./services/keyring-watch.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
+import { ensureSigningKey } from "./services/signing-keys.js";
 import { ProbeSlots } from "./services/probe.js";
 import { RevocationLists } from "./services/revocation-lists.js";
 import { AddressPolicy } from "./net/address-policy.js";
@@ -64,7 +68,9 @@ export interface Runtime {
   bootstrap: BootstrapResult;
   /** Agent channels: attach it to the HTTP server to serve GET /v1/hosts/{id}/channel. */
   channels: ChannelHub;
-  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels. */
+  /** Keeps the signing keys and CAs in step across processes; its `tick()` is the minute's upkeep. */
+  keyringWatch: KeyringWatch;
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -76,18 +82,23 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { database, kv } = stores;
   const db = database.db;
 
-  const bootstrap = await database.exclusively(async () => {
+  // Start-up work that must happen once, before any key is used: seal what is not sealed, make what is missing.
+  const { bootstrap, sealer } = await database.exclusively(async () => {
     await database.migrate(options.migrationsFolder);
     const renamed = await canonicalizeHostArch(db);
     if (renamed > 0) logger.info({ hosts: renamed }, "host architectures renamed to the canonical names (amd64, arm64, …)");
-    return bootstrapAdmin({ db, clock, random }, config.adminKey);
+    const sealer = await loadSealer(config, database, { random, logger });
+    await sealKeysAtRest({ db, sealer, clock, random, logger });
+    await ensureSigningKey(db, sealer, random, clock.now());
+    await ensureCertificateAuthority(db, sealer, random, clock.now(), config);
+    return { sealer, bootstrap: await bootstrapAdmin({ db, clock, random }, config.adminKey) };
   });
   if (!bootstrap.created && config.adminKey) {
     logger.debug("MUSTER_ADMIN_KEY is only used to seed an empty database; this one is bootstrapped already");
   }
 
-  const hostTokens = await HostTokens.load(db, clock, random, config);
-  const ca = await CertificateAuthority.load(db, clock, random, config);
+  const hostTokens = await HostTokens.load(db, sealer, clock, random, config);
+  const ca = await CaKeyring.load(db, sealer, config);
   const metrics = createMetrics(
     () => countHostsByStatus(db),
     () => liveness.credentialsTrusted,
@@ -105,6 +116,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     hostTokens,
     pacing,
     ca,
+    sealer,
     identity: new ControlPlaneIdentity(ca, clock, random),
     addresses: new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs }),
     revocationLists,
@@ -117,18 +129,22 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     readiness: { database: () => database.ping(), kv: () => kv.ping() },
   };
   const channels = new ChannelHub(deps, createChannelMetrics(metrics.registry, () => countCommandsByStatus(db)));
+  const keyringWatch = new KeyringWatch(serviceDeps);
   return {
     app: createApp(deps),
     deps,
     bootstrap,
     channels,
+    keyringWatch,
     async start() {
       await revocationLists.start();
       await pacing.start();
       await liveness.start();
       await channels.start();
+      await keyringWatch.start();
     },
     async stop() {
+      await keyringWatch.stop();
       await channels.stop();
       pacing.stop();
       await liveness.stop();

@@ -1,10 +1,11 @@
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { ConfigError, loadConfig } from "./config.js";
-import { DataDirLockedError } from "./db/client.js";
+import { DataDirError } from "./db/client.js";
 import { createHttpServer } from "./http/server.js";
 import { logSerializers } from "./log.js";
 import { buildRuntime, openStores } from "./runtime.js";
+import { SecretKeyError } from "./secrets/sealer.js";
 import { loadServerTls } from "./tls.js";
 import { releaseYoungGeneration } from "./young-generation.js";
 
@@ -17,6 +18,8 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
+  // Everything this process writes (the embedded database, its key-encryption key) is its owner's alone.
+  process.umask(0o077);
   let config;
   try {
     config = loadConfig(process.env);
@@ -41,10 +44,17 @@ async function main(): Promise<void> {
   try {
     stores = await openStores(config);
   } catch (error) {
-    if (error instanceof DataDirLockedError) fail(error.message);
+    if (error instanceof DataDirError) fail(error.message);
     fail(`cannot open the stores: ${(error as Error).message}`);
   }
-  const runtime = await buildRuntime({ config, logger, stores, migrationsFolder: MIGRATIONS });
+  let runtime;
+  try {
+    runtime = await buildRuntime({ config, logger, stores, migrationsFolder: MIGRATIONS });
+  } catch (error) {
+    if (!(error instanceof SecretKeyError)) throw error;
+    await stores.database.close().catch(() => {});
+    fail(error.message);
+  }
 
   if (runtime.bootstrap.created && !runtime.bootstrap.seeded) {
     process.stdout.write(

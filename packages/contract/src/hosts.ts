@@ -163,7 +163,15 @@ export const HostCredentials = Type.Object({
   ),
   certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The host's client+server certificate; only when the request carried a CSR" })),
   certificate_expires_at: Type.Optional(Timestamp),
-  ca_certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The CA that signed it (also GET /v1/ca)" })),
-  crl: Type.Optional(Pem("X509 CRL", MAX_CRL_PEM, { description: "The CA's revocation list as of now (also GET /v1/ca/crl); the agent's endpoint checks it" })),
+  ca_certificate: Type.Optional(
+    Pem("CERTIFICATE", 16_384, {
+      description: "Every CA to trust, concatenated PEM: the one that signed the certificate, and during a CA rotation the other one too (also GET /v1/ca)",
+    }),
+  ),
+  crl: Type.Optional(
+    Pem("X509 CRL", MAX_CRL_PEM, {
+      description: "The revocation list of each CA in ca_certificate as of now, concatenated PEM in the same order (also GET /v1/ca/crl); the agent's endpoint checks them",
+    }),
+  ),
 });
 export type HostCredentials = Static<typeof HostCredentials>;

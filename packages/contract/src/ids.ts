@@ -14,6 +14,10 @@ export const ID_PREFIX = {
   hostRefreshToken: "hrt",
   audit: "aud",
   command: "cmd",
+  signingKey: "sk",
+  certificateAuthority: "ca",
+  /** Derived from the key-encryption key itself (a digest), so a sealed row names the key that opens it. */
+  secretKey: "kek",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

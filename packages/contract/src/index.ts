@@ -14,3 +14,4 @@ export * from "./system.js";
 export * from "./teams.js";
 export * from "./users.js";
 export * from "./pki.js";
+export * from "./keys.js";

@@ -72,6 +72,9 @@ describe("MusterClient wiring", () => {
     await client.hosts.probe(HOST);
     await client.audit.listPage();
     await client.teams.members.listPage(TEAM);
+    await client.system.rotateSigningKey();
+    await client.system.ca();
+    await client.system.rotateCa({ action: "start" });
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));
     const operatorRoutes = Object.values(routes).filter((route) => route.auth === "api_key");

@@ -22,6 +22,10 @@ export interface ControlPlane {
   url: string;
   adminKey: string;
   process: ChildProcess;
+  /** Its data folder (the embedded database and its key-encryption key live here). */
+  dataDir: string;
+  /** The environment it was started with (DATABASE_URL, MUSTER_SECRET_KEY, … in PostgreSQL mode). */
+  env: Record<string, string>;
   output(): string;
   stop(): Promise<void>;
 }
@@ -70,25 +74,39 @@ function httpsReady(url: string, ca: Buffer): Promise<boolean> {
   });
 }
 
-export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
+/**
+ * `sibling`: another process of the same deployment (its database, Redis key
+ * prefix, key-encryption key and admin key), behind the same load balancer;
+ * only in PostgreSQL mode. The first one's stop() drops the database.
+ */
+export async function startControlPlane(env: Record<string, string> = {}, options: { sibling?: ControlPlane } = {}): Promise<ControlPlane> {
   const unique = randomBytes(6).toString("hex");
   const dataDir = mkdtempSync(join(tmpdir(), "muster-cp-"));
   const port = await freePort();
-  const adminKey = `testkit-admin-${randomBytes(24).toString("hex")}`;
-  const childEnv: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    PORT: String(port),
-    MUSTER_DATA_DIR: dataDir,
+  const adminKey = options.sibling?.adminKey ?? `testkit-admin-${randomBytes(24).toString("hex")}`;
+  // Its own settings; the rest of the environment (REDIS_URL among it) is inherited.
+  const own: Record<string, string> = {
     MUSTER_ADMIN_KEY: adminKey,
     MUSTER_KV_PREFIX: `testkit-${unique}:`,
     LOG_LEVEL: "warn",
     // Agents in tests listen on loopback, which the control plane refuses to call unless allowed.
     MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
+    ...options.sibling?.env,
     ...env,
+    PORT: String(port),
+    MUSTER_DATA_DIR: dataDir,
   };
 
-  const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit") : null;
-  if (database) childEnv.DATABASE_URL = database.url;
+  let database: ThrowawayDatabase | null = null;
+  if (options.sibling) {
+    if (!process.env.DATABASE_URL) throw new Error("a second control plane on the same stores needs PostgreSQL + Redis (DATABASE_URL, REDIS_URL)");
+  } else if (process.env.DATABASE_URL) {
+    database = await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit");
+    own.DATABASE_URL = database.url;
+    // PostgreSQL mode needs a key-encryption key from outside the database (embedded mode makes its own).
+    own.MUSTER_SECRET_KEY ??= randomBytes(32).toString("base64");
+  }
+  const childEnv: Record<string, string> = { ...(process.env as Record<string, string>), ...own };
 
   const child = spawn(process.execPath, [TSX_CLI, MAIN], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
@@ -115,6 +133,8 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     url,
     adminKey,
     process: child,
+    dataDir,
+    env: own,
     output: () => output,
     async stop() {
       if (child.exitCode === null) {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { PGlite } from "@electric-sql/pglite";
@@ -12,7 +12,10 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg
 import type { ExtractTablesWithRelations } from "drizzle-orm";
 import postgres from "postgres";
 import lockfile from "proper-lockfile";
+import { claimDataDir, DataDirError, restrictDataDir } from "./data-dir.js";
 import * as schema from "./schema/index.js";
+
+export { DataDirError };
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
@@ -22,6 +25,8 @@ export interface Database {
   db: Db;
   /** "embedded" (PGlite in the data folder) or "postgres". */
   kind: "embedded" | "postgres";
+  /** The embedded database's data folder; null for PostgreSQL and for an in-memory PGlite. */
+  dataDir: string | null;
   migrate(migrationsFolder: string): Promise<void>;
   /** Runs start-up work (migrations, bootstrap) in one process at a time. */
   exclusively<T>(work: () => Promise<T>): Promise<T>;
@@ -43,6 +48,7 @@ export async function openPostgres(url: string): Promise<Database> {
   return {
     db,
     kind: "postgres",
+    dataDir: null,
     async migrate(migrationsFolder) {
       await migratePostgres(drizzlePostgres(client, { schema }), { migrationsFolder });
     },
@@ -66,7 +72,7 @@ export async function openPostgres(url: string): Promise<Database> {
   };
 }
 
-export class DataDirLockedError extends Error {
+export class DataDirLockedError extends DataDirError {
   constructor(dir: string) {
     super(
       `The data folder ${dir} is in use by another Muster process. Stop it first, or set MUSTER_DATA_DIR to another folder.`,
@@ -100,8 +106,11 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
     if ((error as { code?: string }).code === "ELOCKED") throw new DataDirLockedError(dataDir);
     throw error;
   }
-  writeFileSync(pidPath, String(process.pid));
-  return release;
+  writeFileSync(pidPath, String(process.pid), { mode: 0o600 });
+  return async () => {
+    rmSync(pidPath, { force: true });
+    await release();
+  };
 }
 
 /** Whether the process that recorded its PID in `pidPath` still runs; unknown counts as running. */
@@ -154,7 +163,9 @@ async function createDatabaseApart(pgDir: string): Promise<void> {
 
 /**
  * PGlite in `dataDir/pg`, or in memory when dataDir is null (tests). PGlite does
- * not guard its folder itself, so a lock file keeps a second process out.
+ * not guard its folder itself, so a lock file keeps a second process out. The
+ * folder is owner-only, and so is everything in it once PGlite is up (it
+ * unpacks its first files world-readable, whatever the umask).
  */
 export async function openEmbedded(dataDir: string | null): Promise<Database> {
   // PGlite's WebAssembly (9 MB of PostgreSQL) stays in V8's baseline compiler: optimising it cost ~40 MiB
@@ -165,19 +176,24 @@ export async function openEmbedded(dataDir: string | null): Promise<Database> {
   if (dataDir === null) {
     pglite = new PGlite(PGLITE_OPTIONS);
   } else {
-    mkdirSync(dataDir, { recursive: true });
+    claimDataDir(dataDir);
     release = await lockDataDir(dataDir);
     const pgDir = join(dataDir, "pg");
-    if (!existsSync(join(pgDir, "PG_VERSION"))) await createDatabaseApart(pgDir).catch(async (error: unknown) => {
-      await release?.();
+    try {
+      if (!existsSync(join(pgDir, "PG_VERSION"))) await createDatabaseApart(pgDir);
+      pglite = new PGlite(pgDir, PGLITE_OPTIONS);
+      await pglite.waitReady;
+      restrictDataDir(dataDir);
+    } catch (error) {
+      await release();
       throw error;
-    });
-    pglite = new PGlite(pgDir, PGLITE_OPTIONS);
+    }
   }
   const db = drizzlePglite(pglite, { schema }) as unknown as Db;
   return {
     db,
     kind: "embedded",
+    dataDir,
     async migrate(migrationsFolder) {
       await migratePglite(drizzlePglite(pglite, { schema }), { migrationsFolder });
     },

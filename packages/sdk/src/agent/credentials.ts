@@ -16,8 +16,9 @@ export const StoredTls = Type.Object({
   private_key: Type.String({ minLength: 1 }),
   certificate: Type.String({ minLength: 1 }),
   certificate_expires_at: Type.String({ minLength: 1 }),
+  /** The CAs to trust (PEM; two during a CA rotation of the control plane's, one otherwise). */
   ca_certificate: Type.String({ minLength: 1 }),
-  /** The CA's revocation list as of the last refresh; the endpoint refuses what it lists. */
+  /** Their revocation lists as of the last refresh (PEM, one per CA); the endpoint refuses what they list. */
   crl: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type StoredTls = Static<typeof StoredTls>;

@@ -3,6 +3,7 @@ import { Transport, type RequestOptions } from "../transport.js";
 import { ApiKeys } from "./api-keys.js";
 import { Audit } from "./audit.js";
 import { Hosts } from "./hosts.js";
+import { System } from "./system.js";
 import { Teams } from "./teams.js";
 import { Users } from "./users.js";
 
@@ -33,6 +34,7 @@ export class MusterClient {
   readonly users: Users;
   readonly apiKeys: ApiKeys;
   readonly audit: Audit;
+  readonly system: System;
   /** The transport underneath, for routes this class does not wrap yet. */
   readonly transport: Transport;
 
@@ -46,6 +48,7 @@ export class MusterClient {
     this.users = new Users(this.transport);
     this.apiKeys = new ApiKeys(this.transport);
     this.audit = new Audit(this.transport);
+    this.system = new System(this.transport);
   }
 
   /** Who the key belongs to, the team it acts in and its role. */

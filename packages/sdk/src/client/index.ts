@@ -9,6 +9,7 @@ export { Teams, TeamMembers } from "./teams.js";
 export { Users } from "./users.js";
 export { ApiKeys } from "./api-keys.js";
 export { Audit } from "./audit.js";
+export { System } from "./system.js";
 export { Paginator, paginate, type ItemOf, type ListFilters, type ListRoute, type PageOf } from "./pagination.js";
 export { MusterWaitTimeoutError, type WaitOptions } from "./wait.js";
 export type { BodyOf, QueryOf, ResponseOf } from "./types.js";
@@ -17,6 +18,7 @@ export { Transport, type CallInput, type RequestOptions, type TransportOptions }
 export type {
   ApiKey,
   AuditEntry,
+  CaStatus,
   Command,
   CommandPayload,
   CommandStatus,
@@ -29,6 +31,7 @@ export type {
   Member,
   MeResponse,
   Role,
+  SigningKeys,
   Team,
   TeamRole,
   User,
