@@ -110,6 +110,13 @@ describe("redelivery when a channel opens", () => {
     first.send({ type: "result", id: finished, ok: true });
     await until(creds.host.id, delivered, "delivered");
     await until(creds.host.id, finished, "succeeded");
+    expect(await first.next()).toEqual({ type: "result_ack", id: finished });
+    // The next command goes out alone: an acknowledged one is not sent again on the channel that carried it.
+    const next = await send(creds.host.id);
+    expect(await first.next()).toMatchObject({ id: next });
+    expect(await first.quietFor(300)).toBe(true);
+    first.send({ type: "result", id: next, ok: true });
+    expect(await first.next()).toEqual({ type: "result_ack", id: next });
     first.close();
     await first.closed;
 

@@ -174,7 +174,6 @@ export class ChannelSession {
         case "heartbeat":
           return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
-          this.sent.delete(message.id);
           if (!(await this.credentialsLive())) return;
           return await markDelivered(this.deps.db, this.hostId, message.id, this.deps.clock.now());
         case "result":
