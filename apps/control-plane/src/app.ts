@@ -11,6 +11,7 @@ import { auditRoutes } from "./routes/audit.js";
 import { commandRoutes } from "./routes/commands.js";
 import { builtConsoleDir, consoleRoutes } from "./routes/console.js";
 import { docsRoutes } from "./routes/docs.js";
+import { eventRoutes } from "./routes/events.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
@@ -56,6 +57,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   hostRoutes(app);
   commandRoutes(app);
   auditRoutes(app);
+  eventRoutes(app);
 
   const allowed = allowedMethods(app);
   app.notFound((c) => {

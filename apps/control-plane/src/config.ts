@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { resolve } from "node:path";
-import { HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
+import { EVENTS_KEEPALIVE_S, HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
 
 export interface Config {
   port: number;
@@ -53,6 +53,10 @@ export interface Config {
    * sign and verify on different machines, and a token sent just before it ended.
    */
   clockLeewayS: number;
+  /** Events older than this are pruned; a stream can resume from any event younger (MUSTER_EVENTS_RETENTION_S). */
+  eventsRetentionS: number;
+  /** How often an idle event stream gets a comment (and its API key is checked again); tests shorten it. */
+  eventsKeepAliveMs: number;
   /** The console's built files; null: those of the @muster/console workspace package (apps/console/dist). */
   consoleDir: string | null;
 }
@@ -95,6 +99,8 @@ export const defaultConfig: Config = {
   trustedProxies: [],
   clockLeewayS: 30,
   consoleDir: null,
+  eventsRetentionS: 7 * 24 * 3600,
+  eventsKeepAliveMs: EVENTS_KEEPALIVE_S * 1000,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */
@@ -142,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
     trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
+    eventsRetentionS: integer("MUSTER_EVENTS_RETENTION_S", defaultConfig.eventsRetentionS, 86400, 3650 * 86400),
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {

@@ -5,6 +5,7 @@ import { createApp } from "./app.js";
 import { HostTokens } from "./auth/host-tokens.js";
 import { ChannelHub } from "./channel/hub.js";
 import { createChannelMetrics } from "./channel/metrics.js";
+import { EventHub } from "./events/hub.js";
 import type { Config } from "./config.js";
 import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
@@ -17,6 +18,7 @@ import { CertificateAuthority } from "./pki/ca.js";
 import { ControlPlaneIdentity } from "./pki/identity.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { countCommandsByStatus } from "./services/commands.js";
+import { announcingCommits } from "./services/events.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
@@ -70,7 +72,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
   const { database, kv } = stores;
-  const db = database.db;
+  const metrics = createMetrics(() => countHostsByStatus(db));
+  const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs);
+  // Every transaction that writes events announces them once committed (see services/events.ts).
+  const db = announcingCommits(database.db, () => events.announce());
 
   const bootstrap = await database.exclusively(async () => {
     await database.migrate(options.migrationsFolder);
@@ -82,13 +87,13 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, clock, random, config);
   const ca = await CertificateAuthority.load(db, clock, random, config);
-  const metrics = createMetrics(() => countHostsByStatus(db));
   const pacing = new Pacing(db, config, logger);
   const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
   const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
   const deps: AppDeps = {
     ...serviceDeps,
     liveness,
+    events,
     readiness: { database: () => database.ping(), kv: () => kv.ping() },
   };
   const channels = new ChannelHub(deps, createChannelMetrics(metrics.registry, () => countCommandsByStatus(db)));
@@ -101,8 +106,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await pacing.start();
       await liveness.start();
       await channels.start();
+      await deps.events.start();
     },
     async stop() {
+      await deps.events.stop();
       await channels.stop();
       pacing.stop();
       await liveness.stop();

@@ -1,12 +1,10 @@
 import { X509Certificate, webcrypto } from "node:crypto";
-import { CompactSign } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REFRESH_PROOF_TYP, refreshTokenThumbprint } from "../src/pki/refresh-proof.js";
 import { x509 } from "../src/pki/x509.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories, machineSpecs } from "./support/factories.js";
-import { keyPair, makeCsr } from "./support/pki.js";
+import { keyPair, makeCsr, proof } from "./support/pki.js";
 
 let t: TestApp;
 let f: Factories;
@@ -34,14 +32,6 @@ async function expectHostCertificate(pem: string, hostId: string, keys: webcrypt
   expect(cert.subjectAltName).toBe(`URI:spiffe://muster/host/${hostId}, IP Address:${machineSpecs.address.split(":")[0]}`);
   expect(cert.keyUsage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
   return cert;
-}
-
-/** A proof of `keys` for refreshing with `refreshToken`, as the agent makes it. */
-async function proof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
-  const payload = new TextEncoder().encode(JSON.stringify({ ath: refreshTokenThumbprint(refreshToken) }));
-  return new CompactSign(payload)
-    .setProtectedHeader({ alg: options.alg ?? "ES256", typ: options.typ ?? REFRESH_PROOF_TYP })
-    .sign(keys.privateKey);
 }
 
 describe("registration with a CSR", () => {

@@ -14,6 +14,8 @@ export const ID_PREFIX = {
   hostRefreshToken: "hrt",
   audit: "aud",
   command: "cmd",
+  webhook: "whk",
+  webhookDelivery: "whd",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

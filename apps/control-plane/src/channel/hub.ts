@@ -136,7 +136,7 @@ export class ChannelHub {
         if (session.claims.expiresAt <= now) session.close(CHANNEL_CLOSE.unauthorized, "host token expired; redial with a fresh one");
         else if (session.lastSeenMs < silentSince) session.close(CHANNEL_CLOSE.silent, "no heartbeat within the offline window");
       }
-      await expireCommands(this.deps.db, now);
+      await expireCommands(this.deps, now);
     } catch (error) {
       this.deps.logger.warn({ err: error }, "agent channel sweep failed; retrying on the next tick");
     } finally {

@@ -134,7 +134,7 @@ export class ChannelSession {
           return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
           this.sent.delete(message.id);
-          return await markDelivered(this.deps.db, this.hostId, message.id, this.deps.clock.now());
+          return await markDelivered(this.deps, this.hostId, message.id, this.deps.clock.now());
         case "result":
           return await this.result(message);
       }
@@ -178,7 +178,7 @@ export class ChannelSession {
 
   private async result(outcome: CommandResult): Promise<void> {
     this.sent.delete(outcome.id);
-    await completeCommand(this.deps.db, this.hostId, outcome, this.deps.clock.now());
+    await completeCommand(this.deps, this.hostId, outcome, this.deps.clock.now());
   }
 
   private refuse(why: string): void {

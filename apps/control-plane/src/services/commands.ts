@@ -1,18 +1,24 @@
-import type { Command, CommandResult, SendCommandBody } from "@muster/contract";
+import type { Command, CommandEventType, CommandResult, SendCommandBody } from "@muster/contract";
 import { COMMAND_TIMEOUT_DEFAULT_S } from "@muster/contract";
 import { and, asc, eq, gt, inArray, lte, sql } from "drizzle-orm";
-import { hostCommands, type HostCommandRow } from "../db/schema/index.js";
+import type { Tx } from "../db/client.js";
+import { hostCommands, hostTags, hosts, type HostCommandRow } from "../db/schema/index.js";
 import { notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import type { Actor } from "./actor.js";
 import { recordAudit } from "./audit.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
+import { recordEvents } from "./events.js";
 import { hostFor } from "./hosts.js";
 import { AGENT_CHANNEL_BUS } from "./kv-keys.js";
 
 const UNFINISHED = ["queued", "delivered"] as const;
 /** How many waiting commands one delivery pass sends; the rest follow as these are acknowledged. */
 const DELIVERY_BATCH = 100;
+/** Commands expired per transaction (each is an event, and a transaction holds 65,536 at most). */
+const EXPIRY_BATCH = 1_000;
+
+type EventDeps = Pick<ServiceDeps, "db" | "clock">;
 
 export type BusMessage = { kind: "claim"; host: string; channel: string } | { kind: "commands"; host: string };
 
@@ -54,6 +60,7 @@ export async function sendCommand(deps: ServiceDeps, actor: Actor, hostId: strin
         metadata: { command_id: inserted!.id, type: body.type },
       },
     ]);
+    await recordCommandEvents(tx, deps, "command.queued", [inserted!]);
     return inserted!;
   });
   await announceCommands(deps, hostId);
@@ -63,7 +70,7 @@ export async function sendCommand(deps: ServiceDeps, actor: Actor, hostId: strin
 export async function getCommand(deps: ServiceDeps, actor: Actor, hostId: string, commandId: string): Promise<Command> {
   await hostFor(deps.db, actor, hostId, "read");
   // Expire this one now rather than wait for the next sweep, so a reader never sees a deadline passed unmarked.
-  await expireCommands(deps.db, deps.clock.now(), commandId);
+  await expireCommands(deps, deps.clock.now(), commandId);
   const [row] = await deps.db
     .select()
     .from(hostCommands)
@@ -83,48 +90,92 @@ export async function waitingCommands(db: DbOrTx, hostId: string, now: Date): Pr
 }
 
 /** The agent acknowledged the command. */
-export async function markDelivered(db: DbOrTx, hostId: string, commandId: string, now: Date): Promise<void> {
-  await db
-    .update(hostCommands)
-    .set({ status: "delivered", deliveredAt: now })
-    .where(and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId), eq(hostCommands.status, "queued"), gt(hostCommands.expiresAt, now)));
+export async function markDelivered(deps: EventDeps, hostId: string, commandId: string, now: Date): Promise<void> {
+  await withTransaction(deps.db, async (tx) => {
+    const delivered = await tx
+      .update(hostCommands)
+      .set({ status: "delivered", deliveredAt: now })
+      .where(
+        and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId), eq(hostCommands.status, "queued"), gt(hostCommands.expiresAt, now)),
+      )
+      .returning();
+    await recordCommandEvents(tx, deps, "command.delivered", delivered);
+  });
 }
 
 /** The agent's result; ignored once the command expired (its caller has been told it did). */
-export async function completeCommand(db: DbOrTx, hostId: string, outcome: CommandResult, now: Date): Promise<void> {
-  await db
-    .update(hostCommands)
-    .set({
-      status: outcome.ok ? "succeeded" : "failed",
-      result: outcome.result ?? null,
-      error: outcome.ok ? null : (outcome.error ?? "the agent reported a failure without a message"),
-      deliveredAt: sql`coalesce(${hostCommands.deliveredAt}, ${now.toISOString()}::timestamptz)`,
-      completedAt: now,
-    })
-    .where(
-      and(
-        eq(hostCommands.id, outcome.id),
-        eq(hostCommands.hostId, hostId),
-        inArray(hostCommands.status, [...UNFINISHED]),
-        gt(hostCommands.expiresAt, now),
-      ),
-    );
+export async function completeCommand(deps: EventDeps, hostId: string, outcome: CommandResult, now: Date): Promise<void> {
+  await withTransaction(deps.db, async (tx) => {
+    const completed = await tx
+      .update(hostCommands)
+      .set({
+        status: outcome.ok ? "succeeded" : "failed",
+        result: outcome.result ?? null,
+        error: outcome.ok ? null : (outcome.error ?? "the agent reported a failure without a message"),
+        deliveredAt: sql`coalesce(${hostCommands.deliveredAt}, ${now.toISOString()}::timestamptz)`,
+        completedAt: now,
+      })
+      .where(
+        and(
+          eq(hostCommands.id, outcome.id),
+          eq(hostCommands.hostId, hostId),
+          inArray(hostCommands.status, [...UNFINISHED]),
+          gt(hostCommands.expiresAt, now),
+        ),
+      )
+      .returning();
+    await recordCommandEvents(tx, deps, outcome.ok ? "command.succeeded" : "command.failed", completed);
+  });
 }
 
-/** Marks unfinished commands past their deadline expired (all of them, or the one named). */
-export async function expireCommands(db: DbOrTx, now: Date, commandId?: string): Promise<number> {
-  const changed = await db
-    .update(hostCommands)
-    .set({ status: "expired", completedAt: sql`${hostCommands.expiresAt}` })
-    .where(
-      and(
+/** Marks unfinished commands past their deadline expired (all of them, or the one named); returns how many. */
+export async function expireCommands(deps: EventDeps, now: Date, commandId?: string): Promise<number> {
+  let expired = 0;
+  for (;;) {
+    const batch = await withTransaction(deps.db, async (tx) => {
+      const overdue = and(
         inArray(hostCommands.status, [...UNFINISHED]),
         lte(hostCommands.expiresAt, now),
         commandId === undefined ? undefined : eq(hostCommands.id, commandId),
-      ),
-    )
-    .returning({ id: hostCommands.id });
-  return changed.length;
+      );
+      // The update checks again what it found: a process expiring the same rows at once makes it skip them, not repeat them.
+      const due = tx.select({ id: hostCommands.id }).from(hostCommands).where(overdue).limit(EXPIRY_BATCH);
+      const changed = await tx
+        .update(hostCommands)
+        .set({ status: "expired", completedAt: sql`${hostCommands.expiresAt}` })
+        .where(and(inArray(hostCommands.id, due), overdue))
+        .returning();
+      await recordCommandEvents(tx, deps, "command.expired", changed);
+      return changed.length;
+    });
+    expired += batch;
+    if (batch < EXPIRY_BATCH) return expired;
+  }
+}
+
+/**
+ * Records one event per command, carrying the command as the API returns it;
+ * the host's team decides who sees it, and its tags what `?tag=` matches.
+ */
+async function recordCommandEvents(tx: Tx, deps: Pick<ServiceDeps, "clock">, type: CommandEventType, rows: HostCommandRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const hostIds = [...new Set(rows.map((row) => row.hostId))];
+  const owners = await tx.select({ id: hosts.id, teamId: hosts.teamId }).from(hosts).where(inArray(hosts.id, hostIds));
+  const tagRows = await tx.select({ hostId: hostTags.hostId, tag: hostTags.tag }).from(hostTags).where(inArray(hostTags.hostId, hostIds));
+  const teamOf = new Map(owners.map((host) => [host.id, host.teamId]));
+  const tagsOf = new Map<string, string[]>();
+  for (const { hostId, tag } of tagRows) tagsOf.set(hostId, [...(tagsOf.get(hostId) ?? []), tag]);
+  await recordEvents(
+    tx,
+    deps,
+    rows.map((row) => ({
+      type,
+      teamId: teamOf.get(row.hostId) ?? null,
+      hostId: row.hostId,
+      tags: tagsOf.get(row.hostId) ?? [],
+      data: commandView(row),
+    })),
+  );
 }
 
 export async function countCommandsByStatus(db: DbOrTx): Promise<{ status: string; count: number }[]> {

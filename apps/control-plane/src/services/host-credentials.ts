@@ -12,6 +12,7 @@ import type { Tx } from "../db/client.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
 import { issueHostCertificate, revokeHostCertificates } from "./host-certificates.js";
+import { recordHostEvents } from "./host-events.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 import { enforceRateLimits } from "./rate-limit.js";
@@ -117,6 +118,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
           metadata: { address: body.address, re_registration: reRegistration, from: fromAddress },
         },
       ]);
+      await recordHostEvents(tx, deps, "host.registered", [updated!]);
       return issueCredentials(tx, deps, updated!, family, publicKey);
     });
   } catch (error) {
@@ -251,12 +253,12 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
   const [host] = await tx.select().from(hosts).where(eq(hosts.id, reused.hostId)).for("update");
   if (!host || host.credentialFamily !== reused.family) return;
   const now = deps.clock.now();
-  await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id));
   await tx
     .update(hostRefreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
   await revokeHostCertificates(tx, deps, host.id);
+  const [revoked] = await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id)).returning();
   await publishCredentialState(deps.kv, host.id, { kind: "none" });
   await recordAudit(tx, deps, [
     {
@@ -268,6 +270,7 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
       metadata: { refresh_token_id: reused.id, used_at: reused.usedAt.toISOString() },
     },
   ]);
+  await recordHostEvents(tx, deps, "host.credentials_revoked", [revoked!]);
   deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
 }
 

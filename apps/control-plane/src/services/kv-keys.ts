@@ -44,3 +44,6 @@ export const rateLimitKey = (endpoint: string, kind: string, subject: string, wi
  * registration token's hash; the value is sealed with a key only the token opens.
  */
 export const registrationReplayKey = (tokenHash: string) => `regreplay:${tokenHash}`;
+
+/** Pub/sub channel on which a process announces that it committed events; every process's stream hub then reads the log. */
+export const EVENTS_CHANNEL = "events";

@@ -7,6 +7,7 @@ import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
+import { recordHostEvents } from "./host-events.js";
 import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
@@ -17,6 +18,8 @@ export const SCORE_FLUSH_MS = 100;
 /** The sweeper's allowance for beats still waiting in some process (the flush, plus room for a stalled event loop). */
 export const UNFLUSHED_ALLOWANCE_MS = 5 * SCORE_FLUSH_MS;
 const KNOWN_HOSTS_MAX = 1_000_000;
+/** Online transitions written in one transaction at most (each may be an event, and a transaction holds 65,536 at most). */
+const ONLINE_BATCH_MAX = 10_000;
 /**
  * How often, at most, a host's beat time alone is written to PostgreSQL: every
  * BEAT_PERSIST_MS, or twice per offline window when that is shorter, so a live
@@ -241,8 +244,12 @@ export class Liveness {
 
   private async writeOnlineQueue(): Promise<void> {
     while (this.onlineQueue.size > 0) {
-      const batch = this.onlineQueue;
-      this.onlineQueue = new Map();
+      const batch = new Map<string, PendingOnline>();
+      for (const [hostId, pending] of this.onlineQueue) {
+        if (batch.size === ONLINE_BATCH_MAX) break;
+        batch.set(hostId, pending);
+        this.onlineQueue.delete(hostId);
+      }
       try {
         await this.writeOnline(batch);
         for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.resolve();
@@ -268,6 +275,10 @@ export class Liveness {
         from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz)
         where h.id = v.id`);
       const cameOnline = previous.filter((host) => host.status !== "online");
+      if (cameOnline.length > 0) {
+        const rows = await tx.select().from(hosts).where(inArray(hosts.id, cameOnline.map((host) => host.id)));
+        await recordHostEvents(tx, this.deps, "host.online", rows);
+      }
       await recordAudit(
         tx,
         this.deps,
@@ -514,7 +525,8 @@ export class Liveness {
             or(isNull(hosts.lastHeartbeatAt), lte(hosts.lastHeartbeatAt, deadline)),
           ),
         )
-        .returning({ id: hosts.id, teamId: hosts.teamId, lastHeartbeatAt: hosts.lastHeartbeatAt });
+        .returning();
+      await recordHostEvents(tx, this.deps, "host.offline", changed);
       await recordAudit(
         tx,
         this.deps,

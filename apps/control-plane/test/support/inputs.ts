@@ -19,7 +19,7 @@ const unique = () => randomBytes(4).toString("hex");
 
 export interface InputFixture {
   /** Real IDs for path parameters; the user belongs to no team. */
-  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit">, string>;
+  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhook" | "webhookDelivery">, string>;
   /** A member of the fixture's team. */
   memberId: string;
   tag: string;
@@ -163,7 +163,7 @@ export async function databaseSnapshot(t: TestApp): Promise<Record<string, strin
   for (const table of TABLES) {
     const rows = (await t.stores.database.db.select().from(table)) as Record<string, unknown>[];
     const kept = rows.map((row) => (table === (schema.apiKeys as PgTable) ? { ...row, lastUsedAt: undefined } : row));
-    snapshot[getTableName(table)] = kept.map((row) => JSON.stringify(row)).sort();
+    snapshot[getTableName(table)] = kept.map((row) => JSON.stringify(row, (_, value: unknown) => (typeof value === "bigint" ? String(value) : value))).sort();
   }
   return snapshot;
 }

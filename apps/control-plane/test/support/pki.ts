@@ -1,4 +1,6 @@
 import { webcrypto } from "node:crypto";
+import { CompactSign } from "jose";
+import { REFRESH_PROOF_TYP, refreshTokenThumbprint } from "../../src/pki/refresh-proof.js";
 import { ECDSA_P256, ECDSA_SHA256, toPem, x509 } from "../../src/pki/x509.js";
 
 type KeyKind = "ECDSA" | "Ed25519";
@@ -33,4 +35,12 @@ export async function makeCa(kind: KeyKind) {
 export async function makeCsr(keys: webcrypto.CryptoKeyPair, kind: KeyKind = "ECDSA", extra: { name?: string; extensions?: x509.Extension[] } = {}) {
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: signing(kind), ...extra });
   return csr.toString("pem");
+}
+
+/** A proof of `keys` for refreshing with `refreshToken`, as the agent makes it. */
+export async function proof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
+  const payload = new TextEncoder().encode(JSON.stringify({ ath: refreshTokenThumbprint(refreshToken) }));
+  return new CompactSign(payload)
+    .setProtectedHeader({ alg: options.alg ?? "ES256", typ: options.typ ?? REFRESH_PROOF_TYP })
+    .sign(keys.privateKey);
 }
