@@ -6,6 +6,7 @@ import { HostTokens } from "./auth/host-tokens.js";
 import { ChannelHub } from "./channel/hub.js";
 import { createChannelMetrics } from "./channel/metrics.js";
 import { EventHub } from "./events/hub.js";
+import { EventPruner } from "./events/pruner.js";
 import type { Config } from "./config.js";
 import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
@@ -62,7 +63,9 @@ export interface Runtime {
   bootstrap: BootstrapResult;
   /** Agent channels: attach it to the HTTP server to serve GET /v1/hosts/{id}/channel. */
   channels: ChannelHub;
-  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels. */
+  /** Prunes the event log past its retention (tests drive it by hand). */
+  pruner: EventPruner;
+  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels, event streams and pruning. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -89,7 +92,10 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const ca = await CertificateAuthority.load(db, clock, random, config);
   const pacing = new Pacing(db, config, logger);
   const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
-  const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
+  // Names this process in the leases that elect one process for work done once.
+  const instanceId = `cp-${randomUUID()}`;
+  const liveness = new Liveness(serviceDeps, instanceId, clock.now());
+  const pruner = new EventPruner(serviceDeps, instanceId);
   const deps: AppDeps = {
     ...serviceDeps,
     liveness,
@@ -102,13 +108,16 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     deps,
     bootstrap,
     channels,
+    pruner,
     async start() {
       await pacing.start();
       await liveness.start();
       await channels.start();
       await deps.events.start();
+      pruner.start();
     },
     async stop() {
+      await pruner.stop();
       await deps.events.stop();
       await channels.stop();
       pacing.stop();

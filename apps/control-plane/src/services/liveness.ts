@@ -1,6 +1,6 @@
 import type { HeartbeatMetrics } from "@muster/contract";
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
-import { hosts, leases } from "../db/schema/index.js";
+import { hosts } from "../db/schema/index.js";
 import { DomainError, forbidden, notFound, unauthorized } from "../errors.js";
 import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
@@ -8,6 +8,7 @@ import { withTransaction, type ServiceDeps } from "./context.js";
 import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
 import { recordHostEvents } from "./host-events.js";
+import { holdLease, releaseLease } from "./leases.js";
 import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
@@ -545,22 +546,8 @@ export class Liveness {
   }
 
   /** Takes or renews the sweeper lease; a dead holder's lease lapses after LEASE_TTL_MS. */
-  private async holdLease(now: Date): Promise<boolean> {
-    const expiresAt = new Date(now.getTime() + LEASE_TTL_MS);
-    const held = await this.deps.db
-      .insert(leases)
-      .values({ name: SWEEPER_LEASE, holder: this.instanceId, expiresAt })
-      .onConflictDoUpdate({
-        target: leases.name,
-        set: { holder: this.instanceId, expiresAt },
-        setWhere: or(eq(leases.holder, this.instanceId), lte(leases.expiresAt, now)),
-      })
-      .returning({ holder: leases.holder });
-    return held.length > 0;
-  }
-
-  private async releaseLease(): Promise<void> {
-    await this.deps.db.delete(leases).where(and(eq(leases.name, SWEEPER_LEASE), eq(leases.holder, this.instanceId)));
+  private holdLease(now: Date): Promise<boolean> {
+    return holdLease(this.deps.db, SWEEPER_LEASE, this.instanceId, now, LEASE_TTL_MS);
   }
 
   async start(): Promise<void> {
@@ -587,7 +574,7 @@ export class Liveness {
     await Promise.all(this.inFlight.values());
     await this.flushScores().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final liveness score flush failed"));
     await this.flush({ all: true }).catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
-    await this.releaseLease().catch(() => {});
+    await releaseLease(this.deps.db, SWEEPER_LEASE, this.instanceId).catch(() => {});
     await this.credentials.stop();
   }
 }
