@@ -28,12 +28,12 @@ export type EventType = (typeof EVENT_TYPES)[number];
 /** A filter on event types: one type, or every type of a kind (`host.*`, `command.*`). */
 export type EventTypeFilter = EventType | "host.*" | "command.*";
 
-export const EVENT_TYPE_FILTER_PATTERN = `^(?:host\\.\\*|command\\.\\*|${EVENT_TYPES.map((type) => type.replace(".", "\\.")).join("|")})$`;
+export const EVENT_TYPE_FILTERS = [...EVENT_TYPES, "host.*", "command.*"] as const satisfies readonly EventTypeFilter[];
 
-export const EventTypeFilterSchema = Type.String({
-  pattern: EVENT_TYPE_FILTER_PATTERN,
-  description: "an event type, or host.* / command.* for every type of that kind",
-});
+export const EventTypeFilterSchema = Type.Union(
+  EVENT_TYPE_FILTERS.map((filter) => Type.Literal(filter)),
+  { description: "an event type, or host.* / command.* for every type of that kind" },
+);
 
 /** Whether an event type passes a list of filters (an empty list passes everything). */
 export function matchesEventTypes(type: string, filters: readonly string[]): boolean {

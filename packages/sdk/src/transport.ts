@@ -53,11 +53,8 @@ export class Transport {
   }
 
   async call<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
-    const { params, query, body } = input as unknown as { params?: Record<string, string>; query?: Record<string, unknown>; body?: unknown };
-    const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
-    const search = new URLSearchParams();
-    for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) search.set(key, String(value));
-    const target = search.size > 0 ? `${url}?${search}` : url;
+    const { body } = input as unknown as { body?: unknown };
+    const target = this.urlOf(route, input);
     const idempotent = route.method === "get" || route.method === "delete";
     const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
 
@@ -86,13 +83,65 @@ export class Transport {
     }
   }
 
+  /**
+   * Opens a streaming route (GET, one attempt): resolves with the response
+   * once its headers arrive (within the timeout), its body still streaming;
+   * rejects as call() does when the API refuses. The body ends when the
+   * server ends it or `options.signal` aborts; it has no timeout of its own.
+   */
+  async open<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions & { headers?: Record<string, string> } = {}): Promise<Response> {
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(options.signal?.reason);
+    if (options.signal?.aborted) throw options.signal.reason;
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    let response: Response;
+    try {
+      response = await this.fetch(this.urlOf(route, input), {
+        method: route.method.toUpperCase(),
+        headers: { ...this.headers(undefined, route.responseType ?? "application/json"), ...options.headers },
+        signal: controller.signal,
+      });
+    } catch (error) {
+      options.signal?.removeEventListener("abort", onAbort);
+      if (options.signal?.aborted) throw options.signal.reason ?? error;
+      const reason = controller.signal.aborted ? `timed out after ${timeoutMs} ms` : describe(error);
+      throw new MusterConnectionError(`cannot reach the Muster control plane at ${this.baseUrl}: ${reason}`, controller.signal.aborted, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!response.ok) {
+      options.signal?.removeEventListener("abort", onAbort);
+      throw await apiError(response);
+    }
+    return response;
+  }
+
+  /** The route's URL: path parameters filled in, the query appended (arrays as repeated parameters). */
+  private urlOf<R extends RouteDef>(route: R, input: CallInput<R>): string {
+    const { params, query } = input as unknown as { params?: Record<string, string>; query?: Record<string, unknown> };
+    const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (Array.isArray(value)) for (const item of value) search.append(key, String(item));
+      else if (value !== undefined) search.set(key, String(value));
+    }
+    return search.size > 0 ? `${url}?${search}` : url;
+  }
+
+  private headers(body: unknown, accept = "application/json"): Record<string, string> {
+    const headers: Record<string, string> = { accept, ...this.options.authHeaders?.() };
+    if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return headers;
+  }
+
   private async attempt(method: string, url: string, body: unknown, options: RequestOptions): Promise<Response> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-    const headers: Record<string, string> = { accept: "application/json", ...this.options.authHeaders?.() };
-    if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
-    if (body !== undefined) headers["content-type"] = "application/json";
+    const headers = this.headers(body);
     try {
       return await this.fetch(url, {
         method: method.toUpperCase(),
@@ -115,14 +164,19 @@ async function apiError(response: Response): Promise<MusterApiError> {
   const text = await response.text().catch(() => "");
   let code: ErrorCode = response.status >= 500 ? "internal" : "invalid_request";
   let message = `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+  let details: Record<string, unknown> = {};
   try {
     const envelope = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     if (typeof envelope.error?.code === "string" && KNOWN_CODES.has(envelope.error.code)) code = envelope.error.code as ErrorCode;
     if (typeof envelope.error?.message === "string") message = envelope.error.message;
+    if (envelope.error && typeof envelope.error === "object") {
+      const { code: _code, message: _message, ...rest } = envelope.error as Record<string, unknown>;
+      details = rest;
+    }
   } catch {
     // Not an envelope (a proxy's error page): keep the status line.
   }
-  return new MusterApiError(response.status, code, message, requestId, retryAfterS);
+  return new MusterApiError(response.status, code, message, requestId, retryAfterS, details);
 }
 
 /** Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3). */

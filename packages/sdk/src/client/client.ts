@@ -2,9 +2,11 @@ import { routes } from "@muster/contract";
 import { Transport, type RequestOptions } from "../transport.js";
 import { ApiKeys } from "./api-keys.js";
 import { Audit } from "./audit.js";
+import { Events } from "./events.js";
 import { Hosts } from "./hosts.js";
 import { Teams } from "./teams.js";
 import { Users } from "./users.js";
+import { Webhooks } from "./webhooks.js";
 
 export interface MusterClientOptions {
   /** The control plane's address, e.g. `https://muster.example.com`. */
@@ -33,6 +35,9 @@ export class MusterClient {
   readonly users: Users;
   readonly apiKeys: ApiKeys;
   readonly audit: Audit;
+  /** What happens to hosts and commands, as a resumable stream: `for await (const event of client.events.watch())`. */
+  readonly events: Events;
+  readonly webhooks: Webhooks;
   /** The transport underneath, for routes this class does not wrap yet. */
   readonly transport: Transport;
 
@@ -46,6 +51,8 @@ export class MusterClient {
     this.users = new Users(this.transport);
     this.apiKeys = new ApiKeys(this.transport);
     this.audit = new Audit(this.transport);
+    this.events = new Events(this.transport);
+    this.webhooks = new Webhooks(this.transport);
   }
 
   /** Who the key belongs to, the team it acts in and its role. */
