@@ -19,6 +19,7 @@ import { pkiRoutes } from "./routes/pki.js";
 import { systemRoutes } from "./routes/system.js";
 import { teamRoutes } from "./routes/teams.js";
 import { userRoutes } from "./routes/users.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 export const VERSION = "0.1.0";
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   commandRoutes(app);
   auditRoutes(app);
   eventRoutes(app);
+  webhookRoutes(app);
 
   const allowed = allowedMethods(app);
   app.notFound((c) => {

@@ -57,6 +57,8 @@ export interface Config {
   eventsRetentionS: number;
   /** How often an idle event stream gets a comment (and its API key is checked again); tests shorten it. */
   eventsKeepAliveMs: number;
+  /** A failed webhook delivery is retried after this, doubling with each attempt (up to an hour); tests shorten it. */
+  webhookRetryBaseMs: number;
   /** The console's built files; null: those of the @muster/console workspace package (apps/console/dist). */
   consoleDir: string | null;
 }
@@ -101,6 +103,7 @@ export const defaultConfig: Config = {
   consoleDir: null,
   eventsRetentionS: 7 * 24 * 3600,
   eventsKeepAliveMs: EVENTS_KEEPALIVE_S * 1000,
+  webhookRetryBaseMs: 10_000,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */

@@ -7,6 +7,7 @@ import { ChannelHub } from "./channel/hub.js";
 import { createChannelMetrics } from "./channel/metrics.js";
 import { EventHub } from "./events/hub.js";
 import { EventPruner } from "./events/pruner.js";
+import { WebhookDeliverer } from "./webhooks/deliverer.js";
 import type { Config } from "./config.js";
 import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
@@ -65,6 +66,8 @@ export interface Runtime {
   channels: ChannelHub;
   /** Prunes the event log past its retention (tests drive it by hand). */
   pruner: EventPruner;
+  /** Fans events out to webhooks and sends them (tests drive it by hand). */
+  webhooks: WebhookDeliverer;
   /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels, event streams and pruning. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -77,8 +80,14 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { database, kv } = stores;
   const metrics = createMetrics(() => countHostsByStatus(db));
   const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs);
+  // Names this process in the leases that elect one process for work done once.
+  const instanceId = `cp-${randomUUID()}`;
+  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random }, instanceId);
   // Every transaction that writes events announces them once committed (see services/events.ts).
-  const db = announcingCommits(database.db, () => events.announce());
+  const db = announcingCommits(database.db, () => {
+    events.announce();
+    webhooks.wake();
+  });
 
   const bootstrap = await database.exclusively(async () => {
     await database.migrate(options.migrationsFolder);
@@ -92,8 +101,6 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const ca = await CertificateAuthority.load(db, clock, random, config);
   const pacing = new Pacing(db, config, logger);
   const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
-  // Names this process in the leases that elect one process for work done once.
-  const instanceId = `cp-${randomUUID()}`;
   const liveness = new Liveness(serviceDeps, instanceId, clock.now());
   const pruner = new EventPruner(serviceDeps, instanceId);
   const deps: AppDeps = {
@@ -109,14 +116,17 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     bootstrap,
     channels,
     pruner,
+    webhooks,
     async start() {
       await pacing.start();
       await liveness.start();
       await channels.start();
       await deps.events.start();
       pruner.start();
+      webhooks.start();
     },
     async stop() {
+      await webhooks.stop();
       await pruner.stop();
       await deps.events.stop();
       await channels.stop();

@@ -358,6 +358,7 @@ function fuzzRequests(route: RouteDef): Sent[] {
 
 beforeAll(async () => {
   t = await startTestApp();
+  await t.runtime.deps.events.start();
   fx = await buildInputFixture(t);
   credentials = await buildCredentials();
   served = await listen(t);

@@ -1,3 +1,5 @@
+import { and, lt, ne } from "drizzle-orm";
+import { webhookDeliveries } from "../db/schema/index.js";
 import type { ServiceDeps } from "../services/context.js";
 import { pruneEvents } from "../services/events.js";
 import { holdLease, releaseLease } from "../services/leases.js";
@@ -8,7 +10,8 @@ const EVERY_MS = 60_000;
 const BATCH = 10_000;
 
 /**
- * Deletes events older than MUSTER_EVENTS_RETENTION_S, once a minute, in the
+ * Deletes events (and finished webhook deliveries) older than
+ * MUSTER_EVENTS_RETENTION_S, once a minute, in the
  * one process that holds the pruner's lease. Streams that ask to resume
  * before what was pruned get 410 gone (see checkResumable).
  */
@@ -26,6 +29,8 @@ export class EventPruner {
     const now = this.deps.clock.now();
     if (!(await holdLease(this.deps.db, LEASE, this.instanceId, now, LEASE_TTL_MS))) return 0;
     const cutoff = new Date(now.getTime() - this.deps.config.eventsRetentionS * 1000);
+    // Finished webhook deliveries (and their attempts) go with the events they carried.
+    await this.deps.db.delete(webhookDeliveries).where(and(ne(webhookDeliveries.status, "pending"), lt(webhookDeliveries.createdAt, cutoff)));
     let pruned = 0;
     for (;;) {
       const batch = await pruneEvents(this.deps.db, cutoff, BATCH);

@@ -19,7 +19,7 @@ const unique = () => randomBytes(4).toString("hex");
 
 export interface InputFixture {
   /** Real IDs for path parameters; the user belongs to no team. */
-  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhook" | "webhookDelivery">, string>;
+  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhookDelivery">, string>;
   /** A member of the fixture's team. */
   memberId: string;
   tag: string;
@@ -48,9 +48,11 @@ export async function buildInputFixture(t: TestApp): Promise<InputFixture> {
   const member = await f.member(team.body.team.id, "member");
   const command = await t.http.post(`/v1/hosts/${host.host.id}/commands`, { key: t.adminKey, body: { type: "ping" } });
   expect(command.status).toBe(201);
+  const webhook = await t.http.post("/v1/webhooks", { key: t.adminKey, body: { url: "https://hooks.example.test/muster", types: ["host.*"] } });
+  expect(webhook.status).toBe(201);
   return {
     memberId: member.user.id,
-    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id, command: command.body.id },
+    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id, command: command.body.id, webhook: webhook.body.webhook.id },
     tag,
     host,
     pendingToken: pending.registration_token,
@@ -94,6 +96,7 @@ const VALID_BODIES: Record<string, (fx: InputFixture) => Record<string, unknown>
   refreshHostCredentials: (fx) => ({ refresh_token: fx.refreshToken }),
   heartbeat: () => ({ cpu_percent: 12.5, memory_used_mb: 1024, disk_used_gb: 10, load_1m: 0.5, uptime_s: 100 }),
   sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
+  createWebhook: (fx) => ({ url: "https://hooks.example.test/muster", types: ["host.online", "command.*"], secret: "a-long-enough-secret-for-signing", team_id: fx.ids.team }),
 };
 
 export const hasValidBody = (route: RouteDef) => route.operationId in VALID_BODIES;

@@ -37,11 +37,11 @@ export const webhooks = pgTable(
     teamId: text("team_id").references(() => teams.id),
     url: text("url").notNull(),
     types: jsonb("types").$type<string[]>().notNull(),
-    /** The signing secret, sealed (see services/webhook-secrets.ts). */
+    /** The signing secret (HMAC key): never returned after creation. */
     secret: text("secret").notNull(),
     secretStart: text("secret_start").notNull(),
-    /** Events after this position are delivered: a webhook starts at the log's head when it is created. */
-    startAfter: bigint("start_after", { mode: "bigint" }).notNull(),
+    /** Events after this position are delivered; set by the fan-out when it first sees the webhook (null until then). */
+    startAfter: bigint("start_after", { mode: "bigint" }),
     createdBy: text("created_by").notNull().references(() => users.id),
     createdAt: createdAt(),
     deletedAt: optionalTime("deleted_at"),

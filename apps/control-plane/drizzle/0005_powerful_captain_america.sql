@@ -44,7 +44,7 @@ CREATE TABLE "webhooks" (
 	"types" jsonb NOT NULL,
 	"secret" text NOT NULL,
 	"secret_start" text NOT NULL,
-	"start_after" bigint NOT NULL,
+	"start_after" bigint,
 	"created_by" text NOT NULL,
 	"created_at" timestamp with time zone NOT NULL,
 	"deleted_at" timestamp with time zone
