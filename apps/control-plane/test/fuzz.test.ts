@@ -278,7 +278,12 @@ function overSocket(request: Sent): Promise<CallResult> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${served.baseUrl}${request.path}`, { method: request.method, headers: request.headers, agent: false }, (response) => {
       let text = "";
-      response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+      response.on("data", (chunk: Buffer) => {
+        text += chunk.toString("utf8");
+        // An event stream does not end: its first frame is its answer, and the client leaves.
+        if (response.headers["content-type"]?.startsWith("text/event-stream")) response.destroy();
+      });
+      response.on("close", () => response.emit("end"));
       response.on("end", () => {
         let body: unknown = text;
         try {
