@@ -2,6 +2,7 @@ import { Agent, request } from "undici";
 import { Presets, SingleBar } from "cli-progress";
 import { routes } from "@muster/contract";
 import { Transport } from "@muster/sdk";
+import { ClusterSpread } from "./cluster.js";
 import { enrollHosts, freshStores, median, startControlPlane, type EnrolledHost } from "./lib.js";
 
 /**
@@ -10,7 +11,8 @@ import { enrollHosts, freshStores, median, startControlPlane, type EnrolledHost 
  * over the planes. Part of the fleet is silenced on purpose; at the end the
  * simulator reports throughput, latency, errors, hosts marked offline that
  * never went silent (false transitions) and how late each silenced host was
- * marked offline after its deadline.
+ * marked offline after its deadline. On a Redis Cluster (REDIS_CLUSTER_NODES)
+ * it also reports how the run's keys and load spread over the masters.
  */
 const HOSTS = Number(process.env.FLEET_HOSTS ?? 10_000);
 const PLANES = Number(process.env.FLEET_PLANES ?? (process.env.DATABASE_URL ? 2 : 1));
@@ -20,7 +22,9 @@ const DURATION_S = Number(process.env.FLEET_DURATION_S ?? 120);
 const SILENCED_SHARE = Number(process.env.FLEET_SILENCED_SHARE ?? 0.01);
 
 if (PLANES > 1 && !process.env.DATABASE_URL) {
-  process.stderr.write("Several control planes share PostgreSQL + Redis: set DATABASE_URL and REDIS_URL (see scripts/services.sh).\n");
+  process.stderr.write(
+    "Several control planes share PostgreSQL + Redis: set DATABASE_URL and REDIS_URL or REDIS_CLUSTER_NODES (see scripts/services.sh).\n",
+  );
   process.exit(2);
 }
 
@@ -51,6 +55,10 @@ async function main() {
   const enrolled = await enrollHosts(planes[0]!.url, stores.adminKey, HOSTS, 32, (done) => enrolling.update(done));
   enrolling.update(HOSTS, { detail: `in ${((Date.now() - started) / 1000).toFixed(0)} s` });
   enrolling.stop();
+
+  const clusterNodes = process.env.REDIS_CLUSTER_NODES?.split(",");
+  const cluster = clusterNodes ? await ClusterSpread.open(clusterNodes, stores.env.MUSTER_KV_PREFIX!) : null;
+  await cluster?.mark();
 
   const fleet: SimHost[] = enrolled.map((host, i) => ({ ...host, plane: i % PLANES, silencedAt: null, lastAcceptedBeat: 0 }));
   const dispatcher = new Agent({ connections: 64, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -115,6 +123,7 @@ async function main() {
   }
   await Promise.all(inFlight);
   running.stop();
+  const spread = (await cluster?.report()) ?? [];
 
   // Give the sweeper the rest of the silenced hosts' window, plus its 2 s promise.
   const lastDeadline = Math.max(...fleet.filter((h) => h.silencedAt !== null).map((h) => h.lastAcceptedBeat + OFFLINE_AFTER_S * 1000), Date.now());
@@ -152,6 +161,8 @@ async function main() {
     ["false offline transitions", String(falseOffline)],
   ];
   process.stdout.write("\n" + lines.map(([k, v]) => `  ${k!.padEnd(32)} ${v}`).join("\n") + "\n");
+  if (spread.length > 0) process.stdout.write(`\n${spread.join("\n")}\n`);
+  await cluster?.close();
 
   await dispatcher.close();
   for (const plane of planes) await plane.stop();

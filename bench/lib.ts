@@ -81,7 +81,7 @@ export interface SharedStores {
   dispose(): Promise<void>;
 }
 
-/** A fresh database (and Redis key space) when DATABASE_URL/REDIS_URL are set, else a temporary data folder. */
+/** A fresh database (and Redis key space) when DATABASE_URL and REDIS_URL or REDIS_CLUSTER_NODES are set, else a temporary data folder. */
 export async function freshStores(): Promise<SharedStores> {
   const unique = randomBytes(6).toString("hex");
   const adminKey = `bench-admin-${randomBytes(24).toString("hex")}`;

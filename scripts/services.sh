@@ -4,11 +4,25 @@
 #   scripts/services.sh stop DIR    -> stops what start started (idempotent)
 #   scripts/services.sh start-postgres DIR | start-redis DIR
 #                                   -> starts that one store again in DIR (after a fault test stopped it)
-# Ports: PG_PORT (default 55432), REDIS_PORT (default 56379). All chatter goes to stderr.
+#   scripts/services.sh install-redis -> installs redis-server and redis-cli when missing (as root, from Debian)
+#   scripts/services.sh start-cluster DIR
+#                                   -> a Redis Cluster of 3 masters + 3 replicas on six consecutive ports
+#                                      from REDIS_CLUSTER_PORT; prints REDIS_CLUSTER_NODES=redis://…,… on stdout
+#   scripts/services.sh start-cluster-node DIR PORT
+#                                   -> starts one node of that cluster again (it rejoins, as a replica if it lost its slots)
+# Ports: PG_PORT (default 55432), REDIS_PORT (default 56379), REDIS_CLUSTER_PORT (default: a free run of six
+# ports from 10000 to 22000, chosen at start; each node's cluster bus listens 10000 above it). Those sit below
+# the ephemeral range, so no port a test picks at random (port 0) can take a node's while it is down.
+# `stop DIR` stops whatever start and start-cluster started in DIR. All chatter goes to stderr.
 set -euo pipefail
 
 PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
+REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-}
+CLUSTER_NODES=6
+# How long a master may be silent before its replica takes over; short, so a failover takes seconds, long enough
+# that a node starved of CPU by a busy test run is not failed over by mistake.
+CLUSTER_NODE_TIMEOUT_MS=${REDIS_CLUSTER_NODE_TIMEOUT_MS:-2000}
 WAIT_SECS=30
 
 die() { echo "services.sh: $*" >&2; exit 1; }
@@ -49,6 +63,11 @@ stop_all() {
     stop_pid "$dir/pg/postmaster.pid" postgres INT postgres
   fi
   stop_pid "$dir/redis.pid" redis-server TERM redis
+  local pidfile
+  for pidfile in "$dir"/cluster/*.pid; do
+    [ -e "$pidfile" ] && stop_pid "$pidfile" redis-server TERM "cluster node $(basename "$pidfile" .pid)"
+  done
+  return 0
 }
 
 # prepare_dir DIR -> the absolute DIR, made traversable for the postgres user
@@ -81,15 +100,20 @@ start_pg() {
   head -n1 "$pgdata/postmaster.pid" >"$dir/postgres.pid"
 }
 
+# need_redis LOGDIR
+need_redis() {
+  local dir=$1
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || die "redis-server not installed (need root to apt-get install it)"
+  echo "services.sh: installing redis-server (log: $dir/apt.log)" >&2
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
+    >"$dir/apt.log" 2>&1 || die "installing redis-server failed, see $dir/apt.log"
+}
+
 start_redis() {
   local dir=$1 i
   port_busy "$REDIS_PORT" && die "port $REDIS_PORT (REDIS_PORT) already in use on 127.0.0.1"
-  if ! command -v redis-server >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "redis-server not installed (need root to apt-get install it)"
-    echo "services.sh: installing redis-server (log: $dir/apt.log)" >&2
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
-      >"$dir/apt.log" 2>&1 || die "installing redis-server failed, see $dir/apt.log"
-  fi
+  need_redis "$dir"
   mkdir -p "$dir/redis"
   rm -f "$dir/redis.pid"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir/redis" \
@@ -102,6 +126,84 @@ start_redis() {
   done
   [ "$i" -lt $((WAIT_SECS * 5)) ] \
     || die "Redis did not answer PING within ${WAIT_SECS}s on port $REDIS_PORT, see $dir/redis.log"
+}
+
+cluster_ports() { seq "$REDIS_CLUSTER_PORT" $((REDIS_CLUSTER_PORT + CLUSTER_NODES - 1)); }
+
+# A first port from which the nodes' ports and their bus ports are all free.
+free_cluster_port() {
+  local tries port
+  for ((tries = 0; tries < 50; tries++)); do
+    REDIS_CLUSTER_PORT=$((10000 + RANDOM % 12000))
+    for port in $(cluster_ports); do
+      if port_busy "$port" || port_busy $((port + 10000)); then continue 2; fi
+    done
+    echo "$REDIS_CLUSTER_PORT"
+    return 0
+  done
+  die "found no six free ports (and their bus ports) from 10000 to 22000 for the cluster; set REDIS_CLUSTER_PORT"
+}
+
+# A node's cluster bus listens 10000 above its port (Redis's default), or 10000 below where that is past 65535.
+bus_port() { if (($1 + 10000 <= 65535)); then echo $(($1 + 10000)); else echo $(($1 - 10000)); fi; }
+
+# One cluster node in DIR/cluster/PORT; its nodes.conf there keeps its identity across a restart.
+start_cluster_node() {
+  local dir=$1 port=$2 bus i
+  bus=$(bus_port "$port")
+  port_busy "$port" && die "port $port already in use on 127.0.0.1"
+  port_busy "$bus" && die "port $bus (the cluster bus of node $port) already in use on 127.0.0.1"
+  mkdir -p "$dir/cluster/$port"
+  rm -f "$dir/cluster/$port.pid"
+  # Without full coverage, the masters still up keep serving their slots while one is failed over.
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/cluster/$port" \
+    --cluster-enabled yes --cluster-port "$bus" --cluster-config-file nodes.conf \
+    --cluster-node-timeout "$CLUSTER_NODE_TIMEOUT_MS" \
+    --cluster-require-full-coverage no \
+    --save '' --appendonly no --daemonize yes \
+    --pidfile "$dir/cluster/$port.pid" --logfile "$dir/cluster/$port.log" \
+    || die "cluster node on port $port failed to launch, see $dir/cluster/$port.log"
+  for ((i = 0; i < WAIT_SECS * 5; i++)); do
+    [ -s "$dir/cluster/$port.pid" ] && [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.2
+  done
+  die "cluster node on port $port did not answer PING within ${WAIT_SECS}s, see $dir/cluster/$port.log"
+}
+
+# Every node agrees the cluster is whole, every master has its replica and every replica is in sync.
+cluster_settled() {
+  local port info
+  for port in $(cluster_ports); do
+    info=$(redis-cli -p "$port" cluster info 2>/dev/null) || return 1
+    [[ $info == *cluster_state:ok* && $info == *"cluster_known_nodes:$CLUSTER_NODES"* ]] || return 1
+    info=$(redis-cli -p "$port" info replication 2>/dev/null) || return 1
+    [[ $info == *role:master*connected_slaves:1* || $info == *master_link_status:up* ]] || return 1
+  done
+}
+
+start_cluster() {
+  local dir port i nodes=() urls=()
+  dir=$(prepare_dir "$1")
+  cd "$dir"
+  trap "stop_all $(printf %q "$dir")" EXIT
+  need_redis "$dir"
+  [ -n "$REDIS_CLUSTER_PORT" ] || REDIS_CLUSTER_PORT=$(free_cluster_port)
+  for port in $(cluster_ports); do port_busy "$port" && die "port $port (from REDIS_CLUSTER_PORT) already in use on 127.0.0.1"; done
+  rm -rf "$dir/cluster"   # a new cluster: nodes that remember an old one refuse to join
+  for port in $(cluster_ports); do
+    start_cluster_node "$dir" "$port"
+    nodes+=("127.0.0.1:$port")
+    urls+=("redis://127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/cluster/create.log" 2>&1 \
+    || die "redis-cli --cluster create failed, see $dir/cluster/create.log"
+  for ((i = 0; i < WAIT_SECS * 5; i++)); do
+    cluster_settled && break
+    sleep 0.2
+  done
+  [ "$i" -lt $((WAIT_SECS * 5)) ] || die "the cluster did not settle within ${WAIT_SECS}s, see $dir/cluster/*.log"
+  trap - EXIT
+  (IFS=,; echo "REDIS_CLUSTER_NODES=${urls[*]}")
 }
 
 start_all() {
@@ -135,5 +237,10 @@ case "${1:-}" in
   stop)  [ -n "${2:-}" ] || die "usage: $0 stop DIR"; [ -d "$2" ] && stop_all "$2"; exit 0 ;;
   start-postgres | start-redis)
          [ -d "${2:-}" ] || die "usage: $0 $1 DIR (a DIR that start set up)"; start_one "${1#start-}" "$2" ;;
-  *)     die "usage: $0 {start|stop|start-postgres|start-redis} DIR" ;;
+  install-redis) need_redis "${TMPDIR:-/tmp}" ;;
+  start-cluster) [ -n "${2:-}" ] || die "usage: $0 start-cluster DIR"; start_cluster "$2" ;;
+  start-cluster-node)
+         [ -d "${2:-}/cluster" ] && [[ ${3:-} =~ ^[0-9]+$ ]] || die "usage: $0 start-cluster-node DIR PORT (a DIR that start-cluster set up)"
+         start_cluster_node "$(cd "$2" && pwd)" "$3" ;;
+  *)     die "usage: $0 {start|stop|start-postgres|start-redis|start-cluster|start-cluster-node} DIR | $0 install-redis" ;;
 esac

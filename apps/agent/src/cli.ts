@@ -8,7 +8,7 @@ export interface AgentConfig {
   registrationToken: string | null;
   address: string | null;
   credentialsFile: string;
-  /** Where the mTLS endpoint listens; null: every interface, at the registered address's port. */
+  /** Where the mTLS endpoint listens; null: the registered address itself (its IP and port). */
   listen: { host: string; port: number } | null;
   registerOnly: boolean;
   /** Forget the control plane's certificate pin and pin it again at the first refresh. */
@@ -39,8 +39,8 @@ Options (each has an environment variable; a flag wins over its variable):
                              (default: $STATE_DIRECTORY/credentials.json under
                              systemd, else /var/lib/muster-agent/credentials.json)
   --listen IP:PORT           where the mTLS endpoint for the control plane        MUSTER_LISTEN
-                             listens (default: every interface, at the port of
-                             the registered address)
+                             listens (default: the registered address, its IP
+                             and port; 0.0.0.0:PORT for every interface)
   --register-only            register, save the credentials and exit
   --repin                    trust the control plane's new certificate key (after a
                              deliberate key change) and pin it again

@@ -112,8 +112,8 @@ async function startEndpoint(agent: HostAgent, config: AgentConfig, log: Logger)
     log.info({ host_id: credentials.host_id }, "no host certificate (the control plane issued none): the mTLS endpoint is off");
     return null;
   }
-  const registered = credentials.address ? splitAddress(credentials.address) : null;
-  const listen = config.listen ?? (registered ? { host: undefined, port: registered.port } : null);
+  // The address the control plane calls, and no other interface: the endpoint has no business on the rest.
+  const listen = config.listen ?? (credentials.address ? splitAddress(credentials.address) : null);
   if (!listen) {
     log.warn({ host_id: credentials.host_id }, "no address to listen at (--listen IP:PORT): the mTLS endpoint is off");
     return null;
@@ -121,7 +121,7 @@ async function startEndpoint(agent: HostAgent, config: AgentConfig, log: Logger)
   const endpoint = new AgentEndpoint({ agent, port: listen.port, host: listen.host, agentVersion: AGENT_VERSION, logger: log });
   try {
     const port = await endpoint.start();
-    log.info({ host_id: credentials.host_id, listen: `${listen.host ?? "*"}:${port}` }, "mTLS endpoint listening");
+    log.info({ host_id: credentials.host_id, listen: `${listen.host}:${port}` }, "mTLS endpoint listening");
     return endpoint;
   } catch (error) {
     log.warn({ host_id: credentials.host_id, err: (error as Error).message }, "cannot start the mTLS endpoint; heartbeating without it");

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import * as os from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -84,6 +85,14 @@ async function admin(method: string, path: string, body?: unknown): Promise<{ st
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: response.status, json: response.status === 204 ? null : await response.json() };
+}
+
+/** Opens a TCP connection and closes it at once; rejects with the socket's error. */
+function connectTo(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host, port }, () => (socket.destroy(), resolve()));
+    socket.on("error", reject);
+  });
 }
 
 function beats(agent: Agent): number {
@@ -183,7 +192,7 @@ describe("muster-agent, the built executable", () => {
     expect(first.stderr()).toBe("");
   });
 
-  it("serves its mTLS endpoint at the registered address: the control plane's probe gets through over TLS 1.3", async () => {
+  it("serves its mTLS endpoint at the registered address, and on no other interface: the control plane's probe gets through over TLS 1.3", async () => {
     await waitFor("the endpoint", () => first.logs().some((line) => line.msg === "mTLS endpoint listening"));
     const saved = JSON.parse(readFileSync(credentialsFile(), "utf8"));
     const { status, json } = await admin("POST", `/v1/hosts/${hostId}/probe`);
@@ -194,6 +203,10 @@ describe("muster-agent, the built executable", () => {
       agent_version: "0.1.0",
       certificate: { fingerprint_sha256: new X509Certificate(saved.tls.certificate).fingerprint256.replace(/:/g, "").toLowerCase() },
     });
+    // Another loopback address of this machine: bound to every interface, the endpoint would answer there too.
+    const port = Number(address.split(":")[1]);
+    await expect(connectTo("127.0.0.2", port)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    await expect(connectTo("127.0.0.1", port)).resolves.toBeUndefined();
   });
 
   it("stops within 1 s of SIGTERM with status 0, its credentials intact", async () => {
@@ -274,4 +287,33 @@ describe("muster-agent, the built executable", () => {
     expect(result.stdout + result.stderr).not.toMatch(/\n\s+at /);
     expect(readFileSync(file, "utf8")).toBe("{ this is not json");
   });
+});
+
+describe("muster-agent with the default 30 s beats", () => {
+  it("exits 6 within 2 s of the DELETE, its channel up: the 4404 close is the deletion, no beat is waited for", async () => {
+    const plane = await startControlPlane();
+    try {
+      const created = await fetch(`${plane.url}/v1/hosts`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${plane.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ type: "regular" }),
+      }).then((response) => response.json() as Promise<{ host: { id: string }; registration_token: string }>);
+      const file = join(work, "thirty", "credentials.json");
+      const agent = runAgent([
+        "--control-plane", plane.url, "--register", created.registration_token, "--address", `127.0.0.1:${await freePort()}`,
+        "--credentials-file", file,
+      ]);
+      await waitFor("the channel", () => agent.logs().some((line) => line.msg.startsWith("agent channel open")), 15_000);
+
+      const deletedAt = Date.now();
+      const deleted = await fetch(`${plane.url}/v1/hosts/${created.host.id}`, { method: "DELETE", headers: { authorization: `Bearer ${plane.adminKey}` } });
+      expect(deleted.status).toBe(204);
+      const exit = await Promise.race([agent.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000))]);
+      expect(exit?.code).toBe(6);
+      expect(exit!.at - deletedAt).toBeLessThan(2_000);
+      expect(existsSync(file)).toBe(false);
+    } finally {
+      await plane.stop();
+    }
+  }, 60_000);
 });

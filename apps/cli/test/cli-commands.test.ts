@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HostAgent, MemoryCredentialStore, MusterClient } from "@muster/sdk";
 import { startControlPlane, type ControlPlane } from "@muster/testkit";
@@ -62,5 +65,61 @@ describe("muster hosts command", () => {
     const bad = await runCli(["hosts", "command", hostId, "deploy", "--payload", "[1]"], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/JSON object/);
+  });
+});
+
+describe("sending a command at most once", () => {
+  it("gives back the first command for a repeated --idempotency-key", async () => {
+    const args = ["hosts", "command", hostId, "ping", "--no-wait", "--json", "--idempotency-key", `once-${hostId}`];
+    const first = await runCli(args, env);
+    const again = await runCli(args, env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).id).toBe(JSON.parse(first.stdout).id);
+    const conflict = await runCli(["hosts", "command", hostId, "deploy", "--no-wait", "--idempotency-key", `once-${hostId}`], env);
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toMatch(/conflict: .*Idempotency-Key/);
+  });
+
+  it("retries a send whose connection died, with the same Idempotency-Key", async () => {
+    const keys: (string | undefined)[] = [];
+    const server = createServer((request, response) => {
+      keys.push(request.headers["idempotency-key"] as string | undefined);
+      if (keys.length === 1) return void request.socket.destroy();
+      response.writeHead(201, { "content-type": "application/json" }).end(JSON.stringify({ id: "cmd-from-the-retry", status: "queued" }));
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { code, stdout, stderr } = await runCli(["hosts", "command", hostId, "ping", "--no-wait", "--json"], as(url, "msk_test"));
+      expect(code, stderr).toBe(0);
+      expect(JSON.parse(stdout).id).toBe("cmd-from-the-retry");
+      expect(keys).toHaveLength(2);
+      expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
+      expect(keys[1]).toBe(keys[0]);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe("muster hosts commands", () => {
+  it("lists a host's commands newest first, filtered by status, as a table and as JSON", async () => {
+    const failed = await runCli(["hosts", "command", hostId, "deploy", "--payload", '{"image":"broken"}'], env);
+    expect(failed.code).toBe(5);
+    const human = await runCli(["hosts", "commands", hostId], env);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout.split("\n")[0]).toMatch(/^ID\s+TYPE\s+STATUS\s+SENT\s+FINISHED\s+ERROR/);
+    expect(human.stdout).toMatch(/deploy\s+failed .*image not found/);
+
+    const onlyFailed = await runCli(["hosts", "commands", hostId, "--status", "failed", "--json"], env);
+    const items = JSON.parse(onlyFailed.stdout) as { status: string; error: string }[];
+    expect(items.length).toBeGreaterThanOrEqual(1);
+    expect(items.every((c) => c.status === "failed")).toBe(true);
+    expect(items[0]!.error).toBe("image not found");
+
+    const limited = await runCli(["hosts", "commands", hostId, "--limit", "1"], env);
+    expect(limited.stderr).toMatch(/Showing the first 1 commands/);
+    expect((await runCli(["hosts", "commands", hostId, "--status", "running"], env)).code).toBe(2);
   });
 });

@@ -1,12 +1,25 @@
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { EVENTS_KEEPALIVE_S, HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
+import { ALLOW_SETTING, DENY_SETTING, isCidrOrAddress } from "./net/address-policy.js";
 
 export interface Config {
   port: number;
+  /** The interface the API listens on; 0.0.0.0 (every IPv4 interface), as containers expect. */
+  listenHost: string;
+  /** Bearer token /metrics asks for; null: /metrics is open. */
+  metricsToken: string | null;
+  /** Ranges the probe may connect to although the built-in list refuses them (e.g. 127.0.0.0/8 for an agent on this machine). */
+  probeAllowCidrs: string[];
+  /** Ranges the probe never connects to, beyond the built-in list. */
+  probeDenyCidrs: string[];
+  /** One probe of a host per this many seconds at most; 0: no limit. */
+  probeIntervalS: number;
   dataDir: string;
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** A Redis Cluster instead of one Redis: node URLs to discover it from (any few of its nodes). */
+  redisClusterNodes: string[] | null;
   /** Prepended to every Redis key, so several deployments can share one Redis. */
   kvPrefix: string;
   adminKey: string | null;
@@ -69,9 +82,15 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 
 export const defaultConfig: Config = {
   port: 8080,
+  listenHost: "0.0.0.0",
+  metricsToken: null,
+  probeAllowCidrs: [],
+  probeDenyCidrs: [],
+  probeIntervalS: 10,
   dataDir: "./.muster",
   databaseUrl: null,
   redisUrl: null,
+  redisClusterNodes: null,
   kvPrefix: "muster:",
   adminKey: null,
   heartbeatIntervalS: 30,
@@ -125,12 +144,20 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     return raw ? raw : null;
   };
 
+  const list = (name: string): string[] => (text(name) ?? "").split(",").map((entry) => entry.trim()).filter(Boolean);
+
   const config: Config = {
     ...defaultConfig,
     port: integer("PORT", defaultConfig.port, 0, 65535),
+    listenHost: text("MUSTER_LISTEN_HOST") ?? defaultConfig.listenHost,
+    metricsToken: text("MUSTER_METRICS_TOKEN"),
+    probeAllowCidrs: list(ALLOW_SETTING),
+    probeDenyCidrs: list(DENY_SETTING),
+    probeIntervalS: integer("MUSTER_PROBE_INTERVAL_S", defaultConfig.probeIntervalS, 0, 3600),
     dataDir: resolve(text("MUSTER_DATA_DIR") ?? defaultConfig.dataDir),
     databaseUrl: text("DATABASE_URL"),
     redisUrl: text("REDIS_URL"),
+    redisClusterNodes: nonEmpty(list("REDIS_CLUSTER_NODES")),
     kvPrefix: text("MUSTER_KV_PREFIX") ?? defaultConfig.kvPrefix,
     adminKey: text("MUSTER_ADMIN_KEY"),
     heartbeatIntervalS: integer("MUSTER_HEARTBEAT_INTERVAL_S", defaultConfig.heartbeatIntervalS, 1, 3600),
@@ -149,7 +176,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     tlsKeyFile: text("MUSTER_TLS_KEY_FILE"),
     rateLimitPerAddress: integer("MUSTER_RATE_LIMIT_PER_ADDRESS", defaultConfig.rateLimitPerAddress, 0, 10_000_000),
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
-    trustedProxies: (text("MUSTER_TRUSTED_PROXIES") ?? "").split(",").map((entry) => entry.trim()).filter(Boolean),
+    trustedProxies: list("MUSTER_TRUSTED_PROXIES"),
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
     eventsRetentionS: integer("MUSTER_EVENTS_RETENTION_S", defaultConfig.eventsRetentionS, 86400, 3650 * 86400),
   };
@@ -181,12 +208,31 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   for (const proxy of config.trustedProxies) {
     if (!isAddressOrCidr(proxy)) problems.push(`MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs, comma-separated (got "${proxy}")`);
   }
+  for (const [setting, entries] of [[ALLOW_SETTING, config.probeAllowCidrs], [DENY_SETTING, config.probeDenyCidrs]] as const) {
+    for (const entry of entries) {
+      if (!isCidrOrAddress(entry)) problems.push(`${setting} must list IP addresses or CIDRs, comma-separated (got "${entry}")`);
+    }
+  }
+  if (isIP(config.listenHost) === 0) {
+    problems.push(`MUSTER_LISTEN_HOST must be an IP address, e.g. 0.0.0.0 (every interface) or 127.0.0.1 (got "${config.listenHost}")`);
+  }
+  if (config.metricsToken !== null && config.metricsToken.length < 16) {
+    problems.push("MUSTER_METRICS_TOKEN must be at least 16 characters");
+  }
   if (!LOG_LEVELS.includes(config.logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  if (config.redisUrl !== null && config.redisClusterNodes !== null) {
+    problems.push("REDIS_URL and REDIS_CLUSTER_NODES exclude each other: give one Redis or a Redis Cluster");
+  }
+  if (config.redisClusterNodes !== null && /[{}]/.test(config.kvPrefix)) {
+    // The first {…} of a key is its hash tag: braces in the prefix would put every key in one slot, on one master.
+    problems.push("MUSTER_KV_PREFIX must not contain { or } with REDIS_CLUSTER_NODES");
   }
   for (const [name, url, schemes] of [
     ["DATABASE_URL", config.databaseUrl, ["postgres:", "postgresql:"]],
     ["REDIS_URL", config.redisUrl, ["redis:", "rediss:"]],
+    ...(config.redisClusterNodes ?? []).map((node) => ["REDIS_CLUSTER_NODES", node, ["redis:", "rediss:"]] as const),
   ] as const) {
     if (url !== null && !schemes.some((scheme) => url.startsWith(scheme))) {
       problems.push(`${name} must start with ${schemes.join(" or ")}//`);
@@ -197,6 +243,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return config;
+}
+
+/** A comma-separated list, entries trimmed; null when nothing is listed. */
+function nonEmpty(entries: string[]): string[] | null {
+  return entries.length > 0 ? entries : null;
 }
 
 function isAddressOrCidr(entry: string): boolean {

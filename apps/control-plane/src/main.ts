@@ -3,6 +3,7 @@ import pino from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { DataDirLockedError } from "./db/client.js";
 import { createHttpServer } from "./http/server.js";
+import { logSerializers } from "./log.js";
 import { buildRuntime, openStores } from "./runtime.js";
 import { loadServerTls } from "./tls.js";
 
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   config = { ...config, serverCertificatePin: tls?.pin ?? null };
   const logger = pino({
     level: config.logLevel,
+    serializers: logSerializers,
     ...(process.stdout.isTTY ? { transport: { target: "pino-pretty", options: { translateTime: "SYS:HH:MM:ss" } } } : {}),
   });
 
@@ -59,11 +61,12 @@ async function main(): Promise<void> {
 
   await runtime.start();
   const server = createHttpServer(runtime.app.fetch, runtime.deps, tls);
-  server.once("error", (error) => fail(`cannot listen on port ${config.port}: ${error.message}`));
-  server.listen(config.port, "0.0.0.0", () => {
+  server.once("error", (error) => fail(`cannot listen on ${config.listenHost} port ${config.port} (MUSTER_LISTEN_HOST, PORT): ${error.message}`));
+  server.listen(config.port, config.listenHost, () => {
+    const host = config.listenHost.includes(":") ? `[${config.listenHost}]` : config.listenHost;
     logger.info(
-      { port: config.port, database: stores.database.kind, kv: config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
-      `control plane listening on ${tls ? "https" : "http"}://localhost:${config.port} (API reference at /docs)`,
+      { host: config.listenHost, port: config.port, database: stores.database.kind, kv: config.redisClusterNodes ? "redis-cluster" : config.redisUrl ? "redis" : "in-process", certificate_pin: tls?.pin },
+      `control plane listening on ${tls ? "https" : "http"}://${host}:${config.port} (API reference at /docs)`,
     );
   });
 

@@ -9,14 +9,18 @@ export interface Metrics {
   offlineSweepHeld: Gauge;
   hostTransitions: Counter<"to">;
   hosts: Gauge<"status">;
+  credentialCacheTrusted: Gauge;
 }
 
 /**
  * One registry per app instance (not prom-client's global one), so tests and
- * several apps in one process keep their figures apart. `countHosts` is read at
- * scrape time.
+ * several apps in one process keep their figures apart. `countHosts` and
+ * `credentialsTrusted` are read at scrape time.
  */
-export function createMetrics(countHosts: () => Promise<{ status: string; count: number }[]>): Metrics {
+export function createMetrics(
+  countHosts: () => Promise<{ status: string; count: number }[]>,
+  credentialsTrusted: () => boolean,
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "muster_process_" });
   return {
@@ -59,6 +63,14 @@ export function createMetrics(countHosts: () => Promise<{ status: string; count:
       async collect() {
         this.reset();
         for (const { status, count } of await countHosts()) this.set({ status }, count);
+      },
+    }),
+    credentialCacheTrusted: new Gauge({
+      name: "muster_credential_cache_trusted",
+      help: "1 while this process answers heartbeats from its copy of hosts' credential states; 0 while the KV store's announcements may be lost (reconnecting, failing over) and every beat reads the state from the stores",
+      registers: [registry],
+      collect() {
+        this.set(credentialsTrusted() ? 1 : 0);
       },
     }),
   };

@@ -13,7 +13,7 @@ import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
 import type { Kv } from "./kv/kv.js";
 import { MemoryKv } from "./kv/memory.js";
-import { RedisKv } from "./kv/redis.js";
+import { RedisKv, type RedisTarget } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
 import { CertificateAuthority } from "./pki/ca.js";
@@ -24,29 +24,32 @@ import { announcingCommits } from "./services/events.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
+import { ProbeSlots } from "./services/probe.js";
+import { RevocationLists } from "./services/revocation-lists.js";
+import { AddressPolicy } from "./net/address-policy.js";
 
 export interface Stores {
   database: Database;
   kv: Kv;
 }
 
-/** The environment alone decides: DATABASE_URL / REDIS_URL, or the embedded default in the data folder. */
+/** The environment alone decides: DATABASE_URL, REDIS_URL or REDIS_CLUSTER_NODES, or the embedded default in the data folder. */
 export async function openStores(config: Config): Promise<Stores> {
   const database = config.databaseUrl ? await openPostgres(config.databaseUrl) : await openEmbedded(config.dataDir);
-  let kv: Kv;
-  if (config.redisUrl) {
-    const redis = new RedisKv({ url: config.redisUrl, keyPrefix: config.kvPrefix });
-    try {
-      await redis.connect();
-    } catch (error) {
-      await database.close();
-      throw new Error(`cannot reach Redis at REDIS_URL (${(error as Error).message}); is it running?`, { cause: error });
-    }
-    kv = redis;
-  } else {
-    kv = new MemoryKv();
+  const target = redisTarget(config);
+  if (target === null) return { database, kv: new MemoryKv() };
+  try {
+    return { database, kv: await RedisKv.connect({ target, keyPrefix: config.kvPrefix }) };
+  } catch (error) {
+    await database.close();
+    const named = "url" in target ? "Redis at REDIS_URL" : "the Redis Cluster at REDIS_CLUSTER_NODES";
+    throw new Error(`cannot reach ${named} (${(error as Error).message}); is it running?`, { cause: error });
   }
-  return { database, kv };
+}
+
+function redisTarget(config: Config): RedisTarget | null {
+  if (config.redisClusterNodes) return { clusterNodes: config.redisClusterNodes };
+  return config.redisUrl ? { url: config.redisUrl } : null;
 }
 
 export interface RuntimeOptions {
@@ -68,7 +71,7 @@ export interface Runtime {
   pruner: EventPruner;
   /** Fans events out to webhooks and sends them (tests drive it by hand). */
   webhooks: WebhookDeliverer;
-  /** Starts the background work: credential-change subscription, heartbeat flush, offline sweeper, agent channels, event streams and pruning. */
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, event streams and pruning. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -78,11 +81,15 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
   const { database, kv } = stores;
-  const metrics = createMetrics(() => countHostsByStatus(db));
+  const metrics = createMetrics(
+    () => countHostsByStatus(db),
+    () => liveness.credentialsTrusted,
+  );
   const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs);
   // Names this process in the leases that elect one process for work done once.
   const instanceId = `cp-${randomUUID()}`;
-  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random }, instanceId);
+  const addresses = new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
+  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random, addresses }, instanceId);
   // Every transaction that writes events announces them once committed (see services/events.ts).
   const db = announcingCommits(database.db, () => {
     events.announce();
@@ -100,7 +107,23 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const hostTokens = await HostTokens.load(db, clock, random, config);
   const ca = await CertificateAuthority.load(db, clock, random, config);
   const pacing = new Pacing(db, config, logger);
-  const serviceDeps = { db, kv, clock, random, config, logger, metrics, hostTokens, pacing, ca, identity: new ControlPlaneIdentity(ca, clock, random) };
+  const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
+  const serviceDeps = {
+    db,
+    kv,
+    clock,
+    random,
+    config,
+    logger,
+    metrics,
+    hostTokens,
+    pacing,
+    ca,
+    identity: new ControlPlaneIdentity(ca, clock, random),
+    addresses,
+    revocationLists,
+    probeSlots: new ProbeSlots(),
+  };
   const liveness = new Liveness(serviceDeps, instanceId, clock.now());
   const pruner = new EventPruner(serviceDeps, instanceId);
   const deps: AppDeps = {
@@ -118,6 +141,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     pruner,
     webhooks,
     async start() {
+      await revocationLists.start();
       await pacing.start();
       await liveness.start();
       await channels.start();
@@ -132,6 +156,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await channels.stop();
       pacing.stop();
       await liveness.stop();
+      await revocationLists.stop();
     },
   };
 }

@@ -559,6 +559,7 @@ const CROSS_TEAM: Record<string, { own: number; owner: number; member: number; c
     call: (r, key) => t.http.post(`/v1/hosts/${r.host.id}/commands`, { key, body: { type: "ping" } }),
   },
   getCommand: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}/commands/${r.commandId}`, { key }) },
+  listCommands: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}/commands`, { key }) },
   // Audit is closed to members (403) and filtered to the caller's team for owners: another team's target lists nothing.
   listAudit: { own: 200, owner: 200, member: 403, call: (r, key) => t.http.get(`/v1/audit?target_id=${r.host.id}`, { key }) },
   // Any key may stream; another team's host in the filter narrows the caller's own scope to nothing (the first frame names only a position).

@@ -44,6 +44,8 @@ interface Credentials {
   reRegisteredToken: string;
   /** A live-looking token of a host deleted since. */
   deleted: HostCredentials;
+  /** A command of `host`, for host routes that name one. */
+  command: string;
 }
 let creds: Credentials;
 
@@ -136,8 +138,19 @@ function sign(claims: JWTPayload, options: { secret?: Uint8Array | CryptoKey; he
 const unsigned = (header: Record<string, unknown>, claims: JWTPayload) => `${b64(header)}.${b64(claims)}.`;
 
 function heartbeat(hostId: string, headers: Headers): Promise<CallResult> {
-  const route = HOST_ROUTES.find((r) => r.operationId === "heartbeat")!;
-  return call(route, route.path.replace("{id}", hostId), headers);
+  return hostCall(HOST_ROUTES.find((r) => r.operationId === "heartbeat")!, hostId, headers);
+}
+
+/** A body each host route accepts, so a refusal is the credential's doing alone. */
+const HOST_BODIES: Record<string, unknown> = { heartbeat: {}, submitCommandResult: { ok: true } };
+
+/** A host route for `hostId` (and the command of `creds.host`, for a route that names one), with a body it accepts. */
+function hostCall(route: RouteDef, hostId: string, headers: Headers): Promise<CallResult> {
+  const path = route.path.replace("{id}", hostId).replace("{command_id}", creds.command);
+  return t.http.call(route.method.toUpperCase(), path, {
+    headers: { ...headers, "content-type": "application/json" },
+    rawBody: JSON.stringify(HOST_BODIES[route.operationId]),
+  });
 }
 
 // ---- fixture --------------------------------------------------------------------------------
@@ -178,7 +191,11 @@ beforeAll(async () => {
     caPems: { certificate: ca.body.certificate, publicKey: caPublicKey },
     reRegisteredToken: earlier.token,
     deleted,
+    command: "",
   };
+  const command = await t.http.post(`/v1/hosts/${creds.host.host.id}/commands`, { key: t.adminKey, body: { type: "ping" } });
+  expect(command.status).toBe(201);
+  creds.command = command.body.id;
 });
 afterAll(() => t.close());
 
@@ -324,17 +341,19 @@ const HOST_REFUSALS: HostRefusal[] = [
 
 describe("host routes refuse anything but the host's own live token", () => {
   it("covers every host route of the contract", () => {
-    expect(HOST_ROUTES.map((route) => route.operationId)).toEqual(["heartbeat"]);
+    expect(HOST_ROUTES.map((route) => route.operationId).sort()).toEqual(Object.keys(HOST_BODIES).sort());
   });
 
-  it("accepts a token forged with the real key and the real claims (so each refusal below is its one change's doing)", async () => {
-    expect((await heartbeat(creds.host.host.id, { "x-host-token": await sign(live()) })).status).toBe(204);
-    expect((await heartbeat(creds.host.host.id, { "x-host-token": creds.host.token })).status).toBe(204);
-  });
+  describe.each(named(HOST_ROUTES))("%s", (_, route) => {
+    it("accepts a token forged with the real key and the real claims (so each refusal below is its one change's doing)", async () => {
+      expect((await hostCall(route, creds.host.host.id, { "x-host-token": await sign(live()) })).status).toBe(204);
+      expect((await hostCall(route, creds.host.host.id, { "x-host-token": creds.host.token })).status).toBe(204);
+    });
 
-  it.each(HOST_REFUSALS)("refuses $name with $status", async ({ name, status, request }) => {
-    const { headers, hostId } = await request();
-    expectRefused(await heartbeat(hostId ?? creds.host.host.id, headers), status, name);
+    it.each(HOST_REFUSALS)("refuses $name with $status", async ({ name, status, request }) => {
+      const { headers, hostId } = await request();
+      expectRefused(await hostCall(route, hostId ?? creds.host.host.id, headers), status, name);
+    });
   });
 
   describe("on the channel upgrade, authenticated exactly as the heartbeat", () => {

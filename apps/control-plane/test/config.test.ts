@@ -46,3 +46,30 @@ describe("clock leeway configuration", () => {
     expect(loadConfig({ MUSTER_HOST_TOKEN_TTL_S: "60" }).clockLeewayS).toBe(30);
   });
 });
+
+describe("KV store configuration", () => {
+  it("reads a Redis Cluster's nodes from REDIS_CLUSTER_NODES, comma-separated", () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: "redis://10.0.0.1:7000, rediss://user:secret@10.0.0.2:7000" });
+    expect(config).toMatchObject({ redisUrl: null, redisClusterNodes: ["redis://10.0.0.1:7000", "rediss://user:secret@10.0.0.2:7000"] });
+    expect(loadConfig({}).redisClusterNodes).toBeNull();
+  });
+
+  it("takes one Redis or a cluster, not both", () => {
+    expect(() => loadConfig({ REDIS_URL: "redis://10.0.0.1:6379", REDIS_CLUSTER_NODES: "redis://10.0.0.1:7000" })).toThrow(
+      /REDIS_URL and REDIS_CLUSTER_NODES exclude each other/,
+    );
+  });
+
+  it("names a cluster node that is not a Redis URL", () => {
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: "redis://10.0.0.1:7000,10.0.0.2:7000" })).toThrow(
+      /REDIS_CLUSTER_NODES must start with redis: or rediss:/,
+    );
+  });
+
+  it("refuses a key prefix with braces on a cluster, where they would put every key in one hash slot", () => {
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: "redis://10.0.0.1:7000", MUSTER_KV_PREFIX: "muster{a}:" })).toThrow(
+      /MUSTER_KV_PREFIX must not contain \{ or \}/,
+    );
+    expect(loadConfig({ REDIS_URL: "redis://10.0.0.1:6379", MUSTER_KV_PREFIX: "muster{a}:" }).kvPrefix).toBe("muster{a}:");
+  });
+});

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MusterEvent } from "@muster/contract";
-import { completeCommand, expireCommands, markDelivered } from "../src/services/commands.js";
+import { expireCommands, markDelivered, recordResult } from "../src/services/commands.js";
 import { readyHead } from "../src/services/events.js";
 import { UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { EventStream, quietFor } from "./support/events.js";
 import { Factories } from "./support/factories.js";
-import { keyPair, makeCsr, proof } from "./support/pki.js";
+import { keyPair, makeCsr, refreshProof as proof } from "./support/pki.js";
 
 /**
  * Every event type is written by the change that causes it and by no other:
@@ -210,11 +210,11 @@ describe("command events", () => {
     expect(summary(delivered)).toEqual([`command.delivered ${hostId}`]);
     await causes(() => markDelivered(deps(), hostId, command.id, clock.now()), 0);
 
-    const succeeded = await causes(() => completeCommand(deps(), hostId, { type: "result", id: command.id, ok: true, result: { ok: 1 } }, clock.now()), 1);
+    const succeeded = await causes(() => recordResult(deps(), hostId, command.id, { ok: true, result: { ok: 1 } }, clock.now()), 1);
     expect(summary(succeeded)).toEqual([`command.succeeded ${hostId}`]);
     const read = (await t.http.get(`/v1/hosts/${hostId}/commands/${command.id}`, { key: team.owner.key })).body;
     expect(succeeded[0]!.data).toEqual(read);
-    await causes(() => completeCommand(deps(), hostId, { type: "result", id: command.id, ok: false, error: "late" }, clock.now()), 0);
+    await causes(() => recordResult(deps(), hostId, command.id, { ok: false, error: "late" }, clock.now()), 0);
   });
 
   it("command.failed for a failure the agent reports; command.expired when the deadline passes, once, whoever notices", async () => {
@@ -223,7 +223,7 @@ describe("command events", () => {
     const send = async () => (await t.http.post(`/v1/hosts/${hostId}/commands`, { key: t.adminKey, body: { type: "ping", timeout_s: 30 } })).body;
     let failing: any;
     await causes(async () => (failing = await send()), 1);
-    const failed = await causes(() => completeCommand(deps(), hostId, { type: "result", id: failing.id, ok: false, error: "disk full" }, clock.now()), 1);
+    const failed = await causes(() => recordResult(deps(), hostId, failing.id, { ok: false, error: "disk full" }, clock.now()), 1);
     expect(summary(failed)).toEqual([`command.failed ${hostId}`]);
     expect(failed[0]!.data).toMatchObject({ status: "failed", error: "disk full" });
 
@@ -236,6 +236,21 @@ describe("command events", () => {
     }, 1);
     expect(summary(expired)).toEqual([`command.expired ${hostId}`]);
     expect(expired[0]!.data).toMatchObject({ id: expiring.id, status: "expired" });
+  });
+
+  it("a delivered command past its deadline: command.failed (result not received); a result arriving later: its own event", async () => {
+    const created = await f.regularHost();
+    const hostId = created.host.id;
+    let command: any;
+    await causes(async () => (command = (await t.http.post(`/v1/hosts/${hostId}/commands`, { key: t.adminKey, body: { type: "ping", timeout_s: 30 } })).body), 1);
+    await causes(() => markDelivered(deps(), hostId, command.id, clock.now()), 1);
+    clock.advance(31_000);
+    const ended = await causes(() => expireCommands(deps(), clock.now()), 1);
+    expect(summary(ended)).toEqual([`command.failed ${hostId}`]);
+    expect(ended[0]!.data).toMatchObject({ status: "failed", error: expect.stringMatching(/result not received/) });
+    const late = await causes(() => recordResult(deps(), hostId, command.id, { ok: true, result: { pong: true } }, clock.now()), 1);
+    expect(summary(late)).toEqual([`command.succeeded ${hostId}`]);
+    await causes(() => recordResult(deps(), hostId, command.id, { ok: true, result: { pong: true } }, clock.now()), 0);
   });
 });
 

@@ -129,7 +129,7 @@ async function buildCredentials(): Promise<Credential[]> {
 
 // ---- inputs -----------------------------------------------------------------------------------
 
-/** Bad values of each path parameter; one that matches the schema names nothing, so it is 404 (403 on a host route: not the token's host). */
+/** Bad values of each path parameter; one that matches the schema names nothing, so it is 404 (403 for the host of a host route: not the token's host). */
 function pathInputs(route: RouteDef): Input[] {
   const body = route.body ? JSON.stringify(validBody(fx, route)) : undefined;
   return Object.entries(route.params?.properties ?? {}).flatMap(([name, schema]) => {
@@ -138,7 +138,7 @@ function pathInputs(route: RouteDef): Input[] {
       const wellFormed = !raw && Value.Check(schema, value);
       // Removing a tag the host does not have is a real request, not junk.
       if (wellFormed && isTag(schema)) return [];
-      const statuses = !wellFormed ? [400] : route.auth === "host_token" ? [403] : [404];
+      const statuses = !wellFormed ? [400] : route.auth === "host_token" && name === "id" ? [403] : [404];
       const path = pathOf(fx, route, { [name]: raw ? value : encodeURIComponent(value) });
       return [{ label: `{${name}}=${value.slice(0, 40)}`, path, ...(body ? { body } : {}), statuses, ...(raw ? { unrouted: true } : {}) }];
     });
@@ -253,6 +253,9 @@ function expectedOnRoute(route: RouteDef, credential: Credential, input: Input):
   const teamKey = route.auth === "api_key" && credential.operator === "team";
   if (input.statuses) {
     const refused = input.statuses.every((status) => status === 400 || status === 413 || status === 415);
+    // Past validation, another host's token is refused for the path's host, and a revoked one for what it is.
+    if (route.auth === "host_token" && !refused && credential.host === "other") return [403];
+    if (route.auth === "host_token" && !refused && credential.host === "revoked") return [401, ...input.statuses];
     // Another team's key may be refused by role (403), or, on a resource of the fixture's team, not see it (404).
     return [...input.statuses, ...(teamKey && !refused ? [403, ...(route.params ? [404] : [])] : []), ...limited];
   }
@@ -362,7 +365,8 @@ function fuzzRequests(route: RouteDef): Sent[] {
 // ---- the run ----------------------------------------------------------------------------------
 
 beforeAll(async () => {
-  t = await startTestApp();
+  // The default address policy, so every refused form of an agent's address is refused here (no loopback allowance).
+  t = await startTestApp({ config: { probeAllowCidrs: [] } });
   await t.runtime.deps.events.start();
   fx = await buildInputFixture(t);
   credentials = await buildCredentials();

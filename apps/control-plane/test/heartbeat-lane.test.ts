@@ -3,7 +3,7 @@ import type { Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostCredentials } from "@muster/contract";
 import { createHttpServer } from "../src/http/server.js";
-import { LIVENESS_KEY } from "../src/services/kv-keys.js";
+import { LivenessSet } from "../src/services/liveness-set.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories } from "./support/factories.js";
@@ -65,7 +65,7 @@ describe("heartbeat lane over a real socket", () => {
     expect(res.status).toBe(204);
     expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
     await t.runtime.deps.liveness.flushScores();
-    const [score] = await t.stores.kv.zScores(LIVENESS_KEY, [creds.host.id]);
+    const [score] = await new LivenessSet(t.stores.kv).scores([creds.host.id]);
     expect(score).toBe(clock.now().getTime());
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/muster_http_requests_total\{method="POST",route="\/v1\/hosts\/:id\/heartbeat",status="204"\} \d+/);

@@ -4,7 +4,7 @@ import { x509 } from "../src/pki/x509.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
 import { Factories, machineSpecs } from "./support/factories.js";
-import { keyPair, makeCsr, proof } from "./support/pki.js";
+import { keyPair, makeCsr, refreshProof as proof } from "./support/pki.js";
 
 let t: TestApp;
 let f: Factories;
@@ -33,6 +33,7 @@ async function expectHostCertificate(pem: string, hostId: string, keys: webcrypt
   expect(cert.keyUsage).toEqual(expect.arrayContaining(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]));
   return cert;
 }
+
 
 describe("registration with a CSR", () => {
   it("returns a certificate for the host's own key, the CA certificate, and records the fingerprint on the host", async () => {

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Kv } from "../src/kv/kv.js";
 import { MemoryKv } from "../src/kv/memory.js";
-import { createTestKv, storageMode } from "./support/stores.js";
+import { createTestKv, kvMode } from "./support/stores.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis" : "in-process"})`, () => {
+describe(`KV port on this mode's adapter (${kvMode})`, () => {
   let kv: Kv;
   beforeAll(async () => {
     kv = await createTestKv();
@@ -17,6 +17,13 @@ describe(`KV port on this mode's adapter (${storageMode === "postgres" ? "Redis"
     expect(await kv.get("a")).toBe("1");
     await kv.del(["a"]);
     expect(await kv.get("a")).toBeNull();
+  });
+
+  it("deletes many keys at once, whichever hash slots they sit in", async () => {
+    const keys = Array.from({ length: 20 }, (_, i) => `many-${i}`);
+    for (const key of keys) await kv.set(key, "v");
+    await kv.del(keys);
+    expect(await Promise.all(keys.map((key) => kv.get(key)))).toEqual(keys.map(() => null));
   });
 
   it("writes only-if-absent once", async () => {

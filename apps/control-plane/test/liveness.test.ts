@@ -3,7 +3,8 @@ import { eq } from "drizzle-orm";
 import type { HostCredentials } from "@muster/contract";
 import { hosts } from "../src/db/schema/index.js";
 import type { Kv } from "../src/kv/kv.js";
-import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { LivenessSet } from "../src/services/liveness-set.js";
 import { Pacing } from "../src/services/pacing.js";
 import { BEAT_PERSIST_MS, Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
@@ -162,7 +163,7 @@ describe("liveness with a hand-driven clock", () => {
     await expect(liveness().flushScores()).rejects.toThrow("ECONNREFUSED");
     t.stores.kv.zAddMany = zAddMany;
     await liveness().flushScores();
-    const [score] = await t.stores.kv.zScores(LIVENESS_KEY, [creds.host.id]);
+    const [score] = await new LivenessSet(t.stores.kv).scores([creds.host.id]);
     expect(score).toBe(clock.now().getTime());
   });
 
@@ -274,7 +275,7 @@ describe("liveness with a hand-driven clock", () => {
     await sweeper.stop();
     expect((await status(creds.host.id)).status).toBe("online");
     expect(await f.auditOf(creds.host.id, "host.offline")).toHaveLength(0);
-    const [score] = await t.stores.kv.zScores(LIVENESS_KEY, [creds.host.id]);
+    const [score] = await new LivenessSet(t.stores.kv).scores([creds.host.id]);
     expect(score).toBe(clock.now().getTime());
   });
 
@@ -283,7 +284,7 @@ describe("liveness with a hand-driven clock", () => {
     await f.heartbeat(creds);
     await liveness().flush();
     // The store lost its data: the host's entry, and with it the serving period and when it was last seen.
-    await t.stores.kv.zRem(LIVENESS_KEY, [creds.host.id]);
+    await new LivenessSet(t.stores.kv).remove(creds.host.id);
     await t.stores.kv.del([SERVING_SINCE_KEY, SERVING_SEEN_KEY]);
     clock.advance(offlineAfterMs() * 3);
 

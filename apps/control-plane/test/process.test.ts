@@ -32,6 +32,7 @@ function start(env: Record<string, string>): Started {
   const clean = { ...process.env };
   delete clean.DATABASE_URL;
   delete clean.REDIS_URL;
+  delete clean.REDIS_CLUSTER_NODES;
   delete clean.MUSTER_ADMIN_KEY;
   const child = spawn(TSX, ["src/main.ts"], { cwd: APP_DIR, env: { ...clean, LOG_LEVEL: "info", ...env }, stdio: "pipe" });
   children.push(child);
@@ -117,6 +118,17 @@ describe("main.ts", () => {
       expect(JSON.parse(refused.body).error.code).toBe("payload_too_large");
       expect((await post(JSON.stringify({ name: "fits" }), chunked)).status).toBe(201);
     }
+    expect(await stop(started)).toBe(0);
+  });
+
+  it("listens on MUSTER_LISTEN_HOST only, and says where", async () => {
+    const port = await freePort();
+    const started = start({ MUSTER_DATA_DIR: dataDir(), PORT: String(port), MUSTER_LISTEN_HOST: "127.0.0.2" });
+    await waitFor(started, /listening/);
+    expect(started.output()).toContain(`http://127.0.0.2:${port}`);
+    expect((await fetch(`http://127.0.0.2:${port}/healthz`)).status).toBe(200);
+    // Another loopback address of this machine: listening on every interface would answer here too.
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toMatchObject({ cause: { code: "ECONNREFUSED" } });
     expect(await stop(started)).toBe(0);
   });
 

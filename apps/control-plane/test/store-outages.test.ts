@@ -3,7 +3,7 @@ import type { HostCredentials } from "@muster/contract";
 import type { Kv } from "../src/kv/kv.js";
 import type { ServiceDeps } from "../src/services/context.js";
 import { hashSecret } from "../src/lib/secrets.js";
-import { LIVENESS_KEY, registrationTokenKey, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
+import { LIVENESS_KEYS, registrationTokenKey, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "../src/services/kv-keys.js";
 import { Liveness, UNFLUSHED_ALLOWANCE_MS } from "../src/services/liveness.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { FakeClock } from "./support/clock.js";
@@ -118,7 +118,7 @@ describe("offline transitions after a store outage", () => {
     const { plane, creds } = await servingPlane("kv-data-lost");
     clock.advance(windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
     // A restarted Redis without persistence, between two sweeps: the serving period and the liveness set are gone.
-    await t.stores.kv.del([SERVING_SINCE_KEY, SERVING_SEEN_KEY, LIVENESS_KEY]);
+    await t.stores.kv.del([SERVING_SINCE_KEY, SERVING_SEEN_KEY, ...LIVENESS_KEYS]);
 
     await expectFreshWindow(plane, creds, windowMs() + UNFLUSHED_ALLOWANCE_MS + 1);
     await plane.stop();

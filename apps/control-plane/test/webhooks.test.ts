@@ -134,6 +134,25 @@ describe("webhook management", () => {
   });
 });
 
+describe("the address policy (the probe's) on webhook URLs", () => {
+  it("refuses metadata and link-local URLs at creation, and loopback unless MUSTER_PROBE_ALLOW_CIDRS allows it", async () => {
+    const strict = await startTestApp({ startLoops: true, stores: t.stores, config: { probeAllowCidrs: [], webhookRetryBaseMs: RETRY_BASE_MS } });
+    const receiver = await new Receiver().start();
+    try {
+      for (const url of ["http://169.254.169.254/latest/meta-data", "http://[fe80::1]:8080/x", receiver.url, "http://localhost:9/x"]) {
+        const res = await strict.http.post("/v1/webhooks", { key: t.adminKey, body: { url, types: ["host.created"] } });
+        expect(res.status, url).toBe(400);
+        expect(res.body.error.message).toMatch(/MUSTER_PROBE_ALLOW_CIDRS|refuses|does not connect/);
+      }
+      // Allowed here (the suite's default allows loopback): the same receiver gets its deliveries.
+      expect((await t.http.post("/v1/webhooks", { key: t.adminKey, body: { url: receiver.url, types: ["host.created"] } })).status).toBe(201);
+    } finally {
+      await receiver.close();
+      await strict.close();
+    }
+  });
+});
+
 describe("deliveries", () => {
   it("POSTs each matching event, signed (the SDK's verifyWebhookSignature accepts it), with its ID and type in headers", async () => {
     const receiver = await new Receiver().start();

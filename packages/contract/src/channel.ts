@@ -1,5 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { CommandPayload } from "./commands.js";
+import { CommandPayload, commandOutcomeFields } from "./commands.js";
 import { Label, Nullable, Timestamp } from "./common.js";
 import { HeartbeatMetrics } from "./hosts.js";
 import { IdSchema } from "./ids.js";
@@ -9,15 +9,29 @@ import { IdSchema } from "./ids.js";
  * `GET /v1/hosts/{id}/channel` (with `X-Host-Token`), carrying JSON text
  * messages. The agent speaks first (hello); the control plane answers with
  * welcome or rejected. Then heartbeats flow up, commands down, and the agent
- * acknowledges each command and reports its result.
+ * acknowledges each command and reports its result, which the control plane
+ * acknowledges in turn once it is stored (protocol 3).
  */
 
 /**
  * The protocol this contract describes. Bumped on every change an older peer
  * cannot follow. 2: the welcome names the control plane's version, and
- * heartbeats to a control plane of 2 or later carry `sent_at`.
+ * heartbeats to a control plane of 2 or later carry `sent_at`. 3: see
+ * OUTCOME_PROTOCOL_VERSION.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+
+/**
+ * From this version on, both ends keep commands to one outcome: the control
+ * plane answers every result it has dealt with by a `result_ack`, and sends a
+ * command the agent acknowledged but has not reported on again on each new
+ * channel; the agent remembers each command's outcome until it expires, so a
+ * repeat is never run twice, and sends results until they are acknowledged.
+ * Neither end sends these to a peer that spoke an older version: an older
+ * agent closes the channel on a message it does not know, and it would run a
+ * re-sent command again after a restart.
+ */
+export const OUTCOME_PROTOCOL_VERSION = 3;
 
 /** Carries the agent's protocol version on HTTP register and heartbeat calls; absent means "not told". */
 export const PROTOCOL_HEADER = "x-muster-protocol";
@@ -68,13 +82,7 @@ export const CommandAck = Type.Object({ type: Type.Literal("ack"), id: IdSchema(
 
 /** How a command ended on the host; `result` for success, `error` (a sentence) for failure. */
 export const CommandResult = Type.Object(
-  {
-    type: Type.Literal("result"),
-    id: IdSchema("command"),
-    ok: Type.Boolean(),
-    result: Type.Optional(Type.Unknown()),
-    error: Type.Optional(Type.String({ maxLength: 4096 })),
-  },
+  { type: Type.Literal("result"), id: IdSchema("command"), ...commandOutcomeFields },
   { additionalProperties: false },
 );
 export type CommandResult = Static<typeof CommandResult>;
@@ -110,5 +118,13 @@ export const CommandMessage = Type.Object({
 });
 export type CommandMessage = Static<typeof CommandMessage>;
 
-export const ControlPlaneMessage = Type.Union([Welcome, Rejected, CommandMessage]);
+/**
+ * The control plane is done with the agent's result for this command (protocol
+ * 3): stored, a repeat of the stored one, or refused because another result
+ * was stored first. The agent stops sending it.
+ */
+export const ResultAck = Type.Object({ type: Type.Literal("result_ack"), id: IdSchema("command") });
+export type ResultAck = Static<typeof ResultAck>;
+
+export const ControlPlaneMessage = Type.Union([Welcome, Rejected, CommandMessage, ResultAck]);
 export type ControlPlaneMessage = Static<typeof ControlPlaneMessage>;

@@ -1,5 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { Body, Nullable, Timestamp } from "./common.js";
+import { Body, Nullable, PageQuery, Timestamp } from "./common.js";
 import { IdSchema } from "./ids.js";
 
 export const COMMAND_TYPE_PATTERN = "^[a-z][a-z0-9_.:-]{0,63}$";
@@ -19,6 +19,14 @@ export type CommandStatus = Static<typeof CommandStatus>;
 /** A command ends in one of these; the others can still change. */
 export const TERMINAL_COMMAND_STATUSES: readonly CommandStatus[] = ["succeeded", "failed", "expired"];
 
+/**
+ * The error of a command the agent received (it acknowledged it) but whose
+ * result did not reach the control plane before `expires_at`: it is `failed`,
+ * not `expired`, because it may well have run. A result that arrives later
+ * replaces it.
+ */
+export const RESULT_NOT_RECEIVED = "result not received";
+
 export const COMMAND_TIMEOUT_DEFAULT_S = 300;
 export const COMMAND_TIMEOUT_MAX_S = 7 * 24 * 3600;
 
@@ -34,7 +42,7 @@ export const SendCommandBody = Body({
       minimum: 1,
       maximum: COMMAND_TIMEOUT_MAX_S,
       default: COMMAND_TIMEOUT_DEFAULT_S,
-      description: "seconds from now after which an unfinished command expires, delivered or not",
+      description: "seconds from now by which the agent must have received the command (else `expired`) and reported its result (else `failed`: result not received)",
     }),
   ),
 });
@@ -62,3 +70,44 @@ export type Command = Static<typeof Command>;
 
 export const CommandParams = Type.Object({ id: IdSchema("host"), command_id: IdSchema("command") });
 
+
+export const ListCommandsQuery = Type.Object(
+  { ...PageQuery, status: Type.Optional(CommandStatus) },
+  { additionalProperties: false },
+);
+export type ListCommandsQuery = Static<typeof ListCommandsQuery>;
+
+/**
+ * How a command ended on the host: `result` (any JSON) for success, `error` (a
+ * sentence) for failure. The same fields travel in the channel's `result`
+ * message and in the body of `POST /v1/hosts/{id}/commands/{command_id}/result`.
+ */
+export const commandOutcomeFields = {
+  ok: Type.Boolean(),
+  result: Type.Optional(Type.Unknown()),
+  error: Type.Optional(Type.String({ maxLength: 4096 })),
+};
+
+export const CommandOutcome = Body(commandOutcomeFields);
+export type CommandOutcome = Static<typeof CommandOutcome>;
+
+/**
+ * `POST /v1/hosts/{id}/commands` takes an `Idempotency-Key` header: a retry
+ * with the same key (from the same API key, within IDEMPOTENCY_KEY_TTL_S) and
+ * the same request gets the first answer again instead of a second command.
+ */
+export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
+/** Set on an answer replayed for a repeated Idempotency-Key. */
+export const IDEMPOTENT_REPLAYED_HEADER = "idempotent-replayed";
+export const IDEMPOTENCY_KEY_TTL_S = 24 * 3600;
+
+export const IdempotencyHeaders = Type.Object({
+  [IDEMPOTENCY_KEY_HEADER]: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: "^[\\x20-\\x7e]+$",
+      description: "any printable ASCII, e.g. a UUID; a retry with the same key and body gets the first answer for 24 h, with another body 409",
+    }),
+  ),
+});

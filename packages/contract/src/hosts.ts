@@ -1,7 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Body, Label, Nullable, PageQuery, Timestamp } from "./common.js";
 import { IdSchema } from "./ids.js";
-import { Pem } from "./pki.js";
+import { HostProbe, MAX_CRL_PEM, Pem } from "./pki.js";
 
 export const TAG_PATTERN = "^[a-z0-9][a-z0-9._:=-]{0,62}$";
 export const MAX_TAGS_PER_HOST = 64;
@@ -54,6 +54,8 @@ export const Host = Type.Object(
     cert_fingerprint: Nullable(Type.String({ description: "SHA-256 (hex) of the newest certificate issued to the host" })),
     cert_expires_at: Nullable(Timestamp),
     mtls_enabled: Type.Boolean({ description: "The last probe of the agent's mTLS endpoint succeeded" }),
+    /** The last probe's answer: owners probe, everyone who may read the host reads it. */
+    last_probe: Nullable(HostProbe),
     created_by: Type.String({ description: "ID of the user who created the host" }),
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -161,6 +163,6 @@ export const HostCredentials = Type.Object({
   certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The host's client+server certificate; only when the request carried a CSR" })),
   certificate_expires_at: Type.Optional(Timestamp),
   ca_certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The CA that signed it (also GET /v1/ca)" })),
-  crl: Type.Optional(Pem("X509 CRL", 1_048_576, { description: "The CA's revocation list as of now (also GET /v1/ca/crl); the agent's endpoint checks it" })),
+  crl: Type.Optional(Pem("X509 CRL", MAX_CRL_PEM, { description: "The CA's revocation list as of now (also GET /v1/ca/crl); the agent's endpoint checks it" })),
 });
 export type HostCredentials = Static<typeof HostCredentials>;

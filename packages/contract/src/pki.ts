@@ -6,6 +6,9 @@ import { IdSchema } from "./ids.js";
 export const Pem = (label: string, maxLength: number, options: { description?: string } = {}) =>
   Type.String({ minLength: 1, maxLength, pattern: `^-----BEGIN ${label}-----`, description: options.description ?? `PEM (${label})` });
 
+/** Revoked certificates stay listed until they expire; 100,000 of them are ~5 MB of PEM. */
+export const MAX_CRL_PEM = 32 * 1024 * 1024;
+
 export const CertificateAuthorityInfo = Type.Object(
   {
     certificate: Pem("CERTIFICATE", 16_384),
@@ -18,7 +21,7 @@ export type CertificateAuthorityInfo = Static<typeof CertificateAuthorityInfo>;
 
 export const RevocationList = Type.Object(
   {
-    crl: Pem("X509 CRL", 1_048_576, { description: "Revoked host certificates that have not expired yet, signed by the CA" }),
+    crl: Pem("X509 CRL", MAX_CRL_PEM, { description: "Revoked host certificates that have not expired yet, signed by the CA" }),
     this_update: Timestamp,
     next_update: Timestamp,
   },
@@ -40,7 +43,12 @@ export const HostProbe = Type.Object(
       }),
     ),
     agent_version: Nullable(Type.String()),
-    error: Nullable(Type.String({ description: "Why the probe failed" })),
+    error: Nullable(
+      Type.String({
+        description:
+          "Why the probe failed, one of: not registered, address not allowed, refused, timed out, unreachable, tls handshake failed, unexpected answer, certificate rejected: <which check> (not signed by this control plane's CA, expired, not yet valid, revoked, does not name this host, superseded by a newer certificate of this host)",
+      }),
+    ),
     probed_at: Timestamp,
   },
   { $id: "HostProbe" },

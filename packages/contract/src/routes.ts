@@ -1,7 +1,7 @@
 import { Type, type Static, type TObject, type TSchema } from "@sinclair/typebox";
 import { ApiKey, ApiKeyParams, CreateApiKeyBody, CreateApiKeyResponse } from "./api-keys.js";
 import { AuditEntry, ListAuditQuery } from "./audit.js";
-import { Command, CommandParams, SendCommandBody } from "./commands.js";
+import { Command, CommandOutcome, CommandParams, IdempotencyHeaders, ListCommandsQuery, SendCommandBody } from "./commands.js";
 import { Page, PageQuery } from "./common.js";
 import type { ErrorCode } from "./errors.js";
 import { EventsQuery, MusterEvent } from "./events.js";
@@ -43,6 +43,8 @@ export interface RouteDef {
   summary: string;
   params?: TObject;
   query?: TObject;
+  /** Request headers the route reads, by their lower-case names; validated like the query. */
+  headers?: TObject;
   body?: TSchema;
   /** The body may be left out altogether (heartbeat metrics). */
   bodyOptional?: boolean;
@@ -167,8 +169,8 @@ export const routes = {
   }),
   probeHost: route({
     operationId: "probeHost", method: "post", path: "/v1/hosts/{id}/probe", auth: "api_key", tag: "Hosts",
-    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves",
-    params: HostParams, status: 200, response: HostProbe, errors: OPERATOR_ERRORS,
+    summary: "Call the host's agent over mTLS: reachable, latency, the certificate it serves (admins and the host's team owners; one per host per 10 s, 30 a minute per team)",
+    params: HostParams, status: 200, response: HostProbe, errors: [...OPERATOR_ERRORS, "rate_limited"],
   }),
   listHostTags: route({
     operationId: "listHostTags", method: "get", path: "/v1/hosts/{id}/tags", auth: "api_key", tag: "Hosts",
@@ -178,9 +180,15 @@ export const routes = {
 
   sendCommand: route({
     operationId: "sendCommand", method: "post", path: "/v1/hosts/{id}/commands", auth: "api_key", tag: "Commands",
-    summary: "Send a command to a host's agent over its channel; queued until the host is connected or the timeout passes",
-    params: HostParams, body: SendCommandBody,
-    status: 201, response: Command, errors: OPERATOR_ERRORS,
+    summary: "Send a command to a host's agent over its channel; queued until the host is connected or the timeout passes. " +
+      "With Idempotency-Key, a retry gets the first answer (Idempotent-Replayed: true); the same key with another body is 409",
+    params: HostParams, headers: IdempotencyHeaders, body: SendCommandBody,
+    status: 201, response: Command, errors: [...OPERATOR_ERRORS, "conflict"],
+  }),
+  listCommands: route({
+    operationId: "listCommands", method: "get", path: "/v1/hosts/{id}/commands", auth: "api_key", tag: "Commands",
+    summary: "A host's commands, newest first, optionally of one status", params: HostParams, query: ListCommandsQuery,
+    status: 200, response: Page(Command), errors: OPERATOR_ERRORS,
   }),
   getCommand: route({
     operationId: "getCommand", method: "get", path: "/v1/hosts/{id}/commands/{command_id}", auth: "api_key", tag: "Commands",
@@ -232,7 +240,7 @@ export const routes = {
   }),
   getRevocationList: route({
     operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
-    summary: "The CA's revocation list: certificates of deleted and re-registered hosts",
+    summary: "The CA's revocation list: certificates of deleted and re-registered hosts (ETag; If-None-Match answers 304)",
     status: 200, response: RevocationList, errors: [],
   }),
 
@@ -248,8 +256,8 @@ export const routes = {
   }),
   getMetrics: route({
     operationId: "getMetrics", method: "get", path: "/metrics", auth: "none", tag: "System",
-    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands",
-    status: 200, response: MetricsText, responseType: "text/plain", errors: [],
+    summary: "Prometheus metrics: requests, heartbeats, hosts by status, channels, commands (with MUSTER_METRICS_TOKEN set: only with Authorization: Bearer <token>)",
+    status: 200, response: MetricsText, responseType: "text/plain", errors: ["unauthorized"],
   }),
 
   registerHost: route({
@@ -261,6 +269,14 @@ export const routes = {
     operationId: "refreshHostCredentials", method: "post", path: "/v1/hosts/auth/refresh", auth: "body_secret",
     tag: "Host agent", summary: "Rotate a refresh token into fresh credentials (404: the host was deleted)", body: RefreshBody,
     status: 200, response: HostCredentials, errors: ["invalid_request", "unauthorized", "not_found", "rate_limited"],
+  }),
+  submitCommandResult: route({
+    operationId: "submitCommandResult", method: "post", path: "/v1/hosts/{id}/commands/{command_id}/result", auth: "host_token",
+    tag: "Host agent",
+    summary: "Report a command's outcome when the channel is down (idempotent: the first result stays; " +
+      "the same again is a no-op, another one 409)",
+    params: CommandParams, body: CommandOutcome,
+    status: 204, errors: ["invalid_request", "unauthorized", "forbidden", "not_found", "conflict"],
   }),
   heartbeat: route({
     operationId: "heartbeat", method: "post", path: "/v1/hosts/{id}/heartbeat", auth: "host_token", tag: "Host agent",
@@ -279,6 +295,7 @@ type StaticOr<S, Fallback> = S extends TSchema ? Static<S> : Fallback;
 export interface RouteInput<R extends RouteDef> {
   params: StaticOr<R["params"], Record<string, never>>;
   query: StaticOr<R["query"], Record<string, never>>;
+  headers: StaticOr<R["headers"], Record<string, never>>;
   body: R["bodyOptional"] extends true ? StaticOr<R["body"], undefined> | undefined : StaticOr<R["body"], undefined>;
 }
 

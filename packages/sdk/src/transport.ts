@@ -1,10 +1,11 @@
-import { ERROR_CODES, type ErrorCode, type RouteDef, type RouteResponse } from "@muster/contract";
+import { ERROR_CODES, IDEMPOTENCY_KEY_HEADER, type ErrorCode, type RouteDef, type RouteResponse } from "@muster/contract";
 import type { Static, TSchema } from "@sinclair/typebox";
 import { MusterApiError, MusterConnectionError, MusterError } from "./errors.js";
 
 /** The inputs a caller gives for a route: exactly the parts the contract declares. */
 export type CallInput<R extends RouteDef> = (R["params"] extends TSchema ? { params: Static<R["params"]> } : unknown) &
   (R["query"] extends TSchema ? { query?: Static<R["query"]> } : unknown) &
+  (R["headers"] extends TSchema ? { headers?: Static<R["headers"]> } : unknown) &
   (R["body"] extends TSchema
     ? R["bodyOptional"] extends true
       ? { body?: Static<R["body"]> }
@@ -41,7 +42,8 @@ const KNOWN_CODES = new Set<string>(ERROR_CODES);
  * Calls one route of the contract over fetch (no Node built-ins, so it runs in
  * browsers too). Retries only where it is safe: 429 and 503 (the request was not
  * processed) for any method, honouring Retry-After; network failures and other
- * 5xx only for GET and DELETE, which are idempotent.
+ * 5xx only for GET and DELETE, which are idempotent, and for a call that
+ * carries an Idempotency-Key, whose retry gets the first answer.
  */
 export class Transport {
   private readonly fetch: typeof fetch;
@@ -53,15 +55,16 @@ export class Transport {
   }
 
   async call<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
-    const { body } = input as unknown as { body?: unknown };
+    const { headers, body } = input as unknown as { headers?: Record<string, string | undefined>; body?: unknown };
     const target = this.urlOf(route, input);
-    const idempotent = route.method === "get" || route.method === "delete";
+    const extraHeaders = Object.fromEntries(Object.entries(headers ?? {}).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    const idempotent = route.method === "get" || route.method === "delete" || extraHeaders[IDEMPOTENCY_KEY_HEADER] !== undefined;
     const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
 
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
-        response = await this.attempt(route.method, target, body, options);
+        response = await this.attempt(route.method, target, extraHeaders, body, options);
       } catch (error) {
         if (error instanceof MusterConnectionError && idempotent && attempt < maxRetries && !options.signal?.aborted) {
           await sleep(backoffMs(attempt), options.signal);
@@ -130,18 +133,18 @@ export class Transport {
     return search.size > 0 ? `${url}?${search}` : url;
   }
 
-  private headers(body: unknown, accept = "application/json"): Record<string, string> {
-    const headers: Record<string, string> = { accept, ...this.options.authHeaders?.() };
+  private headers(body: unknown, accept = "application/json", extra: Record<string, string> = {}): Record<string, string> {
+    const headers: Record<string, string> = { accept, ...extra, ...this.options.authHeaders?.() };
     if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
     if (body !== undefined) headers["content-type"] = "application/json";
     return headers;
   }
 
-  private async attempt(method: string, url: string, body: unknown, options: RequestOptions): Promise<Response> {
+  private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<Response> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-    const headers = this.headers(body);
+    const headers = this.headers(body, "application/json", extraHeaders);
     try {
       return await this.fetch(url, {
         method: method.toUpperCase(),

@@ -246,7 +246,7 @@ function hostView(at: string): HostCredentials["host"] {
     id: HOST_ID, type: "regular", team_id: null, provider: null, availability_zone: null, arch: "x86_64", cpu_cores: 4,
     memory_mb: 8192, disk_gb: 100, address: "10.0.0.7:7070", hostname: "worker", os: "Linux", agent_version: "test", protocol_version: null,
     status: "pending", tags: [], metrics: null, last_heartbeat_at: null, clock_skew_ms: null, registered_at: at, cert_fingerprint: null,
-    cert_expires_at: null, mtls_enabled: false, created_by: `usr-${"b".repeat(26)}`,
+    cert_expires_at: null, mtls_enabled: false, last_probe: null, created_by: `usr-${"b".repeat(26)}`,
     created_at: at, updated_at: at,
   };
 }

@@ -68,6 +68,7 @@ describe("MusterClient wiring", () => {
     await client.hosts.tags.list(HOST);
     await client.hosts.commands.send(HOST, { type: "ping" });
     await client.hosts.commands.get(HOST, COMMAND);
+    await client.hosts.commands.listPage(HOST, { status: "queued" });
     await client.hosts.probe(HOST);
     await client.audit.listPage();
     await client.teams.members.listPage(TEAM);
@@ -108,6 +109,34 @@ describe("MusterClient retries, timeouts and cancellation", () => {
     await expect(client.hosts.get(HOST)).rejects.toBeInstanceOf(MusterConnectionError);
     await expect(client.hosts.delete(HOST)).rejects.toBeInstanceOf(MusterConnectionError);
     expect(sent.map((s) => s.method)).toEqual(["GET", "GET", "DELETE", "DELETE"]);
+  });
+
+  it("retries a command send after a lost connection, a 503 and a 500, every time with the same Idempotency-Key", async () => {
+    const answers = [networkDown, () => envelope(503, "unavailable", { "retry-after": "0" }), () => envelope(500, "internal"), () => json({ id: COMMAND }, 201)];
+    const { sent, fetch } = scripted(() => answers.shift()!());
+    const client = new MusterClient({ baseUrl: BASE, apiKey: "k", fetch, maxRetries: 3 });
+    expect(await client.hosts.commands.send(HOST, { type: "ping" })).toEqual({ id: COMMAND });
+    const keys = sent.map((s) => s.headers.get("idempotency-key"));
+    expect(keys).toHaveLength(4);
+    expect(new Set(keys).size).toBe(1);
+    expect(keys[0]).toMatch(/^[0-9a-f-]{36}$/);
+
+    // Each send is a new request with a key of its own, unless the caller names one.
+    await client.hosts.commands.send(HOST, { type: "ping" }).catch(() => {});
+    await client.hosts.commands.send(HOST, { type: "ping" }, { idempotencyKey: "deploy-42" }).catch(() => {});
+    expect(sent[4]!.headers.get("idempotency-key")).not.toBe(keys[0]);
+    expect(sent.at(-1)!.headers.get("idempotency-key")).toBe("deploy-42");
+  });
+
+  it("lists a host's commands page by page, with the status filter", async () => {
+    const pages = [json({ items: [{ id: "a" }], next_cursor: "c1" }), json({ items: [{ id: "b" }], next_cursor: null })];
+    const { sent, fetch } = scripted(() => pages.shift()!);
+    const client = new MusterClient({ baseUrl: BASE, apiKey: "k", fetch });
+    expect(await client.hosts.commands.list(HOST, { status: "failed", limit: 1 }).toArray()).toEqual([{ id: "a" }, { id: "b" }]);
+    expect(sent.map((s) => s.url.pathname + s.url.search)).toEqual([
+      `/v1/hosts/${HOST}/commands?status=failed&limit=1`,
+      `/v1/hosts/${HOST}/commands?status=failed&limit=1&cursor=c1`,
+    ]);
   });
 
   it("never retries a POST that may have been processed", async () => {

@@ -54,6 +54,9 @@ describe("MusterClient types come from the contract", () => {
     expectTypeOf(client.teams.listPage).returns.resolves.toEqualTypeOf<RouteResponse<Routes["listTeams"]>>();
     expectTypeOf(client.apiKeys.listPage).returns.resolves.toEqualTypeOf<RouteResponse<Routes["listApiKeys"]>>();
     expectTypeOf(client.audit.listPage).returns.resolves.toEqualTypeOf<RouteResponse<Routes["listAudit"]>>();
+    expectTypeOf(client.hosts.commands.list).returns.toEqualTypeOf<Paginator<Static<typeof contract.Command>>>();
+    expectTypeOf(client.hosts.commands.list).parameter(1).toEqualTypeOf<Omit<Static<typeof contract.ListCommandsQuery>, "cursor"> | undefined>();
+    expectTypeOf(client.hosts.commands.listPage).returns.resolves.toEqualTypeOf<Page<Static<typeof contract.Command>>>();
 
     const iterate = async () => {
       for await (const host of client.hosts.list({ tag: "gpu" })) expectTypeOf(host).toEqualTypeOf<Static<typeof contract.Host>>();
@@ -92,6 +95,10 @@ describe("MusterClient types come from the contract", () => {
     void client.teams.members.add("team-x", { user_id: "usr-x", role: "admin" });
     // @ts-expect-error: audit has no status filter
     void client.audit.list({ status: "online" });
+    // @ts-expect-error: not a command status
+    void client.hosts.commands.list("host-x", { status: "online" });
+    // @ts-expect-error: an idempotency key is a string
+    void client.hosts.commands.send("host-x", { type: "ping" }, { idempotencyKey: 42 });
   });
 
   it("every call takes a signal and a timeout", () => {

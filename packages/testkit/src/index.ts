@@ -9,10 +9,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 
+export { TcpBalancer } from "./balancer.js";
+
 /**
  * Starts a real control plane in its own process, the way an operator does, for
  * the tests of the SDK, the CLI and the agent (which must not import the app).
- * It follows the suite's storage mode: with DATABASE_URL and REDIS_URL set it
+ * It follows the suite's storage mode: with DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_NODES) set it
  * gets a fresh database and its own Redis key prefix, otherwise the embedded
  * default in a temporary data folder.
  */
@@ -83,6 +85,8 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     MUSTER_ADMIN_KEY: adminKey,
     MUSTER_KV_PREFIX: `testkit-${unique}:`,
     LOG_LEVEL: "warn",
+    // Agents in tests listen on loopback, which the control plane refuses to call unless allowed.
+    MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
     ...env,
   };
 

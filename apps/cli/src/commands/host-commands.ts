@@ -1,16 +1,18 @@
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { CommandStatus } from "@muster/contract";
 import type { Command as HostCommand } from "@muster/sdk";
 import { CliError, EXIT } from "../exit.js";
-import { clean, details } from "../format.js";
-import { duration } from "../parse.js";
+import { ago, clean, details, table } from "../format.js";
+import { duration, literals } from "../parse.js";
 import type { Io } from "../session.js";
 import { startSpinner } from "../spinner.js";
-import { act } from "./common.js";
+import { act, collectList, listOptions, type ListOptions } from "./common.js";
 
 interface CommandOptions {
   payload?: Record<string, unknown>;
   timeout?: number;
   wait: boolean;
+  idempotencyKey?: string;
 }
 
 function jsonObject(raw: string): Record<string, unknown> {
@@ -35,15 +37,20 @@ export function hostCommandCommand(hosts: Command, io: Io): void {
     .option("--payload <json>", "the command's arguments, a JSON object", jsonObject)
     .option("--timeout <duration>", "the command expires if unfinished after this long (default 5m)", duration)
     .option("--no-wait", "print the queued command and return at once")
+    .option("--idempotency-key <key>", "send it at most once: the same key with the same command within 24 h gives back the first one")
     .addHelpText(
       "after",
       `
+The send is retried on a lost connection or a 503 without ever queueing the
+command twice; --idempotency-key extends that to a script that runs the whole
+command again.
+
 Exit status: 0 succeeded (or queued, with --no-wait), 4 expired before the host
-answered, 5 the host reported a failure.
+received it, 5 the host reported a failure (or its result did not arrive in time).
 
 Examples:
   $ muster hosts command host-… ping
-  $ muster hosts command host-… deploy --payload '{"image":"app:2"}' --timeout 10m`,
+  $ muster hosts command host-… deploy --payload '{"image":"app:2"}' --timeout 10m --idempotency-key deploy-app-2`,
     )
     .action(
       act(io, async (session, hostId: string, type: string, options: CommandOptions) => {
@@ -55,7 +62,7 @@ Examples:
             ...(options.payload && { payload: options.payload }),
             ...(options.timeout !== undefined && { timeout_s: Math.max(1, Math.ceil(options.timeout / 1000)) }),
           },
-          session.call,
+          { ...session.call, ...(options.idempotencyKey && { idempotencyKey: options.idempotencyKey }) },
         );
         if (!options.wait) return session.emit(sent, () => commandDetails(sent));
         const spinner = session.json ? null : startSpinner(session.io.stderr, `Waiting for ${hostId} to run ${type} (${sent.status})… Ctrl-C stops waiting, not the command`);
@@ -70,10 +77,35 @@ Examples:
           spinner?.stop();
         }
         session.emit(done, () => commandDetails(done));
-        if (done.status === "expired") throw new CliError(`command ${done.id} expired before ${hostId} reported a result`, EXIT.timeout);
+        if (done.status === "expired") throw new CliError(`command ${done.id} expired before ${hostId} received it`, EXIT.timeout);
         if (done.status === "failed") throw new CliError(`command ${done.id} failed on ${hostId}: ${clean(done.error)}`, EXIT.commandFailed);
       }),
     );
+}
+
+/** `muster hosts commands <host_id>`: a host's commands, newest first. */
+export function hostCommandsCommand(hosts: Command, io: Io): void {
+  listOptions(
+    hosts
+      .command("commands")
+      .argument("<host_id>")
+      .description("list the commands sent to a host, newest first")
+      .addOption(new Option("--status <status>").choices(literals(CommandStatus))),
+  ).action(
+    act(io, async (session, hostId: string, options: ListOptions & { status?: HostCommand["status"] }) => {
+      const client = session.client();
+      const filters = { ...(options.status && { status: options.status }) };
+      const items = await collectList(session, (limit) => client.hosts.commands.list(hostId, { ...filters, limit }, session.call), options, "commands");
+      session.emit(items, () =>
+        items.length === 0
+          ? ""
+          : table(
+              ["id", "type", "status", "sent", "finished", "error"],
+              items.map((c) => [c.id, c.type, c.status, ago(c.created_at), c.completed_at ? ago(c.completed_at) : null, c.error]),
+            ),
+      );
+    }),
+  );
 }
 
 function commandDetails(c: HostCommand): string {

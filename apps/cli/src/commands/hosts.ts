@@ -7,7 +7,7 @@ import { collect, duration, literals } from "../parse.js";
 import type { Io, Session } from "../session.js";
 import { startSpinner } from "../spinner.js";
 import { act, collectList, listOptions, type ListOptions } from "./common.js";
-import { hostCommandCommand } from "./host-commands.js";
+import { hostCommandCommand, hostCommandsCommand } from "./host-commands.js";
 import { tagCommand } from "./tags.js";
 
 const POLL_INTERVAL_MS = 1000;
@@ -139,6 +139,7 @@ Examples:
 
   tagCommand(hosts, io);
   hostCommandCommand(hosts, io);
+  hostCommandsCommand(hosts, io);
   return hosts;
 }
 

@@ -1,10 +1,9 @@
-import type { Command, Host, MusterClient } from "@muster/sdk/client";
+import type { Host, MusterClient } from "@muster/sdk/client";
 import { useLocation, useRoute } from "preact-iso";
-import { useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { ConfirmButton } from "../components/confirm.js";
 import { ErrorPanel, Loading, StatusBadge } from "../components/feedback.js";
 import { PageTitle } from "../components/page.js";
-import { recentCommands } from "../commands.js";
 import { dateTime, duration, megabytes, skew, timeAgo } from "../format.js";
 import { useAction, useLoad } from "../live.js";
 import { abilitiesOf } from "../permissions.js";
@@ -43,7 +42,7 @@ export function HostDetail() {
         <Live host={host.data} />
         <Certificate host={host.data} client={client} manage={manage} />
         <Tags host={host.data} client={client} manage={manage} onChange={host.refresh} />
-        {abilitiesOf(me).readAudit ? <Commands host={host.data} client={client} manage={manage} /> : null}
+        <Commands host={host.data} client={client} manage={manage} />
         {manage ? <Danger host={host.data} client={client} /> : null}
       </div>
       {abilitiesOf(me).readAudit ? <HostAudit id={id} client={client} /> : null}
@@ -189,9 +188,11 @@ function Tags({ host, client, manage, onChange }: { host: Host; client: MusterCl
   );
 }
 
+/** The latest commands, newest first (the list is a history, like the audit log). */
+const COMMANDS_SHOWN = 10;
+
 function Commands({ host, client, manage }: { host: Host; client: MusterClient; manage: boolean }) {
-  const ended = useRef(new Map<string, Command>());
-  const commands = useLoad((signal) => recentCommands(client, host.id, ended.current, signal), [host.id]);
+  const commands = useLoad(async (signal) => (await client.hosts.commands.listPage(host.id, { limit: COMMANDS_SHOWN }, { signal })).items, [host.id]);
   const ping = useAction(async () => {
     const sent = await client.hosts.commands.send(host.id, { type: "ping", timeout_s: 60 });
     commands.refresh();

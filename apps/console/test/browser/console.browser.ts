@@ -234,6 +234,7 @@ describe("roles", () => {
 
   it("shows a member their team's hosts read-only, and the API's 403 and 404 in words, never a blank page", async () => {
     const created = await admin.hosts.create({ type: "byoc", team_id: team.id, tags: ["read-only"] });
+    const sent = await admin.hosts.commands.send(created.host.id, { type: "ping", timeout_s: 60 });
     const { page } = await open();
     await signIn(page, memberKey);
     expect(await navLinks(page)).toEqual(["Overview", "Hosts", "Teams", "API keys"]);
@@ -245,6 +246,8 @@ describe("roles", () => {
       expect(await page.getByRole("button", { name, exact: true }).count(), name).toBe(0);
     }
     expect(await page.getByRole("heading", { name: "Audit trail" }).count()).toBe(0);
+    // Commands are read by anyone who may read the host (the list), sent only by owners.
+    await page.locator(`table.commands tbody tr[data-command="${sent.id}"]`).filter({ hasText: "queued" }).waitFor();
     await page.screenshot({ path: screenshotPath("host-detail-member"), fullPage: true });
 
     await page.goto(`${cp.url}/console/audit`);

@@ -8,12 +8,15 @@ import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
 import type { Subscription } from "../kv/kv.js";
 import { expireCommands, type BusMessage } from "../services/commands.js";
-import { AGENT_CHANNEL_BUS, channelOwnerKey } from "../services/kv-keys.js";
+import { pruneIdempotencyKeys } from "../services/idempotency.js";
+import { AGENT_CHANNEL_BUS, CREDENTIAL_CHANGES_CHANNEL, channelOwnerKey } from "../services/kv-keys.js";
 import type { ChannelMetrics } from "./metrics.js";
 import { ChannelSession } from "./session.js";
 import { authenticateUpgrade, channelHostId, refuseUpgrade } from "./upgrade.js";
 
 const SWEEP_MS = 1_000;
+/** Idempotency keys past their lifetime are never answered; deleting them is housekeeping, done now and then. */
+const PRUNE_MS = 60_000;
 /** The owner key outlives any channel that keeps beating; it only arbitrates between channels of one host. */
 const OWNER_TTL_MS = 24 * 3600 * 1000;
 
@@ -24,15 +27,19 @@ const OWNER_TTL_MS = 24 * 3600 * 1000;
  * older channel of that host reads the owner and closes its own unless it is
  * the owner, so of any number of racing channels exactly the last written
  * survives. Commands are announced on the same bus, and the process holding
- * the host's channel sends them.
+ * the host's channel sends them. A host whose credentials change (deleted,
+ * registered again, a refresh token reused) is announced on the credential
+ * bus, and every process looks at its channels of that host at once.
  */
 export class ChannelHub {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES, perMessageDeflate: false });
   private readonly sessions = new Map<string, ChannelSession>();
   private readonly pending = new Set<ChannelSession>();
   private subscription: Subscription | null = null;
+  private credentialChanges: Subscription | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sweeping = false;
+  private prunedAt = 0;
 
   constructor(
     private readonly deps: AppDeps,
@@ -60,6 +67,8 @@ export class ChannelHub {
       // A lost claim leaves an old channel open until its next message or the new one's; nothing else needs repair.
       () => {},
     );
+    // Lost announcements are covered by the check before every command and result (ChannelSession.credentialsLive).
+    this.credentialChanges = await this.deps.kv.subscribe(CREDENTIAL_CHANGES_CHANNEL, (hostId) => this.recheck(hostId), () => {});
     this.timer = setInterval(() => void this.sweep(), SWEEP_MS);
   }
 
@@ -69,7 +78,9 @@ export class ChannelHub {
     this.timer = null;
     for (const session of [...this.sessions.values(), ...this.pending]) session.close(1001, "control plane shutting down");
     await this.subscription?.close();
+    await this.credentialChanges?.close();
     this.subscription = null;
+    this.credentialChanges = null;
   }
 
   async adopt(session: ChannelSession): Promise<void> {
@@ -86,6 +97,18 @@ export class ChannelHub {
     this.pending.delete(session);
     if (this.sessions.get(session.hostId) === session) this.sessions.delete(session.hostId);
     this.metrics.channels.set(this.sessions.size);
+  }
+
+  /** The host's credentials changed: its channels here close unless they still speak for it (4401 revoked, 4404 deleted). */
+  private recheck(hostId: string): void {
+    const local = [...this.pending].filter((session) => session.hostId === hostId);
+    const open = this.sessions.get(hostId);
+    if (open) local.push(open);
+    for (const session of local) {
+      session.credentialsLive().catch((error: unknown) => {
+        this.deps.logger.warn({ err: error, host_id: hostId }, "cannot check a channel's credentials after a change; checked again before its next command");
+      });
+    }
   }
 
   private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -125,7 +148,7 @@ export class ChannelHub {
     }
   }
 
-  /** Closes channels whose token expired or that fell silent, and expires overdue commands. */
+  /** Closes channels whose token expired or that fell silent, ends overdue commands, and now and then forgets old idempotency keys. */
   private async sweep(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
@@ -137,6 +160,10 @@ export class ChannelHub {
         else if (session.lastSeenMs < silentSince) session.close(CHANNEL_CLOSE.silent, "no heartbeat within the offline window");
       }
       await expireCommands(this.deps, now);
+      if (now.getTime() - this.prunedAt >= PRUNE_MS) {
+        this.prunedAt = now.getTime();
+        await pruneIdempotencyKeys(this.deps.db, now);
+      }
     } catch (error) {
       this.deps.logger.warn({ err: error }, "agent channel sweep failed; retrying on the next tick");
     } finally {

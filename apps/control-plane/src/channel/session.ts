@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import {
   AgentMessage,
   CHANNEL_CLOSE,
+  OUTCOME_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   type CommandResult,
   type ControlPlaneMessage,
@@ -14,7 +15,10 @@ import type { HostClaims } from "../auth/host-tokens.js";
 import { hosts } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import type { AppDeps } from "../http/env.js";
-import { completeCommand, markDelivered, waitingCommands } from "../services/commands.js";
+import { unstorableJson } from "../lib/json-text.js";
+import { commandsToSend, DELIVERY_BATCH, markDelivered, recordResult } from "../services/commands.js";
+import { credentialState } from "../services/credential-state.js";
+import { byCreation, type Cursor } from "../services/pagination.js";
 import { isTooOld, tooOldMessage } from "../services/protocol.js";
 import type { ChannelMetrics } from "./metrics.js";
 
@@ -29,8 +33,16 @@ export interface SessionOwner {
 /**
  * One agent's WebSocket: waits for the hello, then feeds heartbeats to the
  * liveness service and carries commands down and their results up. A command
- * is sent once per session; it is `delivered` when the agent acknowledges it,
- * so one sent on a socket that died unacknowledged goes again on the next.
+ * is sent at most once per session; it is `delivered` when the agent
+ * acknowledges it. A new session sends every unfinished command again: those
+ * still queued (a socket died before the ack), and to agents of protocol 3 or
+ * later, which remember what they ran, those delivered without a result (the
+ * result was lost with a socket or a control plane). Results are acknowledged
+ * to those agents once dealt with, so they stop sending them.
+ * The host's credentials are checked before every command sent and every ack
+ * or result taken (credentialsLive), and by the liveness service for every
+ * beat, so a channel whose credentials died carries nothing more, even before
+ * the hub closes it.
  */
 export class ChannelSession {
   readonly id = randomUUID();
@@ -38,7 +50,9 @@ export class ChannelSession {
   lastSeenMs: number;
   private state: "hello" | "opening" | "open" | "closed" = "hello";
   private readonly helloTimer: NodeJS.Timeout;
-  /** Commands sent on this socket and not yet acknowledged. */
+  /** The protocol the agent said it speaks (from its hello). */
+  private protocol = 0;
+  /** Commands sent on this socket whose result has not come back on it. */
   private readonly sent = new Set<string>();
   private delivering = false;
   private deliverAgain = false;
@@ -71,7 +85,23 @@ export class ChannelSession {
     this.ws.close(code, reason);
   }
 
-  /** Sends the host's waiting commands; calls that arrive meanwhile make it look again rather than overlap. */
+  /**
+   * Whether the credentials the channel was opened with are still the host's
+   * live ones, read from the KV store rather than a process's copy (which a
+   * missed announcement could leave stale): commands carry operators' secrets.
+   * When they are not, closes the channel: 4404 for a deleted host, 4401 for
+   * revoked credentials. A beat does not come here: the liveness service checks
+   * it on its own hot path.
+   */
+  async credentialsLive(): Promise<boolean> {
+    const state = await credentialState(this.deps.db, this.deps.kv, this.hostId);
+    if (state.kind === "live" && state.family === this.claims.family) return this.state !== "closed";
+    if (state.kind === "deleted") this.close(CHANNEL_CLOSE.hostDeleted, "host deleted");
+    else this.close(CHANNEL_CLOSE.unauthorized, "credentials revoked");
+    return false;
+  }
+
+  /** Sends the host's unfinished commands not yet sent on this socket; calls that arrive meanwhile make it look again rather than overlap. */
   async deliver(): Promise<void> {
     if (this.state !== "open") return;
     if (this.delivering) {
@@ -79,19 +109,28 @@ export class ChannelSession {
       return;
     }
     this.delivering = true;
+    const resendDelivered = this.protocol >= OUTCOME_PROTOCOL_VERSION;
     try {
       do {
         this.deliverAgain = false;
-        for (const row of await waitingCommands(this.deps.db, this.hostId, this.deps.clock.now())) {
-          if (this.sent.has(row.id) || this.state !== "open") continue;
-          this.sent.add(row.id);
-          this.send({
-            type: "command",
-            id: row.id,
-            command_type: row.type,
-            payload: row.payload ?? null,
-            expires_at: row.expiresAt.toISOString(),
-          });
+        let after: Cursor | null = null;
+        for (;;) {
+          const rows = await commandsToSend(this.deps.db, this.hostId, this.deps.clock.now(), resendDelivered, after);
+          if (rows.some((row) => !this.sent.has(row.id)) && !(await this.credentialsLive())) break;
+          for (const row of rows) {
+            if (this.sent.has(row.id) || this.state !== "open") continue;
+            this.sent.add(row.id);
+            this.send({
+              type: "command",
+              id: row.id,
+              command_type: row.type,
+              payload: row.payload ?? null,
+              expires_at: row.expiresAt.toISOString(),
+            });
+          }
+          const last = rows.at(-1);
+          if (!last || rows.length < DELIVERY_BATCH || this.state !== "open") break;
+          after = byCreation(last);
         }
       } while (this.deliverAgain && this.state === "open");
     } catch (error) {
@@ -122,6 +161,8 @@ export class ChannelSession {
       message = undefined;
     }
     if (!checkMessage.Check(message)) return this.refuse("a message that is not JSON text of the channel protocol");
+    const unstorable = unstorableJson(message, "message");
+    if (unstorable) return this.refuse(unstorable);
     const expected = this.state === "hello";
     if ((message.type === "hello") !== expected) {
       return this.refuse(expected ? "the first message must be the hello" : `unexpected ${message.type} message`);
@@ -134,8 +175,10 @@ export class ChannelSession {
           return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
           this.sent.delete(message.id);
+          if (!(await this.credentialsLive())) return;
           return await markDelivered(this.deps, this.hostId, message.id, this.deps.clock.now());
         case "result":
+          if (!(await this.credentialsLive())) return;
           return await this.result(message);
       }
     } catch (error) {
@@ -158,6 +201,7 @@ export class ChannelSession {
       return this.close(CHANNEL_CLOSE.protocolTooOld, "protocol too old");
     }
     this.state = "opening";
+    this.protocol = hello.protocol_version;
     await this.deps.db
       .update(hosts)
       .set({ agentVersion: hello.agent_version, protocolVersion: hello.protocol_version })
@@ -176,9 +220,11 @@ export class ChannelSession {
     await this.deliver();
   }
 
-  private async result(outcome: CommandResult): Promise<void> {
-    this.sent.delete(outcome.id);
-    await completeCommand(this.deps, this.hostId, outcome, this.deps.clock.now());
+  /** Stores a result (the first one wins; see recordResult) and tells an agent that can hear it to stop sending it. */
+  private async result(message: CommandResult): Promise<void> {
+    await recordResult(this.deps, this.hostId, message.id, message, this.deps.clock.now());
+    this.sent.delete(message.id);
+    if (this.protocol >= OUTCOME_PROTOCOL_VERSION && this.state === "open") this.send({ type: "result_ack", id: message.id });
   }
 
   private refuse(why: string): void {

@@ -31,7 +31,7 @@ function hoist(schema: TSchema, components: Record<string, SchemaObject>): Schem
   return visit(plain) as SchemaObject;
 }
 
-function parameters(where: "path" | "query", schema: TObject | undefined, components: Record<string, SchemaObject>): ParameterObject[] {
+function parameters(where: "path" | "query" | "header", schema: TObject | undefined, components: Record<string, SchemaObject>): ParameterObject[] {
   if (!schema) return [];
   const required = new Set(schema.required ?? []);
   return Object.entries(schema.properties).map(([name, property]) => ({
@@ -80,7 +80,11 @@ export function buildOpenApiDocument(version: string): OpenAPIObject {
       summary: route.summary,
       tags: [route.tag],
       security: SECURITY[route.auth],
-      parameters: [...parameters("path", route.params, components), ...parameters("query", route.query, components)],
+      parameters: [
+        ...parameters("path", route.params, components),
+        ...parameters("query", route.query, components),
+        ...parameters("header", route.headers, components),
+      ],
       responses: { [String(route.status)]: success, ...errors },
     };
     if (route.body) {

@@ -4,11 +4,13 @@ import type { TObject, TSchema } from "@sinclair/typebox";
 import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { invalid, unsupportedMediaType } from "../errors.js";
+import { unstorableJson } from "../lib/json-text.js";
 import { declaresBody, header } from "./node-request.js";
 
 export interface ValidatedInput {
   params: unknown;
   query: unknown;
+  headers: unknown;
   body: unknown;
 }
 
@@ -21,30 +23,9 @@ function describe(where: string, check: TypeCheck<TSchema>, value: unknown): str
   return field ? `${where} field '${field}': ${error.message}${hint}` : `${where}: ${error.message}${hint}`;
 }
 
-// In unicode mode only an unpaired surrogate is a "surrogate" code point; PostgreSQL cannot store one.
-const LONE_SURROGATE = /\p{Cs}/u;
-
-const MAX_DEPTH = 32;
-
-/**
- * Walks a parsed body without recursion (hostile bodies nest thousands deep):
- * refuses nesting past MAX_DEPTH, and strings or keys that are not well-formed.
- */
-function refuseMalformedJson(root: unknown): void {
-  const pending: { value: unknown; path: string; depth: number }[] = [{ value: root, path: "", depth: 0 }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const { value, path, depth } = next;
-    const where = path ? `body field '${path}'` : "body";
-    if (typeof value === "string" && LONE_SURROGATE.test(value)) {
-      throw invalid(`${where}: not well-formed unicode (unpaired surrogate)`);
-    }
-    if (value === null || typeof value !== "object") continue;
-    if (depth >= MAX_DEPTH) throw invalid(`${where}: nested deeper than ${MAX_DEPTH} levels`);
-    for (const [key, item] of Object.entries(value)) {
-      if (LONE_SURROGATE.test(key)) throw invalid(`${where}: a key is not well-formed unicode (unpaired surrogate)`);
-      pending.push({ value: item, path: path ? `${path}.${key}` : key, depth: depth + 1 });
-    }
-  }
+function refuseUnstorable(value: unknown, where: string): void {
+  const problem = unstorableJson(value, where);
+  if (problem) throw invalid(problem);
 }
 
 const WHOLE_NUMBER = /^-?\d+$/;
@@ -96,22 +77,34 @@ function refuseNonJson(c: Context): void {
 export function compileValidator(route: RouteDef): (c: Context) => Promise<ValidatedInput> {
   const params = route.params && TypeCompiler.Compile(route.params);
   const query = route.query && TypeCompiler.Compile(route.query);
+  const headers = route.headers && TypeCompiler.Compile(route.headers);
   const body = route.body && TypeCompiler.Compile(route.body);
 
   return async (c) => {
-    const input: ValidatedInput = { params: {}, query: {}, body: undefined };
+    const input: ValidatedInput = { params: {}, query: {}, headers: {}, body: undefined };
     const given = c.req.query();
     refuseUnknownParameters(route, given);
     if (params && route.params) {
       const raw = c.req.param() as Record<string, string>;
+      refuseUnstorable(raw, "path parameter");
       if (!params.Check(raw)) throw invalid(describe("path parameter", params, raw));
       input.params = raw;
     }
     if (query && route.query) {
+      refuseUnstorable(given, "query parameter");
       refuseNonIntegers(route.query, given);
       const raw = Value.Default(route.query, Value.Convert(route.query, withRepeated(c, route.query, given)));
       if (!query.Check(raw)) throw invalid(describe("query parameter", query, raw));
       input.query = raw;
+    }
+    if (headers && route.headers) {
+      const raw: Record<string, string> = {};
+      for (const name of Object.keys(route.headers.properties)) {
+        const value = header(c, name);
+        if (value !== undefined) raw[name] = value;
+      }
+      if (!headers.Check(raw)) throw invalid(describe("header", headers, raw));
+      input.headers = raw;
     }
     if (body) {
       const declared = declaresBody(c);
@@ -127,7 +120,7 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
       } catch {
         throw invalid("request body is not valid JSON");
       }
-      refuseMalformedJson(parsed);
+      refuseUnstorable(parsed, "body");
       if (!body.Check(parsed)) throw invalid(describe("body", body, parsed));
       input.body = parsed;
     }

@@ -1,8 +1,13 @@
 /**
  * The key-value port. Two adapters implement it: Redis (production, shared by
- * every control-plane process) and an in-process store (the embedded default).
- * Both honour the same TTL and atomicity promises, and one test suite runs
- * against each.
+ * every control-plane process; one Redis or a Redis Cluster) and an in-process
+ * store (the embedded default). Both honour the same TTL and atomicity
+ * promises, and one test suite runs against each.
+ *
+ * Each method touches one key, so on a cluster each runs on the one node that
+ * owns the key's hash slot (del may take keys of many slots: it is not atomic).
+ * A store that cannot be reached, or cannot serve the key's slot at the moment
+ * (a cluster failing over), rejects with KvUnavailableError.
  */
 export interface ScoredMember {
   member: string;
@@ -13,6 +18,11 @@ export interface SetOptions {
   ttlMs?: number;
   /** Write only when the key is absent (SET NX); the result says whether it wrote. */
   onlyIfAbsent?: boolean;
+}
+
+/** The KV store cannot serve the call right now; the caller answers 503 or takes its fallback. */
+export class KvUnavailableError extends Error {
+  readonly code = "KV_UNAVAILABLE";
 }
 
 export interface Subscription {

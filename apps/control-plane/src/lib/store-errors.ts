@@ -3,8 +3,9 @@
  * served around where a fallback exists) from every other failure.
  */
 
-// Connection-level failures of PostgreSQL (postgres.js codes and SQLSTATE classes 08 and 57P) and Redis.
+// Connection-level failures of PostgreSQL (postgres.js codes and SQLSTATE classes 08 and 57P), of sockets, and the KV port's own.
 const UNAVAILABLE_CODES = new Set([
+  "KV_UNAVAILABLE",
   "ECONNREFUSED",
   "ECONNRESET",
   "ETIMEDOUT",
@@ -30,9 +31,8 @@ export function causes(error: unknown): unknown[] {
 
 export function isStoreUnavailable(error: unknown): boolean {
   return causes(error).some((cause) => {
-    const { code, message, name } = cause as { code?: unknown; message?: unknown; name?: unknown };
+    const { code, message } = cause as { code?: unknown; message?: unknown };
     if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("08"))) return true;
-    if (name === "MaxRetriesPerRequestError") return true;
-    return typeof message === "string" && /Connection is closed|Stream isn't writeable|connect ECONNREFUSED/.test(message);
+    return typeof message === "string" && /connect ECONNREFUSED/.test(message);
   });
 }

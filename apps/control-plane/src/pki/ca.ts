@@ -1,15 +1,19 @@
-import { createPrivateKey, createPublicKey, webcrypto } from "node:crypto";
+import { createPrivateKey, createPublicKey, KeyObject, webcrypto } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
 import { certificateAuthority } from "../db/schema/index.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
+import { signInTurns, signRevocationList, type CrlSigner, type RevokedEntry } from "./crl.js";
 import { CONTROL_PLANE_URI, ECDSA_P256, ECDSA_SHA256, hostUri, sha256Fingerprint, toPem, x509 } from "./x509.js";
 
 type CryptoKey = webcrypto.CryptoKey;
 
 const CA_ROW_ID = "ca";
+/** AlgorithmIdentifier DER: ecdsa-with-SHA256 (1.2.840.10045.4.3.2) and Ed25519 (1.3.101.112), no parameters. */
+const ECDSA_SHA256_ALGORITHM = Buffer.from("300a06082a8648ce3d040302", "hex");
+const ED25519_ALGORITHM = Buffer.from("300506032b6570", "hex");
 const CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
 /** Certificates start a little in the past, so a host whose clock lags does not see them as not yet valid. */
 const BACKDATE_MS = 5 * 60 * 1000;
@@ -82,18 +86,19 @@ export class CertificateAuthority {
     return { ...issued, keyPem: toPem(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY") };
   }
 
-  /** A CRL listing the given serials, valid until `nextUpdate`. */
-  async revocationList(revoked: Array<{ serial: string; revokedAt: Date }>, now: Date, nextUpdate: Date): Promise<string> {
-    const crl = await x509.X509CrlGenerator.create({
-      issuer: this.certificate.subject,
-      thisUpdate: now,
-      nextUpdate,
-      entries: revoked.map((entry) => ({ serialNumber: entry.serial, revocationDate: entry.revokedAt })),
-      signingAlgorithm: signingAlgorithmOf(this.key),
-      signingKey: this.key,
-      extensions: [await x509.AuthorityKeyIdentifierExtension.create(this.certificate)],
-    });
-    return toPem(crl.rawData, "X509 CRL");
+  /** A CRL listing the given serials, valid until `nextUpdate` (see crl.ts: built in slices, however long). */
+  async revocationList(revoked: readonly RevokedEntry[], now: Date, nextUpdate: Date): Promise<string> {
+    return signRevocationList(await this.crlSigner(), revoked, now, nextUpdate);
+  }
+
+  private async crlSigner(): Promise<CrlSigner> {
+    const ed25519 = this.key.algorithm.name === "Ed25519";
+    return {
+      issuer: new Uint8Array(this.certificate.subjectName.toArrayBuffer()),
+      authorityKeyIdentifier: new Uint8Array((await x509.AuthorityKeyIdentifierExtension.create(this.certificate)).rawData),
+      algorithm: ed25519 ? ED25519_ALGORITHM : ECDSA_SHA256_ALGORITHM,
+      sign: (tbs) => signInTurns(KeyObject.from(this.key), tbs),
+    };
   }
 
   private async issue(input: {

@@ -62,10 +62,14 @@ export async function liveApiKeyIds(deps: Pick<ServiceDeps, "db" | "clock">, key
 export async function insertApiKey(
   db: DbOrTx,
   deps: Pick<ServiceDeps, "clock" | "random">,
-  params: { name: string; userId: string; teamId: string | null; secret?: string; expiresInS?: number },
+  params: { name: string; userId: string; teamId: string | null; secret?: string; expiresInS?: number; parent?: { id: string; expiresAt: Date | null } },
 ) {
   const key = params.secret ?? newApiKey(deps.random);
   const now = deps.clock.now();
+  const asked = params.expiresInS === undefined ? null : new Date(now.getTime() + params.expiresInS * 1000);
+  const parentEnds = params.parent?.expiresAt ?? null;
+  // A key never outlives the key that made it: a stolen key cannot mint itself a longer life.
+  const expiresAt = asked === null ? parentEnds : parentEnds === null || asked < parentEnds ? asked : parentEnds;
   const [row] = await db
     .insert(apiKeys)
     .values({
@@ -76,7 +80,8 @@ export async function insertApiKey(
       keyHash: hashSecret(key),
       start: keyStart(key),
       createdAt: now,
-      expiresAt: params.expiresInS === undefined ? null : new Date(now.getTime() + params.expiresInS * 1000),
+      expiresAt,
+      parentKeyId: params.parent?.id ?? null,
     })
     .returning();
   return { row: row!, key };
@@ -103,7 +108,8 @@ export async function createApiKey(deps: ServiceDeps, actor: Actor, body: Create
         .where(and(eq(teamMembers.teamId, teamId), eq(teamMembers.userId, userId)));
       if (!member && !user.isAdmin) throw invalid(`team_id: user ${userId} is not a member of team ${teamId}`);
     }
-    const { row, key } = await insertApiKey(tx, deps, { name: body.name, userId, teamId, expiresInS: body.expires_in_s });
+    const [parent] = await tx.select({ id: apiKeys.id, expiresAt: apiKeys.expiresAt }).from(apiKeys).where(eq(apiKeys.id, actor.keyId));
+    const { row, key } = await insertApiKey(tx, deps, { name: body.name, userId, teamId, expiresInS: body.expires_in_s, ...(parent ? { parent } : {}) });
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "api_key.created", targetType: "api_key", targetId: row.id, teamId, metadata: { user_id: userId, name: body.name } },
     ]);
@@ -126,23 +132,53 @@ export async function listApiKeys(deps: ServiceDeps, actor: Actor, query: { limi
   return { items: page.map(apiKeyView), next_cursor };
 }
 
-/** Admins, the key's own user and the owners of the key's team may revoke it. */
+/**
+ * Admins, the key's own user and the owners of the key's team may revoke it;
+ * an admin's key is out of an owner's reach (not found), even one acting in
+ * the owner's team. Every key minted with it, and with those, dies with it.
+ */
 export async function revokeApiKey(deps: ServiceDeps, actor: Actor, keyId: string) {
   await withTransaction(deps.db, async (tx) => {
-    const [row] = await tx
-      .select()
+    const [found] = await tx
+      .select({ key: apiKeys, ownerIsAdmin: users.isAdmin })
       .from(apiKeys)
+      .innerJoin(users, eq(users.id, apiKeys.userId))
       .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)));
-    if (!row) throw notFound("API key");
+    if (!found) throw notFound("API key");
+    const row = found.key;
     const own = row.userId === actor.userId;
     const sameTeam = row.teamId !== null && row.teamId === actor.teamId;
     if (!actor.isAdmin && !own) {
-      if (!sameTeam) throw notFound("API key");
+      if (!sameTeam || found.ownerIsAdmin) throw notFound("API key");
       if (actor.role !== "owner") throw forbidden("only the key's user, a team owner or an admin can revoke it");
     }
-    await tx.update(apiKeys).set({ revokedAt: deps.clock.now() }).where(eq(apiKeys.id, keyId));
+    const now = deps.clock.now();
+    await tx.update(apiKeys).set({ revokedAt: now }).where(eq(apiKeys.id, keyId));
+    const descendants = await revokeDescendants(tx, keyId, now);
     await recordAudit(tx, deps, [
-      { actor: actor.userId, action: "api_key.revoked", targetType: "api_key", targetId: keyId, teamId: row.teamId, metadata: { user_id: row.userId } },
+      {
+        actor: actor.userId,
+        action: "api_key.revoked",
+        targetType: "api_key",
+        targetId: keyId,
+        teamId: row.teamId,
+        metadata: { user_id: row.userId, ...(descendants.length > 0 ? { also_revoked: descendants } : {}) },
+      },
     ]);
   });
+}
+
+/** Revokes the keys minted with `keyId`, and with those, level by level; returns their IDs. */
+async function revokeDescendants(tx: DbOrTx, keyId: string, now: Date): Promise<string[]> {
+  const revoked: string[] = [];
+  for (let parents = [keyId]; parents.length > 0; ) {
+    const children = await tx
+      .update(apiKeys)
+      .set({ revokedAt: now })
+      .where(and(inArray(apiKeys.parentKeyId, parents), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id });
+    parents = children.map((child) => child.id);
+    revoked.push(...parents);
+  }
+  return revoked;
 }

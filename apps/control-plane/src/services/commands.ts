@@ -1,6 +1,6 @@
-import type { Command, CommandEventType, CommandResult, SendCommandBody } from "@muster/contract";
-import { COMMAND_TIMEOUT_DEFAULT_S } from "@muster/contract";
-import { and, asc, eq, gt, inArray, lte, sql } from "drizzle-orm";
+import type { Command, CommandEventType, CommandOutcome, ListCommandsQuery, SendCommandBody } from "@muster/contract";
+import { COMMAND_TIMEOUT_DEFAULT_S, PAGE_LIMIT_DEFAULT, RESULT_NOT_RECEIVED } from "@muster/contract";
+import { and, asc, desc, eq, inArray, lte, gt, or, sql, type SQL } from "drizzle-orm";
 import type { Tx } from "../db/client.js";
 import { hostCommands, hostTags, hosts, type HostCommandRow } from "../db/schema/index.js";
 import { notFound } from "../errors.js";
@@ -10,12 +10,24 @@ import { recordAudit } from "./audit.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { recordEvents } from "./events.js";
 import { hostFor } from "./hosts.js";
+import { claimIdempotencyKey, saveIdempotentAnswer } from "./idempotency.js";
 import { AGENT_CHANNEL_BUS } from "./kv-keys.js";
+import { byCreation, decodeCursor, paginate, pastCursor, type Cursor } from "./pagination.js";
+
+/*
+ * A command's life, every change of state in this file:
+ *   queued ──ack──▶ delivered ──result──▶ succeeded | failed          (ended by the agent: final)
+ *   queued ──deadline──▶ expired                                    (the agent never said it had it)
+ *   delivered ──deadline──▶ failed "result not received"            (it may have run)
+ * An ending by the deadline gives way to a result that arrives later; the
+ * agent's first result is final, the same one again changes nothing, and a
+ * different one is refused.
+ */
 
 const UNFINISHED = ["queued", "delivered"] as const;
-/** How many waiting commands one delivery pass sends; the rest follow as these are acknowledged. */
-const DELIVERY_BATCH = 100;
-/** Commands expired per transaction (each is an event, and a transaction holds 65,536 at most). */
+/** How many commands one delivery query reads; a pass reads on until a batch comes back short. */
+export const DELIVERY_BATCH = 100;
+/** Commands ended by their deadline per transaction (each is an event, and a transaction holds 65,536 at most). */
 const EXPIRY_BATCH = 1_000;
 
 type EventDeps = Pick<ServiceDeps, "db" | "clock">;
@@ -30,11 +42,25 @@ export async function announceCommands(deps: Pick<ServiceDeps, "kv">, hostId: st
 /**
  * Queues a command for a host (owners and admins: it acts on the machine) and
  * announces it; it travels as soon as the host's channel is up, wherever that is.
+ * With an idempotency key, a repeat of an earlier request gets that request's
+ * answer (`replayed`) and queues nothing.
  */
-export async function sendCommand(deps: ServiceDeps, actor: Actor, hostId: string, body: SendCommandBody): Promise<Command> {
-  const row = await withTransaction(deps.db, async (tx) => {
+export async function sendCommand(
+  deps: ServiceDeps,
+  actor: Actor,
+  hostId: string,
+  body: SendCommandBody,
+  idempotencyKey?: string,
+): Promise<{ command: Command; replayed: boolean }> {
+  const sent = await withTransaction(deps.db, async (tx) => {
     const host = await hostFor(tx, actor, hostId, "manage");
     const now = deps.clock.now();
+    const idempotent =
+      idempotencyKey === undefined ? null : { apiKeyId: actor.keyId, key: idempotencyKey, request: { route: "sendCommand", host_id: hostId, body } };
+    if (idempotent) {
+      const earlier = await claimIdempotencyKey(tx, now, idempotent);
+      if (earlier) return { command: earlier.response as Command, replayed: true };
+    }
     const timeoutS = body.timeout_s ?? COMMAND_TIMEOUT_DEFAULT_S;
     const [inserted] = await tx
       .insert(hostCommands)
@@ -61,16 +87,19 @@ export async function sendCommand(deps: ServiceDeps, actor: Actor, hostId: strin
       },
     ]);
     await recordCommandEvents(tx, deps, "command.queued", [inserted!]);
-    return inserted!;
+    const command = commandView(inserted!);
+    if (idempotent) await saveIdempotentAnswer(tx, idempotent, { status: 201, response: command });
+    return { command, replayed: false };
   });
+  // A replay announces too: the first request's process may have died between its commit and its announcement.
   await announceCommands(deps, hostId);
-  return commandView(row);
+  return sent;
 }
 
 export async function getCommand(deps: ServiceDeps, actor: Actor, hostId: string, commandId: string): Promise<Command> {
   await hostFor(deps.db, actor, hostId, "read");
   // Expire this one now rather than wait for the next sweep, so a reader never sees a deadline passed unmarked.
-  await expireCommands(deps, deps.clock.now(), commandId);
+  await expireCommands(deps, deps.clock.now(), { commandId });
   const [row] = await deps.db
     .select()
     .from(hostCommands)
@@ -79,13 +108,52 @@ export async function getCommand(deps: ServiceDeps, actor: Actor, hostId: string
   return commandView(row);
 }
 
-/** Commands waiting for the host, oldest first. */
-export async function waitingCommands(db: DbOrTx, hostId: string, now: Date): Promise<HostCommandRow[]> {
+/** A host's commands, newest first, for anyone who may read the host. */
+export async function listCommands(deps: ServiceDeps, actor: Actor, hostId: string, query: ListCommandsQuery) {
+  const cursor = decodeCursor(query.cursor);
+  await hostFor(deps.db, actor, hostId, "read");
+  const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+  await expireCommands(deps, deps.clock.now(), { hostId });
+  const rows = await deps.db
+    .select()
+    .from(hostCommands)
+    .where(
+      and(
+        eq(hostCommands.hostId, hostId),
+        query.status === undefined ? undefined : eq(hostCommands.status, query.status),
+        pastCursor(cursor, hostCommands.createdAt, hostCommands.id, "desc"),
+      ),
+    )
+    .orderBy(desc(hostCommands.createdAt), desc(hostCommands.id))
+    .limit(limit + 1);
+  const { page, next_cursor } = paginate(rows, limit, byCreation);
+  return { items: page.map(commandView), next_cursor };
+}
+
+/**
+ * One batch of the host's commands to send, oldest first, after `after`:
+ * those still queued, and with `resendDelivered` also those the agent
+ * acknowledged without reporting a result yet, until their deadline.
+ */
+export async function commandsToSend(
+  db: DbOrTx,
+  hostId: string,
+  now: Date,
+  resendDelivered: boolean,
+  after: Cursor | null,
+): Promise<HostCommandRow[]> {
   return db
     .select()
     .from(hostCommands)
-    .where(and(eq(hostCommands.hostId, hostId), eq(hostCommands.status, "queued"), gt(hostCommands.expiresAt, now)))
-    .orderBy(asc(hostCommands.createdAt))
+    .where(
+      and(
+        eq(hostCommands.hostId, hostId),
+        resendDelivered ? inArray(hostCommands.status, [...UNFINISHED]) : eq(hostCommands.status, "queued"),
+        gt(hostCommands.expiresAt, now),
+        pastCursor(after, hostCommands.createdAt, hostCommands.id, "asc"),
+      ),
+    )
+    .orderBy(asc(hostCommands.createdAt), asc(hostCommands.id))
     .limit(DELIVERY_BATCH);
 }
 
@@ -103,53 +171,95 @@ export async function markDelivered(deps: EventDeps, hostId: string, commandId: 
   });
 }
 
-/** The agent's result; ignored once the command expired (its caller has been told it did). */
-export async function completeCommand(deps: EventDeps, hostId: string, outcome: CommandResult, now: Date): Promise<void> {
-  await withTransaction(deps.db, async (tx) => {
-    const completed = await tx
+/**
+ * What became of a result: `stored` (the command's outcome now), `repeat`
+ * (the same result was stored before), `conflict` (another result was stored
+ * before; this one is refused) or `unknown` (no such command of this host).
+ */
+export type ResultFate = "stored" | "repeat" | "conflict" | "unknown";
+
+/**
+ * Stores the agent's result for one of its host's commands. The first result
+ * wins, atomically across processes (one conditional UPDATE); it also replaces
+ * an ending the deadline gave the command, since the agent evidently had it.
+ */
+export async function recordResult(
+  deps: Pick<ServiceDeps, "db" | "logger" | "clock">,
+  hostId: string,
+  commandId: string,
+  outcome: CommandOutcome,
+  now: Date,
+): Promise<ResultFate> {
+  const status = outcome.ok ? "succeeded" : "failed";
+  const result = outcome.result ?? null;
+  const error = outcome.ok ? null : (outcome.error ?? "the agent reported a failure without a message");
+  const ofHost = and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId));
+  const stored = await withTransaction(deps.db, async (tx) => {
+    const rows = await tx
       .update(hostCommands)
       .set({
-        status: outcome.ok ? "succeeded" : "failed",
-        result: outcome.result ?? null,
-        error: outcome.ok ? null : (outcome.error ?? "the agent reported a failure without a message"),
+        status,
+        result,
+        error,
+        endedBy: "agent",
         deliveredAt: sql`coalesce(${hostCommands.deliveredAt}, ${now.toISOString()}::timestamptz)`,
         completedAt: now,
       })
-      .where(
-        and(
-          eq(hostCommands.id, outcome.id),
-          eq(hostCommands.hostId, hostId),
-          inArray(hostCommands.status, [...UNFINISHED]),
-          gt(hostCommands.expiresAt, now),
-        ),
-      )
+      .where(and(ofHost, or(inArray(hostCommands.status, [...UNFINISHED]), eq(hostCommands.endedBy, "deadline"))))
       .returning();
-    await recordCommandEvents(tx, deps, outcome.ok ? "command.succeeded" : "command.failed", completed);
+    // Also after a deadline ending: the command's state changes again, to the agent's outcome.
+    await recordCommandEvents(tx, deps, outcome.ok ? "command.succeeded" : "command.failed", rows);
+    return rows;
   });
+  if (stored.length > 0) return "stored";
+  const sameResult: SQL = result === null ? sql`${hostCommands.result} is null` : sql`${hostCommands.result} = ${JSON.stringify(result)}::jsonb`;
+  const [earlier] = await deps.db
+    .select({ status: hostCommands.status, error: hostCommands.error, sameResult: sql<boolean>`${sameResult}` })
+    .from(hostCommands)
+    .where(ofHost);
+  if (!earlier) return "unknown";
+  if (earlier.status === status && earlier.error === error && earlier.sameResult) return "repeat";
+  deps.logger.warn(
+    { host_id: hostId, command_id: commandId, stored_status: earlier.status, refused_status: status, refused_error: error },
+    "refused a second, different result for a command: the first one stays",
+  );
+  return "conflict";
 }
 
-/** Marks unfinished commands past their deadline expired (all of them, or the one named); returns how many. */
-export async function expireCommands(deps: EventDeps, now: Date, commandId?: string): Promise<number> {
-  let expired = 0;
+/**
+ * Ends unfinished commands past their deadline (all of them, one host's, or
+ * the one named): `expired` if the agent never acknowledged it, `failed` with
+ * "result not received" if it did.
+ */
+export async function expireCommands(deps: EventDeps, now: Date, scope: { commandId?: string; hostId?: string } = {}): Promise<number> {
+  const queued = sql`${hostCommands.status} = 'queued'`;
+  const overdue = and(
+    inArray(hostCommands.status, [...UNFINISHED]),
+    lte(hostCommands.expiresAt, now),
+    scope.commandId === undefined ? undefined : eq(hostCommands.id, scope.commandId),
+    scope.hostId === undefined ? undefined : eq(hostCommands.hostId, scope.hostId),
+  );
+  let ended = 0;
   for (;;) {
     const batch = await withTransaction(deps.db, async (tx) => {
-      const overdue = and(
-        inArray(hostCommands.status, [...UNFINISHED]),
-        lte(hostCommands.expiresAt, now),
-        commandId === undefined ? undefined : eq(hostCommands.id, commandId),
-      );
-      // The update checks again what it found: a process expiring the same rows at once makes it skip them, not repeat them.
+      // The update checks again what it found: a process ending the same rows at once makes it skip them, not repeat them.
       const due = tx.select({ id: hostCommands.id }).from(hostCommands).where(overdue).limit(EXPIRY_BATCH);
       const changed = await tx
         .update(hostCommands)
-        .set({ status: "expired", completedAt: sql`${hostCommands.expiresAt}` })
+        .set({
+          status: sql`case when ${queued} then 'expired' else 'failed' end`,
+          error: sql`case when ${queued} then null else ${RESULT_NOT_RECEIVED} end`,
+          endedBy: "deadline",
+          completedAt: sql`${hostCommands.expiresAt}`,
+        })
         .where(and(inArray(hostCommands.id, due), overdue))
         .returning();
-      await recordCommandEvents(tx, deps, "command.expired", changed);
+      await recordCommandEvents(tx, deps, "command.expired", changed.filter((row) => row.status === "expired"));
+      await recordCommandEvents(tx, deps, "command.failed", changed.filter((row) => row.status === "failed"));
       return changed.length;
     });
-    expired += batch;
-    if (batch < EXPIRY_BATCH) return expired;
+    ended += batch;
+    if (batch < EXPIRY_BATCH) return ended;
   }
 }
 
@@ -168,13 +278,7 @@ async function recordCommandEvents(tx: Tx, deps: Pick<ServiceDeps, "clock">, typ
   await recordEvents(
     tx,
     deps,
-    rows.map((row) => ({
-      type,
-      teamId: teamOf.get(row.hostId) ?? null,
-      hostId: row.hostId,
-      tags: tagsOf.get(row.hostId) ?? [],
-      data: commandView(row),
-    })),
+    rows.map((row) => ({ type, teamId: teamOf.get(row.hostId) ?? null, hostId: row.hostId, tags: tagsOf.get(row.hostId) ?? [], data: commandView(row) })),
   );
 }
 

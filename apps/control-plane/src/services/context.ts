@@ -6,8 +6,11 @@ import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
 import type { CertificateAuthority } from "../pki/ca.js";
+import type { AddressPolicy } from "../net/address-policy.js";
 import type { ControlPlaneIdentity } from "../pki/identity.js";
 import type { Pacing } from "./pacing.js";
+import type { ProbeSlots } from "./probe.js";
+import type { RevocationLists } from "./revocation-lists.js";
 
 /** Everything a service needs, built once in main.ts (or a test) and passed in. */
 export interface ServiceDeps {
@@ -23,6 +26,12 @@ export interface ServiceDeps {
   ca: CertificateAuthority;
   /** This process's client certificate for calling agents. */
   identity: ControlPlaneIdentity;
+  /** Which addresses the control plane may connect to on a host's word. */
+  addresses: AddressPolicy;
+  /** The CA's revocation list, signed once per change. */
+  revocationLists: RevocationLists;
+  /** This process's probes under way. */
+  probeSlots: ProbeSlots;
 }
 
 export type DbOrTx = Db | Tx;

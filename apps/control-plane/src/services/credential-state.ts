@@ -107,6 +107,11 @@ export class CredentialCache {
     this.subscription = null;
   }
 
+  /** Whether this process's copy can be trusted now: announcements reach it. */
+  get trusted(): boolean {
+    return this.reliable;
+  }
+
   /** This process's copy, when it has one it can trust; never reads a store. */
   peek(hostId: string): CredentialState | undefined {
     return this.reliable ? this.local.get(hostId) : undefined;

@@ -1,20 +1,23 @@
-import { and, eq, gt, isNotNull, isNull } from "drizzle-orm";
+import { and, eq, gt, isNull, ne } from "drizzle-orm";
 import type { Tx } from "../db/client.js";
 import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
 import type { x509 } from "../pki/x509.js";
-import type { DbOrTx, ServiceDeps } from "./context.js";
+import type { ServiceDeps } from "./context.js";
 import { recordHostEvents } from "./host-events.js";
 
 export interface HostCertificateFields {
   certificate: string;
   certificate_expires_at: string;
   ca_certificate: string;
-  crl: string;
 }
 
 /**
  * Certifies a host's key (from its checked CSR), records the certificate so it
- * can be revoked, and notes the newest one on the host row.
+ * can be revoked, and notes the newest one on the host row. The certificate
+ * this one replaces stays trusted (the agent may still serve it until it
+ * swaps); older ones are superseded: no longer trusted by the probe, and left
+ * off the revocation list, which therefore grows with deletions and
+ * re-registrations, never with renewals. Callers hold the host's row lock.
  */
 export async function issueHostCertificate(
   tx: Tx,
@@ -38,6 +41,7 @@ export async function issueHostCertificate(
     createdAt: now,
     expiresAt: issued.expiresAt,
   });
+  await supersedeOlderCertificates(tx, host, issued.serial, now);
   const [updated] = await tx
     .update(hosts)
     .set({ certFingerprint: issued.fingerprint, certExpiresAt: issued.expiresAt, updatedAt: now })
@@ -50,41 +54,52 @@ export async function issueHostCertificate(
       certificate: issued.pem,
       certificate_expires_at: issued.expiresAt.toISOString(),
       ca_certificate: deps.ca.certificatePem,
-      crl: (await revocationList(tx, deps)).crl,
     },
   };
 }
 
 /**
- * Revokes every unexpired certificate of the host (deletion, re-registration,
- * a stolen refresh token): from now on they are on the revocation list, which
- * the control plane checks when it calls agents and agents check when called.
+ * Leaves two of the host's certificates trusted: the one just issued and the
+ * one the host row names (the newest before it, or the one a probe saw it
+ * serve); the rest are superseded. The row, locked by the caller, decides
+ * rather than creation times, which renewals in one millisecond share.
  */
-export async function revokeHostCertificates(tx: Tx, deps: ServiceDeps, hostId: string): Promise<void> {
-  const now = deps.clock.now();
+async function supersedeOlderCertificates(tx: Tx, host: HostRow, issuedSerial: string, now: Date): Promise<void> {
   await tx
     .update(hostCertificates)
-    .set({ revokedAt: now })
-    .where(and(eq(hostCertificates.hostId, hostId), isNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now)));
-  await tx.update(hosts).set({ certFingerprint: null, certExpiresAt: null, mtlsEnabled: false }).where(eq(hosts.id, hostId));
+    .set({ supersededAt: now })
+    .where(
+      and(
+        liveCertificatesOf(host.id, now),
+        ne(hostCertificates.serial, issuedSerial),
+        host.certFingerprint === null ? undefined : ne(hostCertificates.fingerprint, host.certFingerprint),
+      ),
+    );
+}
+
+function liveCertificatesOf(hostId: string, now: Date) {
+  return and(
+    eq(hostCertificates.hostId, hostId),
+    isNull(hostCertificates.revokedAt),
+    isNull(hostCertificates.supersededAt),
+    gt(hostCertificates.expiresAt, now),
+  );
 }
 
 /**
- * The CA's revocation list: revoked certificates that have not expired yet
- * (an expired one is refused anyway). Valid as long as a host certificate, so
- * an agent's copy, renewed with every refresh, never goes stale while it runs.
+ * Revokes the host's live certificates (deletion, re-registration, a stolen
+ * refresh token): at most two, put on the revocation list, which the control
+ * plane checks when it calls agents and agents check when called. Returns how
+ * many: when any, the caller asks for a new list once its transaction commits
+ * (`deps.revocationLists.changed()`).
  */
-export async function revocationList(db: DbOrTx, deps: ServiceDeps): Promise<{ crl: string; thisUpdate: Date; nextUpdate: Date }> {
+export async function revokeHostCertificates(tx: Tx, deps: ServiceDeps, hostId: string): Promise<number> {
   const now = deps.clock.now();
-  const nextUpdate = new Date(now.getTime() + deps.config.hostCertTtlS * 1000);
-  const revoked = await db
-    .select({ serial: hostCertificates.serial, revokedAt: hostCertificates.revokedAt })
-    .from(hostCertificates)
-    .where(and(isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now)));
-  const crl = await deps.ca.revocationList(
-    revoked.map((row) => ({ serial: row.serial, revokedAt: row.revokedAt! })),
-    now,
-    nextUpdate,
-  );
-  return { crl, thisUpdate: now, nextUpdate };
+  const revoked = await tx
+    .update(hostCertificates)
+    .set({ revokedAt: now })
+    .where(liveCertificatesOf(hostId, now))
+    .returning({ serial: hostCertificates.serial });
+  await tx.update(hosts).set({ certFingerprint: null, certExpiresAt: null, mtlsEnabled: false }).where(eq(hosts.id, hostId));
+  return revoked.length;
 }

@@ -1,7 +1,8 @@
 import type { HostCredentials, RefreshBody, RegisterHostBody } from "@muster/contract";
 import { and, eq, gt, isNull } from "drizzle-orm";
 import { hostRefreshTokens, hostRegistrationTokens, hosts, type HostRow } from "../db/schema/index.js";
-import { DomainError, unauthorized } from "../errors.js";
+import { DomainError, invalid, unauthorized } from "../errors.js";
+import { AddressRefused } from "../net/address-policy.js";
 import { newId } from "../lib/ids.js";
 import { hashSecret, newFamily, newRefreshToken } from "../lib/secrets.js";
 import { checkCsr } from "../pki/csr.js";
@@ -15,7 +16,7 @@ import { issueHostCertificate, revokeHostCertificates } from "./host-certificate
 import { recordHostEvents } from "./host-events.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
-import { enforceRateLimits } from "./rate-limit.js";
+import { enforceHostRefreshLimit, enforceRateLimits } from "./rate-limit.js";
 import { machineFingerprint, RegistrationReplay, type ReplayRecord } from "./registration-replay.js";
 
 // One message for every refused token, whatever the reason, so a caller learns nothing from it.
@@ -31,10 +32,11 @@ interface TokenPointer {
 }
 
 /**
- * Trades a one-time registration token for credentials. A request that finds
- * the token claimed by the same machine (see registration-replay.ts) is a
- * retry: it waits for the answer and gets the one issued (409 if it is not
- * made within seconds). Any other request finds the token by the KV store's
+ * Trades a one-time registration token for credentials. A request with a CSR
+ * that finds the token claimed by the same machine with the same CSR (see
+ * registration-replay.ts) is a retry: it waits for the answer and gets the one
+ * issued (409 if it is not made within seconds). Without a CSR nothing proves
+ * the asker is the machine that registered, so a repeat is a used token. Any other request finds the token by the KV store's
  * atomic get-and-delete or, when the KV store lacks it (restarted without its data,
  * the embedded in-process store after any restart, a process killed between
  * the get-and-delete and the commit), by the row with the token's hash. The
@@ -45,22 +47,24 @@ interface TokenPointer {
 export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fromAddress: string | null, protocolVersion: number | null) {
   const tokenHash = hashSecret(body.token);
   await enforceRateLimits(deps, "register", { address: fromAddress, tokenHash });
-  // A bad CSR is bad input: refuse it before the token is spent.
+  // A bad CSR or address is bad input: refuse it before the token is spent.
   const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
-  const replay = new RegistrationReplay(deps, body.token, tokenHash, machineFingerprint(body, publicKey));
-  const earlier = await replay.claim();
-  if (earlier !== null) return answerRetry(deps, earlier);
+  checkAgentAddress(deps, body.address);
+  const replay = body.csr === undefined ? null : new RegistrationReplay(deps, body.token, tokenHash, machineFingerprint(body, body.csr));
+  const earlier = await replay?.claim();
+  if (earlier) return answerRetry(deps, earlier);
 
   const kvKey = registrationTokenKey(tokenHash);
   const pointer = await deps.kv.getDel(kvKey);
   const found = pointer === null ? await storedTokenPointer(deps, tokenHash) : (JSON.parse(pointer) as TokenPointer);
   if (found === null) {
-    await replay.release();
+    await replay?.release();
     throw unauthorized(REGISTRATION_REFUSED);
   }
   const { hostId, tokenId } = found;
 
   let credentials: HostCredentials;
+  let revoked = 0;
   try {
     credentials = await withTransaction(deps.db, async (tx) => {
       const now = deps.clock.now();
@@ -88,7 +92,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
         .update(hostRefreshTokens)
         .set({ revokedAt: now })
         .where(and(eq(hostRefreshTokens.hostId, hostId), isNull(hostRefreshTokens.revokedAt)));
-      await revokeHostCertificates(tx, deps, hostId);
+      revoked = await revokeHostCertificates(tx, deps, hostId);
       const family = newFamily(deps.random);
       const [updated] = await tx
         .update(hosts)
@@ -126,11 +130,32 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
     if (!(error instanceof DomainError) && pointer !== null) {
       await deps.kv.set(kvKey, pointer, { ttlMs: deps.config.registrationTokenTtlS * 1000, onlyIfAbsent: true }).catch(() => {});
     }
-    await replay.release();
+    await replay?.release();
     throw error;
   }
-  await replay.remember(credentials);
-  return credentials;
+  if (revoked > 0) await deps.revocationLists.changed();
+  await replay?.remember(credentials);
+  return withRevocationList(deps, credentials);
+}
+
+/**
+ * Adds the revocation list to credentials that carry a certificate. Taken
+ * after the transaction: on the embedded database a first build, reading
+ * outside the transaction, would wait for it.
+ */
+async function withRevocationList(deps: ServiceDeps, credentials: HostCredentials): Promise<HostCredentials> {
+  if (credentials.certificate === undefined) return credentials;
+  return { ...credentials, crl: (await deps.revocationLists.current()).pem };
+}
+
+/** The agent's address must be one the control plane may call (see net/address-policy.ts); refused before the token is spent. */
+function checkAgentAddress(deps: ServiceDeps, address: string): void {
+  try {
+    deps.addresses.checkAddress(address);
+  } catch (error) {
+    if (error instanceof AddressRefused) throw invalid(`body field 'address': ${error.message}`);
+    throw error;
+  }
 }
 
 async function answerRetry(deps: ServiceDeps, earlier: ReplayRecord): Promise<HostCredentials> {
@@ -139,7 +164,8 @@ async function answerRetry(deps: ServiceDeps, earlier: ReplayRecord): Promise<Ho
   }
   if (await stillLive(deps, earlier.credentials)) {
     deps.logger.info({ host_id: earlier.credentials.host.id }, "registration retried by the same machine: the credentials already issued are sent again");
-    return earlier.credentials;
+    // The list is not kept with the answer (it can be megabytes): the retry gets the current one.
+    return withRevocationList(deps, earlier.credentials);
   }
   throw unauthorized(REGISTRATION_REFUSED);
 }
@@ -194,6 +220,7 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
   await enforceRateLimits(deps, "refresh", { address: fromAddress, tokenHash });
   const publicKey = body.csr === undefined ? null : await checkCsr(body.csr);
   await requireProofIfBound(deps, body, tokenHash);
+  let revoked = 0;
   const outcome = await withTransaction(deps.db, async (tx): Promise<RefreshOutcome> => {
     const now = deps.clock.now();
     const [token] = await tx
@@ -215,7 +242,7 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
         .innerJoin(hosts, eq(hosts.id, hostRefreshTokens.hostId))
         .where(eq(hostRefreshTokens.tokenHash, tokenHash));
       if (known?.deletedAt) return { deleted: true };
-      await revokeFamilyOnReuse(tx, deps, tokenHash);
+      revoked = await revokeFamilyOnReuse(tx, deps, tokenHash);
       return { refused: true };
     }
     const [host] = await tx.select().from(hosts).where(eq(hosts.id, token.hostId)).for("update");
@@ -223,9 +250,10 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
     if (host.credentialFamily !== token.family) return { refused: true };
     return { ok: await issueCredentials(tx, deps, host, token.family, publicKey) };
   });
+  if (revoked > 0) await deps.revocationLists.changed();
   if ("deleted" in outcome) throw new DomainError("not_found", HOST_DELETED);
   if ("refused" in outcome) throw unauthorized(REFRESH_REFUSED);
-  return outcome.ok;
+  return withRevocationList(deps, outcome.ok);
 }
 
 /**
@@ -238,27 +266,30 @@ export async function refreshHostCredentials(deps: ServiceDeps, body: RefreshBod
  */
 async function requireProofIfBound(deps: ServiceDeps, body: RefreshBody, tokenHash: string): Promise<void> {
   const [token] = await deps.db
-    .select({ boundKey: hostRefreshTokens.boundKey })
+    .select({ boundKey: hostRefreshTokens.boundKey, hostId: hostRefreshTokens.hostId })
     .from(hostRefreshTokens)
     .where(and(eq(hostRefreshTokens.tokenHash, tokenHash), isNull(hostRefreshTokens.usedAt), isNull(hostRefreshTokens.revokedAt)));
-  if (!token?.boundKey) return;
+  if (!token) return;
+  await enforceHostRefreshLimit(deps, token.hostId);
+  if (!token.boundKey) return;
   if (body.proof === undefined || !(await verifyRefreshProof(body.proof, body.refresh_token, token.boundKey))) {
     throw unauthorized(PROOF_REFUSED);
   }
 }
 
-async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string) {
+/** Revokes the family of a reused token; returns how many certificates that revoked. */
+async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string): Promise<number> {
   const [reused] = await tx.select().from(hostRefreshTokens).where(eq(hostRefreshTokens.tokenHash, tokenHash));
-  if (!reused || reused.usedAt === null) return;
+  if (!reused || reused.usedAt === null) return 0;
   const [host] = await tx.select().from(hosts).where(eq(hosts.id, reused.hostId)).for("update");
-  if (!host || host.credentialFamily !== reused.family) return;
+  if (!host || host.credentialFamily !== reused.family) return 0;
   const now = deps.clock.now();
   await tx
     .update(hostRefreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
-  await revokeHostCertificates(tx, deps, host.id);
-  const [revoked] = await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id)).returning();
+  const revoked = await revokeHostCertificates(tx, deps, host.id);
+  const [withoutCredentials] = await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id)).returning();
   await publishCredentialState(deps.kv, host.id, { kind: "none" });
   await recordAudit(tx, deps, [
     {
@@ -270,8 +301,9 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
       metadata: { refresh_token_id: reused.id, used_at: reused.usedAt.toISOString() },
     },
   ]);
-  await recordHostEvents(tx, deps, "host.credentials_revoked", [revoked!]);
+  await recordHostEvents(tx, deps, "host.credentials_revoked", [withoutCredentials!]);
   deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
+  return revoked;
 }
 
 /**

@@ -4,7 +4,7 @@ import { hostTags, type HostRow } from "../db/schema/index.js";
 import type { Kv } from "../kv/kv.js";
 import type { DbOrTx } from "./context.js";
 import { isStoreUnavailable } from "../lib/store-errors.js";
-import { LIVENESS_KEY } from "./kv-keys.js";
+import { LivenessSet } from "./liveness-set.js";
 
 /**
  * Turns host rows into API objects. The newest heartbeat may still sit in the
@@ -17,7 +17,7 @@ export async function hostViews(db: DbOrTx, kv: Kv, rows: HostRow[]): Promise<Ho
   const [tagRows, liveBeats] = await Promise.all([
     db.select().from(hostTags).where(inArray(hostTags.hostId, ids)).orderBy(asc(hostTags.tag)),
     // With the KV store unreachable the database's times answer (a flush behind at most): operator reads keep working.
-    kv.zScores(LIVENESS_KEY, ids).catch((error: unknown) => {
+    new LivenessSet(kv).scores(ids).catch((error: unknown) => {
       if (isStoreUnavailable(error)) return ids.map(() => null);
       throw error;
     }),
@@ -58,6 +58,7 @@ function hostView(row: HostRow, tags: string[], liveBeatMs: number | null): Host
     cert_fingerprint: row.certFingerprint,
     cert_expires_at: row.certExpiresAt?.toISOString() ?? null,
     mtls_enabled: row.mtlsEnabled,
+    last_probe: row.lastProbe ?? null,
     created_by: row.createdBy,
     created_at: row.createdAt.toISOString(),
     updated_at: row.updatedAt.toISOString(),

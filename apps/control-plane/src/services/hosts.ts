@@ -14,7 +14,8 @@ import { revokeHostCertificates } from "./host-certificates.js";
 import { recordEvents } from "./events.js";
 import { hostEvent, recordHostEvents } from "./host-events.js";
 import { hostViews } from "./host-views.js";
-import { LIVENESS_KEY, registrationTokenKey } from "./kv-keys.js";
+import { registrationTokenKey } from "./kv-keys.js";
+import { LivenessSet } from "./liveness-set.js";
 import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js";
 
 /**
@@ -137,7 +138,7 @@ export async function getHost(deps: ServiceDeps, actor: Actor, hostId: string) {
 
 /** Deletes a host and kills its credentials at once: cached state flips to "deleted" before the commit. */
 export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string) {
-  await withTransaction(deps.db, async (tx) => {
+  const revoked = await withTransaction(deps.db, async (tx) => {
     const host = await hostFor(tx, actor, hostId, "manage", true);
     const now = deps.clock.now();
     const [deleted] = await tx
@@ -155,14 +156,16 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
       .where(and(eq(hostRegistrationTokens.hostId, hostId), isNull(hostRegistrationTokens.usedAt), isNull(hostRegistrationTokens.supersededAt)))
       .returning({ tokenHash: hostRegistrationTokens.tokenHash });
     await deps.kv.del(unused.map((row) => registrationTokenKey(row.tokenHash)));
-    await revokeHostCertificates(tx, deps, hostId);
+    const certificates = await revokeHostCertificates(tx, deps, hostId);
     await publishCredentialState(deps.kv, hostId, { kind: "deleted" });
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.deleted", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { type: host.type } },
     ]);
     await recordHostEvents(tx, deps, "host.deleted", [deleted!]);
+    return certificates;
   });
-  await deps.kv.zRem(LIVENESS_KEY, [hostId]);
+  await new LivenessSet(deps.kv).remove(hostId);
+  if (revoked > 0) await deps.revocationLists.changed();
 }
 
 export async function regenerateHostToken(deps: ServiceDeps, actor: Actor, hostId: string) {

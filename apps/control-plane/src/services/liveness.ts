@@ -9,11 +9,14 @@ import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
 import { recordHostEvents } from "./host-events.js";
 import { holdLease, releaseLease } from "./leases.js";
-import { LIVENESS_KEY, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
+import { LIVENESS_SHARDS, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
+import { LivenessSet } from "./liveness-set.js";
 
 const SWEEPER_LEASE = "offline-sweeper";
 const LEASE_TTL_MS = 5_000;
 const SWEEP_BATCH = 1_000;
+/** Each sweep round pops this many hosts at most from each liveness shard, SWEEP_BATCH in all. */
+const SWEEP_BATCH_PER_SHARD = Math.ceil(SWEEP_BATCH / LIVENESS_SHARDS);
 /** How long a beat may wait in this process before its score reaches the KV store. */
 export const SCORE_FLUSH_MS = 100;
 /** The sweeper's allowance for beats still waiting in some process (the flush, plus room for a stalled event loop). */
@@ -111,6 +114,7 @@ export class Liveness {
   /** Each loop's run in progress; a loop never overlaps itself, and loops never wait for each other. */
   private inFlight = new Map<string, Promise<unknown>>();
   private readonly credentials: CredentialCache;
+  private readonly set: LivenessSet;
   /** Since when some control plane has served without a break, as last seen (see markServing). */
   private servingSince: number;
   /** When the current mass silence was first seen by this process's sweeps. */
@@ -128,7 +132,13 @@ export class Liveness {
     private readonly startedAt: Date,
   ) {
     this.credentials = new CredentialCache(deps.db, deps.kv);
+    this.set = new LivenessSet(deps.kv);
     this.servingSince = startedAt.getTime();
+  }
+
+  /** Whether beats are answered from this process's copy of credential states (see CredentialCache). */
+  get credentialsTrusted(): boolean {
+    return this.credentials.trusted;
   }
 
   /**
@@ -149,7 +159,7 @@ export class Liveness {
     if (!known) await this.admitFirstBeat(claims.hostId);
     const at = this.record(claims.hostId, report);
     if (known) return;
-    const wasAbsent = await this.deps.kv.zAdd(LIVENESS_KEY, claims.hostId, at);
+    const wasAbsent = await this.set.add(claims.hostId, at);
     this.known.add(claims.hostId);
     if (wasAbsent) await this.cameBack(claims.hostId, at);
   }
@@ -186,7 +196,7 @@ export class Liveness {
   private async admitFirstBeat(hostId: string): Promise<void> {
     const now = this.deps.clock.now().getTime();
     if (this.deps.pacing.takeFirstBeat(now)) return;
-    const [lastBeat] = await this.deps.kv.zScores(LIVENESS_KEY, [hostId]);
+    const [lastBeat] = await this.set.scores([hostId]);
     // A tracked host turns offline a window after its last beat; one the KV store lost, a window after the serving period began.
     const deadline = (lastBeat ?? this.servingSince) + this.deps.pacing.offlineAfterS() * 1000;
     const waitS = this.deps.pacing.firstBeatWaitS((deadline - now) / 1000 - FIRST_BEAT_MARGIN_S);
@@ -202,7 +212,7 @@ export class Liveness {
     } catch (error) {
       // Leave the host out of the set, so its next beat tries the transition again.
       this.known.delete(hostId);
-      await this.deps.kv.zRem(LIVENESS_KEY, [hostId]).catch(() => {});
+      await this.set.remove(hostId).catch(() => {});
       throw error;
     }
   }
@@ -212,18 +222,11 @@ export class Liveness {
     if (this.pendingScores.size === 0) return;
     const scores = this.pendingScores;
     this.pendingScores = new Map();
-    let returned: string[];
-    try {
-      returned = await this.deps.kv.zAddMany(
-        LIVENESS_KEY,
-        [...scores].map(([member, score]) => ({ member, score })),
-      );
-    } catch (error) {
-      // Keep the scores for the next flush, unless newer ones arrived meanwhile.
-      for (const [id, at] of scores) if (!this.pendingScores.has(id)) this.pendingScores.set(id, at);
-      throw error;
-    }
-    await Promise.all(returned.map((hostId) => this.cameBack(hostId, scores.get(hostId)!)));
+    const { added, unsent, error } = await this.set.addMany(scores);
+    // Keep the scores of shards that could not be reached for the next flush, unless newer ones arrived meanwhile.
+    for (const [id, at] of unsent) if (!this.pendingScores.has(id)) this.pendingScores.set(id, at);
+    await Promise.all(added.map((hostId) => this.cameBack(hostId, scores.get(hostId)!)));
+    if (error !== undefined) throw error;
   }
 
   /**
@@ -366,11 +369,11 @@ export class Liveness {
     const deadline = new Date(now.getTime() - offlineAfterMs - UNFLUSHED_ALLOWANCE_MS);
     if (await this.holdMassSilence(now.getTime(), deadline.getTime(), offlineAfterMs)) return 0;
     let marked = 0;
-    for (;;) {
-      const due = await this.deps.kv.zPopUpTo(LIVENESS_KEY, deadline.getTime(), SWEEP_BATCH);
-      for (const { member } of due) this.known.delete(member);
-      marked += await this.markOffline(new Map(due.map((entry) => [entry.member, entry.score])), deadline);
-      if (due.length < SWEEP_BATCH) break;
+    for (let more = true; more; ) {
+      const popped = await this.set.popDue(deadline.getTime(), SWEEP_BATCH_PER_SHARD);
+      for (const { member } of popped.due) this.known.delete(member);
+      marked += await this.markOffline(new Map(popped.due.map((entry) => [entry.member, entry.score])), deadline);
+      more = popped.more;
     }
     marked += await this.sweepUntracked(deadline);
     return marked;
@@ -453,10 +456,7 @@ export class Liveness {
    * and its hosts are marked offline.
    */
   private async holdMassSilence(nowMs: number, deadlineMs: number, offlineAfterMs: number): Promise<boolean> {
-    const [due, tracked] = await Promise.all([
-      this.deps.kv.zCount(LIVENESS_KEY, deadlineMs),
-      this.deps.kv.zCard(LIVENESS_KEY),
-    ]);
+    const { due, tracked } = await this.set.counts(deadlineMs);
     const massive = due >= MASS_SILENCE_MIN_HOSTS && due * 100 > tracked * this.deps.config.massOfflinePercent;
     if (!massive) {
       this.massSilenceSince = null;
@@ -495,7 +495,7 @@ export class Liveness {
       .limit(SWEEP_BATCH);
     if (stale.length === 0) return 0;
     const ids = stale.map((row) => row.id);
-    const scores = await this.deps.kv.zScores(LIVENESS_KEY, ids);
+    const scores = await this.set.scores(ids);
     return this.markOffline(new Map(ids.filter((_, i) => scores[i] === null).map((id) => [id, null])), deadline);
   }
 

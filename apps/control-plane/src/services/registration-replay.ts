@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync } from "node:crypto";
 import type { HostCredentials, RegisterHostBody } from "@muster/contract";
-import type { x509 } from "../pki/x509.js";
 import type { ServiceDeps } from "./context.js";
 import { registrationReplayKey } from "./kv-keys.js";
 
@@ -22,10 +21,13 @@ export type ReplayRecord = { state: "claimed"; at: number } | { state: "issued";
 /**
  * Which machine is asking. An agent's own machine ID (the SDK sends an
  * app-specific hash of /etc/machine-id) is the stable part when sent; without
- * one, the specs it reports stand in. The CSR's public key counts either way:
- * a replayed answer carries a certificate for that key, useless to anyone else.
+ * one, the specs it reports stand in. The CSR counts whole: only a
+ * registration that proves possession of a key is replayed (the answer
+ * carries a certificate for that key, useless to anyone else), and only to
+ * the very same CSR, which someone who merely saw the host's specs cannot
+ * produce.
  */
-export function machineFingerprint(body: RegisterHostBody, publicKey: x509.PublicKey | null): string {
+export function machineFingerprint(body: RegisterHostBody, csr: string): string {
   const machine =
     body.machine_id !== undefined
       ? { machine_id: body.machine_id }
@@ -37,8 +39,7 @@ export function machineFingerprint(body: RegisterHostBody, publicKey: x509.Publi
           disk_gb: body.disk_gb,
           address: body.address,
         };
-  const key = publicKey === null ? null : Buffer.from(publicKey.rawData).toString("base64");
-  return createHash("sha256").update(JSON.stringify({ ...machine, public_key: key })).digest("hex");
+  return createHash("sha256").update(JSON.stringify({ ...machine, csr: csr.replace(/\s+/g, "") })).digest("hex");
 }
 
 /**
@@ -103,9 +104,14 @@ export class RegistrationReplay {
     return age <= (record.state === "claimed" ? CLAIM_MS : REPLAY_WINDOW_MS) ? record : "unusable";
   }
 
-  /** Keeps the answer for the replay window. A store failure costs only the replay, never the answer. */
+  /**
+   * Keeps the answer for the replay window, less the revocation list (which
+   * can be megabytes; a retry gets the current one). A store failure costs only
+   * the replay, never the answer.
+   */
   async remember(credentials: HostCredentials): Promise<void> {
-    const record: ReplayRecord = { state: "issued", at: this.now(), credentials };
+    const { crl: _list, ...kept } = credentials;
+    const record: ReplayRecord = { state: "issued", at: this.now(), credentials: kept };
     await this.deps.kv.set(this.kvKey, this.seal(record), { ttlMs: REPLAY_WINDOW_MS }).catch((error: unknown) => {
       this.deps.logger.warn({ err: error, host_id: credentials.host.id }, "cannot keep the registration's answer for a retry");
     });

@@ -4,6 +4,7 @@ import { and, asc, desc, eq, inArray, isNull, type SQL } from "drizzle-orm";
 import { teams, webhookAttempts, webhookDeliveries, webhooks, type WebhookDeliveryRow, type WebhookRow } from "../db/schema/index.js";
 import { forbidden, invalid, notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
+import { AddressRefused } from "../net/address-policy.js";
 import { requireTeamAccess, type Actor } from "./actor.js";
 import type { ServiceDeps } from "./context.js";
 import { startFanOut } from "../webhooks/deliverer.js";
@@ -11,8 +12,8 @@ import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js"
 
 export const WEBHOOK_SECRET_PREFIX = "whsec_";
 
-/** A webhook's URL: http(s), no credentials in it. */
-export function checkWebhookUrl(raw: string): URL {
+/** A webhook's URL: http(s), no credentials in it, and a host the address policy lets the control plane call (checked again, resolved, at every delivery). */
+export function checkWebhookUrl(deps: Pick<ServiceDeps, "addresses">, raw: string): URL {
   let url: URL;
   try {
     url = new URL(raw);
@@ -21,6 +22,12 @@ export function checkWebhookUrl(raw: string): URL {
   }
   if (url.protocol !== "https:" && url.protocol !== "http:") throw invalid("url: only http and https URLs take webhooks");
   if (url.username || url.password) throw invalid("url: credentials in the URL would be stored in the clear; use the signature to authenticate");
+  try {
+    deps.addresses.check(url.hostname.replace(/^\[(.*)\]$/, "$1"), Number(url.port || (url.protocol === "https:" ? 443 : 80)));
+  } catch (error) {
+    if (error instanceof AddressRefused) throw invalid(`url: ${error.message}`);
+    throw error;
+  }
   return url;
 }
 
@@ -37,7 +44,7 @@ export async function createWebhook(deps: ServiceDeps, actor: Actor, body: Creat
     if (teamId === null) throw forbidden("webhooks belong to a team; this key acts in none");
     requireTeamAccess(actor, teamId, "manage");
   }
-  const url = checkWebhookUrl(body.url);
+  const url = checkWebhookUrl(deps, body.url);
   if (teamId !== null) {
     const [team] = await deps.db.select({ id: teams.id }).from(teams).where(eq(teams.id, teamId));
     if (!team) throw notFound("team");

@@ -9,6 +9,7 @@ import { newId } from "../lib/ids.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "../services/context.js";
 import { readReadyEvents, readyHead } from "../services/events.js";
 import { holdLease, releaseLease } from "../services/leases.js";
+import { AddressRefused, type AddressPolicy, type CheckedTarget } from "../net/address-policy.js";
 
 const FANOUT_LEASE = "webhook-fanout";
 const LEASE_TTL_MS = 10_000;
@@ -26,7 +27,7 @@ const RETRY_CAP_MS = 3600_000;
 const LOOP_MS = 1_000;
 const RESPONSE_BYTES_READ = 4096;
 
-type Deps = Pick<ServiceDeps, "db" | "clock" | "config" | "logger" | "random">;
+type Deps = Pick<ServiceDeps, "db" | "clock" | "config" | "logger" | "random" | "addresses">;
 
 /**
  * Webhooks, from the event log to the receivers. One process (the lease
@@ -169,7 +170,7 @@ export class WebhookDeliverer {
     else {
       const timestamp = String(Math.floor(started.getTime() / 1000));
       const signature = createHmac("sha256", hook.secret).update(`${timestamp}.${event.json}`).digest("hex");
-      outcome = await post(hook.url, event.json, {
+      outcome = await post(this.deps.addresses, hook.url, event.json, {
         "content-type": "application/json",
         "user-agent": "Muster-Webhooks/1",
         [WEBHOOK_SIGNATURE_HEADER]: `t=${timestamp},v1=${signature}`,
@@ -211,12 +212,37 @@ export async function startFanOut(db: DbOrTx): Promise<void> {
   await db.insert(eventMarks).values({ name: FANOUT_MARK, position: await readyHead(db) }).onConflictDoNothing();
 }
 
-/** One POST; the outcome is the status the receiver answered, or why there was none. Redirects are not followed. */
-function post(url: string, body: string, headers: Record<string, string>): Promise<{ statusCode: number | null; error: string | null }> {
+/**
+ * One POST; the outcome is the status the receiver answered, or why there was
+ * none. The URL's name is resolved and every address checked by the address
+ * policy (the probe's: no loopback, link-local or metadata unless allowed),
+ * and the request goes to the checked address itself, so a name that
+ * resolves elsewhere a moment later changes nothing. Redirects are not followed.
+ */
+async function post(addresses: AddressPolicy, url: string, body: string, headers: Record<string, string>): Promise<{ statusCode: number | null; error: string | null }> {
+  const target = new URL(url);
+  const https = target.protocol === "https:";
+  let checked: CheckedTarget;
+  try {
+    checked = await addresses.resolve({ host: target.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(target.port || (https ? 443 : 80)) });
+  } catch (error) {
+    return { statusCode: null, error: error instanceof AddressRefused ? `refused: ${error.message}` : (error as Error).message };
+  }
   return new Promise((resolve) => {
-    const target = new URL(url);
-    const request = target.protocol === "https:" ? httpsRequest : httpRequest;
-    const req = request(target, { method: "POST", headers: { ...headers, "content-length": String(Buffer.byteLength(body)) }, timeout: WEBHOOK_TIMEOUT_MS, agent: false }, (res: IncomingMessage) => {
+    const request = https ? httpsRequest : httpRequest;
+    const options = {
+      method: "POST",
+      host: checked.ip,
+      family: checked.family,
+      port: checked.port,
+      path: `${target.pathname}${target.search}`,
+      // The URL's name for the Host header and the TLS certificate check, the checked address for the connection.
+      headers: { ...headers, host: target.host, "content-length": String(Buffer.byteLength(body)) },
+      ...(https ? { servername: target.hostname.replace(/^\[(.*)\]$/, "$1") } : {}),
+      timeout: WEBHOOK_TIMEOUT_MS,
+      agent: false,
+    };
+    const req = request(options, (res: IncomingMessage) => {
       let read = 0;
       res.on("data", (chunk: Buffer) => {
         read += chunk.length;

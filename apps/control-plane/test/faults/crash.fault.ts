@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, inject, it } from "vitest";
-import { Redis } from "ioredis";
+import { createClient } from "redis";
 import { ControlPlane, Processes, scenario } from "./harness.js";
 
 const services = inject("faults");
@@ -31,11 +31,13 @@ async function register(plane: ControlPlane, token: string, hostname = "first-ma
 
 /** How many registration tokens Redis still holds under the control plane's key prefix. */
 async function liveTokensInRedis(kvPrefix: string): Promise<number> {
-  const redis = new Redis(services.redisUrl);
+  const redis = createClient({ url: services.redisUrl });
+  redis.on("error", () => {});
+  await redis.connect();
   try {
     return (await redis.keys(`${kvPrefix}regtoken:*`)).length;
   } finally {
-    redis.disconnect();
+    redis.destroy();
   }
 }
 

@@ -1,10 +1,10 @@
-import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "@muster/testkit";
 import type { TestProject } from "vitest/node";
-import { CP_MAIN, AGENT_MAIN, SERVICES_SH, type FaultRecord, type FaultServices } from "./harness.js";
+import { services } from "../support/redis-server.js";
+import { CP_MAIN, AGENT_MAIN, type FaultRecord, type FaultServices } from "./harness.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -26,10 +26,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
   chmodSync(dir, 0o755);
   const pgPort = await freePort();
   const redisPort = await freePort();
-  const printed = execFileSync("bash", [SERVICES_SH, "start", join(dir, "services")], {
-    env: { ...process.env, PG_PORT: String(pgPort), REDIS_PORT: String(redisPort) },
-    encoding: "utf8",
-  });
+  const printed = services(["start", join(dir, "services")], { PG_PORT: pgPort, REDIS_PORT: redisPort });
   const urls = Object.fromEntries(printed.trim().split("\n").map((line) => line.split(/=(.*)/s).slice(0, 2)));
   const reportFile = join(dir, "report.jsonl");
   project.provide("faults", {
@@ -43,7 +40,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
   });
 
   return () => {
-    execFileSync("bash", [SERVICES_SH, "stop", join(dir, "services")], { stdio: "inherit" });
+    services(["stop", join(dir, "services")]);
     const records = existsSync(reportFile)
       ? readFileSync(reportFile, "utf8").trim().split("\n").filter(Boolean).map((line) => JSON.parse(line) as FaultRecord)
       : [];

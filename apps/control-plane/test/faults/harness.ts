@@ -1,16 +1,16 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "@muster/testkit";
 import postgres, { type Sql } from "postgres";
+import { killRedisServer, redisPidFile, services } from "../support/redis-server.js";
 
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 export const CP_MAIN = join(REPO, "apps/control-plane/dist/main.js");
 export const AGENT_MAIN = join(REPO, "apps/agent/dist/muster-agent.cjs");
-export const SERVICES_SH = join(REPO, "scripts/services.sh");
 
 /** Small windows keep the suite fast: a beat a second, offline after 3 s of silence. */
 export const INTERVAL_S = 1;
@@ -102,6 +102,8 @@ export interface ControlPlaneOptions {
   /** Its stores: PostgreSQL + Redis, or the embedded default in `dataDir`. */
   databaseUrl: string | null;
   redisUrl: string | null;
+  /** A Redis Cluster instead of redisUrl (REDIS_CLUSTER_NODES). */
+  redisClusterNodes: string | null;
   dataDir: string;
   kvPrefix: string;
   adminKey: string;
@@ -134,6 +136,7 @@ export class ControlPlane {
     return {
       databaseUrl,
       redisUrl: stores === "postgres" ? services.redisUrl : null,
+      redisClusterNodes: null,
       dataDir: dir,
       kvPrefix: `faults-${unique}:`,
       adminKey: `faults-admin-${randomBytes(24).toString("hex")}`,
@@ -156,9 +159,12 @@ export class ControlPlane {
       MUSTER_KV_PREFIX: options.kvPrefix,
       MUSTER_HEARTBEAT_INTERVAL_S: String(INTERVAL_S),
       MUSTER_OFFLINE_AFTER_S: String(WINDOW_S),
+      // The agents listen on loopback, which the control plane refuses to call unless allowed.
+      MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
       LOG_LEVEL: "info",
       DATABASE_URL: options.databaseUrl ?? "",
       REDIS_URL: options.redisUrl ?? "",
+      REDIS_CLUSTER_NODES: options.redisClusterNodes ?? "",
     };
     const child = processes.spawn(process.execPath, [CP_MAIN], env, options.logFile);
     const plane = new ControlPlane(options, child);
@@ -217,26 +223,30 @@ export class ControlPlane {
   }
 }
 
-/** A real muster-agent process (the built dist/muster-agent.cjs), registered to a host of `plane`. */
+/** A real muster-agent process (the built dist/muster-agent.cjs), registered to a host of `plane` (through `via`, a load balancer, when given). */
 export class AgentProcess {
   private constructor(
     readonly hostId: string,
     readonly child: ChildProcess,
+    /** Its log: JSON lines. */
+    readonly logFile: string,
   ) {}
 
-  static async start(processes: Processes, plane: ControlPlane, dir: string): Promise<AgentProcess> {
+  static async start(processes: Processes, plane: ControlPlane, dir: string, via?: { url: string; logLevel: string }): Promise<AgentProcess> {
     const { id, token } = await plane.createHost();
     const port = await freePort();
     const args = [
       AGENT_MAIN,
-      "--control-plane", plane.url,
+      "--control-plane", via?.url ?? plane.url,
       "--register", token,
       "--address", `127.0.0.1:${port}`,
       "--listen", `127.0.0.1:${port}`,
       "--credentials-file", join(dir, `${id}.json`),
       "--log-format", "json",
+      ...(via ? ["--log-level", via.logLevel] : []),
     ];
-    return new AgentProcess(id, processes.spawn(process.execPath, args, {}, join(dir, `${id}.log`)));
+    const logFile = join(dir, `${id}.log`);
+    return new AgentProcess(id, processes.spawn(process.execPath, args, {}, logFile), logFile);
   }
 
   signal(signal: NodeJS.Signals): void {
@@ -260,9 +270,7 @@ export class StoreFaults {
 
   /** SIGKILL by the PID services.sh recorded; returns once the port is free. */
   async killRedis(): Promise<void> {
-    const pid = Number(readFileSync(join(this.services.servicesDir, "redis.pid"), "utf8"));
-    process.kill(pid, "SIGKILL");
-    await waitFor("the killed Redis to exit", async () => !existsSync(`/proc/${pid}`), 10_000);
+    await killRedisServer(redisPidFile(this.services.servicesDir));
   }
 
   startRedis(): void {
@@ -286,10 +294,7 @@ export class StoreFaults {
   }
 
   private startOne(store: "postgres" | "redis"): void {
-    execFileSync("bash", [SERVICES_SH, `start-${store}`, this.services.servicesDir], {
-      env: { ...process.env, PG_PORT: String(this.services.pgPort), REDIS_PORT: String(this.services.redisPort) },
-      stdio: ["ignore", "ignore", "inherit"],
-    });
+    services([`start-${store}`, this.services.servicesDir], { PG_PORT: this.services.pgPort, REDIS_PORT: this.services.redisPort });
   }
 }
 

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { defaultConfig, type Config } from "../../src/config.js";
 import type { Clock } from "../../src/lib/clock.js";
+import { logSerializers } from "../../src/log.js";
 import { buildRuntime, type Runtime } from "../../src/runtime.js";
 import { HttpClient } from "./http.js";
 import { createTestStores, type TestStores } from "./stores.js";
@@ -25,6 +26,8 @@ export interface TestAppOptions {
   stores?: TestStores;
   /** Start the background loops (sweeper, flush); tests with a fake clock drive them by hand. */
   startLoops?: boolean;
+  /** Where the control plane logs (default: nowhere, or TEST_LOG_LEVEL's level to stdout). */
+  logger?: Logger;
 }
 
 /** Builds a control plane through the same factory main.ts uses, on real stores, with a seeded admin key. */
@@ -33,10 +36,19 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const stores = options.stores ?? (await createTestStores());
   const adminKey = `test-admin-${randomBytes(24).toString("hex")}`;
   // Races on one token (dozens of registrations at once) are tested; the per-token limit is tested on its own.
-  const config: Config = { ...defaultConfig, adminKey, dataDir: "", logLevel: "silent", rateLimitPerToken: 1000, ...options.config };
+  // Agents in tests listen on loopback, which the address policy refuses unless allowed (address-policy.test.ts proves the default).
+  const config: Config = {
+    ...defaultConfig,
+    adminKey,
+    dataDir: "",
+    logLevel: "silent",
+    rateLimitPerToken: 1000,
+    probeAllowCidrs: ["127.0.0.0/8"],
+    ...options.config,
+  };
   const runtime = await buildRuntime({
     config,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent", serializers: logSerializers }),
     stores,
     migrationsFolder: MIGRATIONS,
     ...(options.clock ? { clock: options.clock } : {}),

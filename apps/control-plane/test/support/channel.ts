@@ -75,11 +75,11 @@ export class TestChannel {
     return new TestChannel(new WebSocket(`${baseUrl.replace(/^http/, "ws")}/v1/hosts/${hostId}/channel`, { headers: { "x-host-token": token } }));
   }
 
-  /** Dials, says hello and waits for the welcome. */
-  static async open(baseUrl: string, hostId: string, token: string): Promise<TestChannel> {
+  /** Dials, says hello (as an agent of `protocol`) and waits for the welcome. */
+  static async open(baseUrl: string, hostId: string, token: string, protocol = PROTOCOL_VERSION): Promise<TestChannel> {
     const channel = TestChannel.dial(baseUrl, hostId, token);
     await channel.opened;
-    channel.send({ type: "hello", protocol_version: PROTOCOL_VERSION, agent_version: "test-1.0" });
+    channel.send({ type: "hello", protocol_version: protocol, agent_version: "test-1.0" });
     const welcome = await channel.next();
     if (welcome.type !== "welcome") throw new Error(`expected a welcome, got ${JSON.stringify(welcome)}`);
     return channel;
@@ -96,6 +96,12 @@ export class TestChannel {
       const timer = setTimeout(() => reject(new Error("no message from the control plane in time")), timeoutMs);
       this.waiters.push((message) => (clearTimeout(timer), resolve(message)));
     });
+  }
+
+  /** Whether a message arrives within `ms` (it stays queued for next()). */
+  async quietFor(ms: number): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return this.inbox.length === 0;
   }
 
   close(): void {

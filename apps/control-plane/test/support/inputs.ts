@@ -61,6 +61,45 @@ export async function buildInputFixture(t: TestApp): Promise<InputFixture> {
   };
 }
 
+// ---- agent addresses -------------------------------------------------------------------------
+
+/**
+ * Addresses a host may not report under the default policy, each with the
+ * range the refusal names (null: refused for its port or its form): loopback
+ * in every spelling the resolver takes, link-local (cloud metadata),
+ * unspecified, multicast, broadcast, IPv4-mapped and NAT64 IPv6 forms of
+ * these, and ports out of range.
+ */
+export const REFUSED_ADDRESSES: ReadonlyArray<readonly [string, string | null]> = [
+  ["127.0.0.1:7070", "127.0.0.0/8"],
+  ["127.1:7070", "127.0.0.0/8"],
+  ["2130706433:7070", "127.0.0.0/8"],
+  ["0x7f.1:7070", "127.0.0.0/8"],
+  ["0177.0.0.1:7070", "127.0.0.0/8"],
+  ["localhost:7070", "127.0.0.0/8"],
+  ["db.localhost:7070", "127.0.0.0/8"],
+  ["[::1]:7070", "::1/128"],
+  ["169.254.169.254:80", "169.254.0.0/16"],
+  ["[fe80::1]:7070", "fe80::/10"],
+  ["0.0.0.0:7070", "0.0.0.0/8"],
+  ["0:7070", "0.0.0.0/8"],
+  ["[::]:7070", "::/128"],
+  ["224.0.0.1:7070", "224.0.0.0/4"],
+  ["239.255.255.250:1900", "224.0.0.0/4"],
+  ["[ff02::1]:7070", "ff00::/8"],
+  ["255.255.255.255:7070", "255.255.255.255/32"],
+  ["[::ffff:127.0.0.1]:7070", "127.0.0.0/8"],
+  ["[::ffff:7f00:1]:7070", "127.0.0.0/8"],
+  ["[::ffff:169.254.169.254]:80", "169.254.0.0/16"],
+  ["[64:ff9b::a9fe:a9fe]:80", "169.254.0.0/16"],
+  ["[::7f00:1]:7070", "::/96"],
+  ["10.0.0.1:0", null],
+  ["10.0.0.1:65536", null],
+  ["10.0.0.1:99999", null],
+  ["[not-v6]:7070", null],
+  ["under_score.example:7070", null],
+];
+
 // ---- paths ------------------------------------------------------------------------------------
 
 const KIND_OF_PATTERN = new Map((Object.keys(ID_PREFIX) as IdKind[]).map((kind) => [idPattern(kind), kind]));
@@ -96,6 +135,7 @@ const VALID_BODIES: Record<string, (fx: InputFixture) => Record<string, unknown>
   refreshHostCredentials: (fx) => ({ refresh_token: fx.refreshToken }),
   heartbeat: () => ({ cpu_percent: 12.5, memory_used_mb: 1024, disk_used_gb: 10, load_1m: 0.5, uptime_s: 100 }),
   sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
+  submitCommandResult: () => ({ ok: false, error: "disk full" }),
   createWebhook: (fx) => ({ url: "https://hooks.example.test/muster", types: ["host.online", "command.*"], secret: "a-long-enough-secret-for-signing", team_id: fx.ids.team }),
 };
 
@@ -128,10 +168,15 @@ export function hostileBodies(fx: InputFixture, route: RouteDef, seed: number, c
   const withField = (entries: Entries, key: string, value: Json): Entries => [...entries.filter(([k]) => k !== key), [key, value]];
 
   const refused = new Set<string>();
+  // Refused by the contract, or well-formed but unstorable (NUL anywhere), or an agent address the control plane will not call.
   const offer = (entries: Entries | Raw) => {
     const raw = entries instanceof Raw ? entries.json : entriesToJson(entries);
-    if (!schemaAccepts(route.body!, raw)) refused.add(raw);
+    if (!schemaAccepts(route.body!, raw) || containsNul(raw) || refusesAddress(route, raw)) refused.add(raw);
   };
+  // Sent every run, whatever the seed picks below: the schema accepts these, only the control plane's own checks refuse them.
+  const always = new Set<string>();
+  for (const [field, value] of valid) for (const variant of withNul(value)) always.add(entriesToJson(withField(valid, field, variant)));
+  if (route.operationId === "registerHost") for (const [address] of REFUSED_ADDRESSES) always.add(entriesToJson(withField(valid, "address", address)));
   for (const value of HOSTILE_VALUES) offer(new Raw(toJson(value)));
   for (const field of requiredFields(route)) offer(valid.filter(([key]) => key !== field));
   for (const field of fields) for (const value of valuesFor.get(field)!) offer(withField(valid, field, value));
@@ -149,7 +194,41 @@ export function hostileBodies(fx: InputFixture, route: RouteDef, seed: number, c
     if (random() < 0.2) entries = entries.filter(() => random() < 0.5);
     offer(entries);
   }
-  return shuffled([...refused], random).slice(0, count);
+  return [...always, ...shuffled([...refused].filter((raw) => !always.has(raw)), random).slice(0, count)];
+}
+
+/** The value with a NUL character put in (strings), or in a value and a key inside (objects). */
+function withNul(value: Json): Json[] {
+  if (typeof value === "string") return [`${value}\u0000`, `\u0000${value}`, value.replace(/^(.)/, "$1\u0000")];
+  if (value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Raw)) {
+    return [{ ...value, note: "a\u0000b" }, { ...value, "k\u0000": 1 }, { ...value, deep: { list: ["x", "\u0000"] } }];
+  }
+  if (Array.isArray(value)) return [[...value, "\u0000"]];
+  return [];
+}
+
+const REFUSED = new Set(REFUSED_ADDRESSES.map(([address]) => address));
+
+/** Whether the JSON text holds a NUL character in any string or key (the escape itself, not the text "\\u0000"). */
+function containsNul(raw: string): boolean {
+  const holds = (value: unknown): boolean =>
+    typeof value === "string"
+      ? value.includes("\u0000")
+      : value !== null && typeof value === "object" && Object.entries(value).some(([key, item]) => key.includes("\u0000") || holds(item));
+  try {
+    return holds(JSON.parse(raw));
+  } catch {
+    return false;
+  }
+}
+
+function refusesAddress(route: RouteDef, raw: string): boolean {
+  if (route.operationId !== "registerHost") return false;
+  try {
+    return REFUSED.has((JSON.parse(raw) as { address?: unknown }).address as string);
+  } catch {
+    return false;
+  }
 }
 
 // ---- the database -----------------------------------------------------------------------------

@@ -38,7 +38,7 @@ export async function makeCsr(keys: webcrypto.CryptoKeyPair, kind: KeyKind = "EC
 }
 
 /** A proof of `keys` for refreshing with `refreshToken`, as the agent makes it. */
-export async function proof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
+export async function refreshProof(keys: webcrypto.CryptoKeyPair, refreshToken: string, options: { typ?: string; alg?: "ES256" | "EdDSA" } = {}) {
   const payload = new TextEncoder().encode(JSON.stringify({ ath: refreshTokenThumbprint(refreshToken) }));
   return new CompactSign(payload)
     .setProtectedHeader({ alg: options.alg ?? "ES256", typ: options.typ ?? REFRESH_PROOF_TYP })

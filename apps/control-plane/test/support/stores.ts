@@ -8,10 +8,15 @@ import type { Stores } from "../../src/runtime.js";
 
 /**
  * The suite runs once per storage mode, chosen by the environment exactly as the
- * control plane chooses: DATABASE_URL + REDIS_URL for PostgreSQL + Redis, neither
+ * control plane chooses: DATABASE_URL + REDIS_URL for PostgreSQL + Redis,
+ * DATABASE_URL + REDIS_CLUSTER_NODES for PostgreSQL + a Redis Cluster, neither
  * for the embedded default.
  */
 export const storageMode: "postgres" | "embedded" = process.env.DATABASE_URL ? "postgres" : "embedded";
+
+/** Which KV adapter this mode's tests get. */
+export const kvMode: "in-process" | "Redis" | "Redis Cluster" =
+  storageMode === "embedded" ? "in-process" : process.env.REDIS_CLUSTER_NODES ? "Redis Cluster" : "Redis";
 
 export interface TestStores extends Stores {
   /** Drops what the stores hold and closes them. */
@@ -20,12 +25,12 @@ export interface TestStores extends Stores {
 
 const unique = () => randomBytes(6).toString("hex");
 
-/** A new Redis key space, or a fresh in-process KV. */
+/** A new Redis (or Redis Cluster) key space, or a fresh in-process KV. */
 export async function createTestKv(): Promise<Kv> {
-  if (storageMode === "embedded") return new MemoryKv();
-  const kv = new RedisKv({ url: requireEnv("REDIS_URL"), keyPrefix: `test-${unique()}:` });
-  await kv.connect();
-  return kv;
+  if (kvMode === "in-process") return new MemoryKv();
+  const target =
+    kvMode === "Redis Cluster" ? { clusterNodes: requireEnv("REDIS_CLUSTER_NODES").split(",") } : { url: requireEnv("REDIS_URL") };
+  return RedisKv.connect({ target, keyPrefix: `test-${unique()}:` });
 }
 
 /** A fresh database (a new PostgreSQL database, or an in-memory PGlite) and a fresh KV. */
@@ -50,6 +55,6 @@ export async function createTestStores(): Promise<TestStores> {
 
 function requireEnv(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set when DATABASE_URL is (the PostgreSQL + Redis suite needs both)`);
+  if (!value) throw new Error(`${name} must be set when DATABASE_URL is (the PostgreSQL suite needs REDIS_URL or REDIS_CLUSTER_NODES too)`);
   return value;
 }

@@ -2,6 +2,7 @@ import {
   CHANNEL_CLOSE,
   HOST_TOKEN_HEADER,
   ControlPlaneMessage,
+  OUTCOME_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
   type AgentMessage,
   type CommandMessage,
@@ -18,6 +19,8 @@ const checkMessage = TypeCompiler.Compile(ControlPlaneMessage);
 export interface ChannelEvents {
   welcome(welcome: Welcome): void;
   command(command: CommandMessage): void;
+  /** The control plane holds the result of this command (protocol 3). */
+  resultAck(id: string): void;
   /**
    * The channel ended; `rejected` is set when the control plane refused this
    * agent's protocol, `pinMismatch` when its certificate is not the pinned one (both fatal).
@@ -85,6 +88,11 @@ export class AgentChannel {
     return true;
   }
 
+  /** Whether the control plane acknowledges results (protocol 3 and later); an older one never does. */
+  get acknowledgesResults(): boolean {
+    return this.peerProtocol >= OUTCOME_PROTOCOL_VERSION;
+  }
+
   ack(id: string): void {
     this.send({ type: "ack", id });
   }
@@ -115,6 +123,7 @@ export class AgentChannel {
       this.events.welcome(message);
     }
     else if (message.type === "rejected") this.rejected = message;
+    else if (message.type === "result_ack") this.events.resultAck(message.id);
     else this.events.command(message);
   }
 

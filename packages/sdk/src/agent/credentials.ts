@@ -2,6 +2,7 @@ import { IdSchema, type HostCredentials } from "@muster/contract";
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { MusterError } from "../errors.js";
+import type { CommandOutcomeStore } from "./outcomes.js";
 
 /**
  * What an agent keeps between starts: the host JWT, the rotating refresh token,
@@ -51,6 +52,8 @@ export interface CredentialStore {
   save(credentials: StoredCredentials): Promise<void>;
   /** Forgets the credentials (the host was deleted). Removing nothing is not an error. */
   remove(): Promise<void>;
+  /** Where the agent keeps its command outcomes beside these credentials; without it they live in memory only. */
+  commandOutcomes?(): CommandOutcomeStore;
 }
 
 /** An in-memory store, for daemons that keep secrets elsewhere, and for tests. */

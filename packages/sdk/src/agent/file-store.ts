@@ -2,6 +2,7 @@ import * as nodeFs from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { CredentialsFileError, parseStoredCredentials, type CredentialStore, type StoredCredentials } from "./credentials.js";
+import { parseCommandOutcomes, type CommandOutcomesDocument, type CommandOutcomeStore } from "./outcomes.js";
 
 /** The file operations the store uses; injectable so tests can make a write fail halfway. */
 export type CredentialFs = Pick<
@@ -50,25 +51,16 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   async save(credentials: StoredCredentials): Promise<void> {
-    const directory = dirname(this.path);
-    const temporary = join(directory, `.${basename(this.path)}.${randomBytes(6).toString("hex")}.tmp`);
-    const data = `${JSON.stringify(credentials, null, 2)}\n`;
-    let fd: number | null = null;
     try {
-      this.fs.mkdirSync(directory, { recursive: true, mode: 0o700 });
-      fd = this.fs.openSync(temporary, "wx", 0o600);
-      this.fs.fchmodSync(fd, 0o600);
-      this.fs.writeSync(fd, data);
-      this.fs.fsyncSync(fd);
-      this.fs.closeSync(fd);
-      fd = null;
-      this.fs.renameSync(temporary, this.path);
+      writeAtomically(this.fs, this.path, `${JSON.stringify(credentials, null, 2)}\n`);
     } catch (error) {
-      if (fd !== null) ignore(() => this.fs.closeSync(fd!));
-      ignore(() => this.fs.unlinkSync(temporary));
       throw new CredentialsFileError("unwritable", `cannot save the credentials file ${this.path}: ${describe(error)}`, { cause: error });
     }
-    this.syncDirectory(directory);
+  }
+
+  /** The agent's command outcomes, in a file beside the credentials (`credentials.json` → `credentials.commands.json`). */
+  commandOutcomes(): FileCommandOutcomeStore {
+    return new FileCommandOutcomeStore(this.path.replace(/(\.json)?$/, ".commands.json"), { fs: this.fs });
   }
 
   async remove(): Promise<void> {
@@ -78,20 +70,79 @@ export class FileCredentialStore implements CredentialStore {
       if (errno(error) === "ENOENT") return;
       throw new CredentialsFileError("unwritable", `cannot remove the credentials file ${this.path}: ${describe(error)}`, { cause: error });
     }
-    this.syncDirectory(dirname(this.path));
+    syncDirectory(this.fs, dirname(this.path));
+  }
+}
+
+/**
+ * The agent's command outcomes (see CommandMemory) in a JSON file of mode
+ * 0600, written atomically like the credentials.
+ */
+export class FileCommandOutcomeStore implements CommandOutcomeStore {
+  readonly description: string;
+  private readonly fs: CredentialFs;
+
+  constructor(
+    readonly path: string,
+    options: { fs?: CredentialFs } = {},
+  ) {
+    this.description = path;
+    this.fs = options.fs ?? nodeFs;
   }
 
-  /** Makes the rename itself durable. Some file systems refuse to fsync a folder; the rename has happened regardless. */
-  private syncDirectory(directory: string): void {
-    ignore(() => {
-      const fd = this.fs.openSync(directory, "r");
-      try {
-        this.fs.fsyncSync(fd);
-      } finally {
-        this.fs.closeSync(fd);
-      }
-    });
+  async load(): Promise<CommandOutcomesDocument | null> {
+    let text: string;
+    try {
+      text = this.fs.readFileSync(this.path, "utf8");
+    } catch (error) {
+      if (errno(error) === "ENOENT") return null;
+      throw new Error(`cannot read ${this.path}: ${describe(error)}`, { cause: error });
+    }
+    return parseCommandOutcomes(JSON.parse(text), this.path);
   }
+
+  async save(document: CommandOutcomesDocument): Promise<void> {
+    writeAtomically(this.fs, this.path, `${JSON.stringify(document)}\n`);
+  }
+}
+
+/**
+ * Replaces `path` with `data` all at once: a temporary file beside it (mode
+ * 0600), fsync, rename over the old one, fsync of the folder. Whatever happens
+ * mid-write, the file holds either the old content or the new. Synchronous, so
+ * a signal handler never runs in the middle of a write.
+ */
+function writeAtomically(fs: CredentialFs, path: string, data: string): void {
+  const directory = dirname(path);
+  const temporary = join(directory, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  let fd: number | null = null;
+  try {
+    fs.mkdirSync(directory, { recursive: true, mode: 0o700 });
+    fd = fs.openSync(temporary, "wx", 0o600);
+    fs.fchmodSync(fd, 0o600);
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
+    fs.renameSync(temporary, path);
+  } catch (error) {
+    if (fd !== null) ignore(() => fs.closeSync(fd!));
+    ignore(() => fs.unlinkSync(temporary));
+    throw error;
+  }
+  syncDirectory(fs, directory);
+}
+
+/** Makes a rename durable. Some file systems refuse to fsync a folder; the rename has happened regardless. */
+function syncDirectory(fs: CredentialFs, directory: string): void {
+  ignore(() => {
+    const fd = fs.openSync(directory, "r");
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
 }
 
 function errno(error: unknown): string | undefined {

@@ -13,6 +13,7 @@ import { Transport } from "../transport.js";
 import { backoffDelayMs, heartbeatDelayMs, retryDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
 import { CommandRunner } from "./commands.js";
+import { CommandMemory, MemoryCommandOutcomeStore } from "./outcomes.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
 import { clockSkewMs, ClockSkewWatch } from "./clock-skew.js";
@@ -140,13 +141,35 @@ export class HostAgent {
     this.authenticated = new Transport({ ...transport, authHeaders: () => ({ ...common(), [HOST_TOKEN_HEADER]: this.creds?.token ?? "" }) });
     this.baseUrl = this.anonymous.baseUrl;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    this.commands = new CommandRunner(
-      {
+    const outcomes = options.commandOutcomes ?? options.credentials.commandOutcomes?.() ?? new MemoryCommandOutcomeStore();
+    this.commands = new CommandRunner({
+      builtins: {
         ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null }),
         refresh_credentials: () => this.refreshOnCommand(),
       },
-      this.log,
-    );
+      memory: new CommandMemory(outcomes, this.clock, this.log),
+      log: this.log,
+      clock: this.clock,
+      random: this.random,
+      hostId: () => this.hostId,
+      // The channel may have been replaced since the command came (a refresh redials it): the result goes on the one open now.
+      sendResult: (id, outcome) => {
+        if (!this.channelUp || !this.channel) return "none";
+        this.channel.result(id, outcome);
+        return this.channel.acknowledgesResults ? "acknowledged" : "sent";
+      },
+      postResult: async (id, outcome) => {
+        const hostId = this.creds?.host_id;
+        if (!hostId) throw new MusterError("the agent has no credentials");
+        await this.request(false, (signal) =>
+          this.authenticated.call(
+            routes.submitCommandResult,
+            { params: { id: hostId, command_id: id }, body: outcome },
+            { signal, timeoutMs: this.options.heartbeatTimeoutMs ?? 10_000 },
+          ),
+        );
+      },
+    });
   }
 
   on<K extends keyof HostAgentEvents>(event: K, listener: (payload: HostAgentEvents[K]) => void | Promise<void>): () => void {
@@ -292,6 +315,7 @@ export class HostAgent {
         "the saved credentials were issued by another control plane address; using them with this one",
       );
     }
+    await this.commands.load();
     this.status = "running";
     this.log.info({ host_id: creds.host_id, heartbeat_interval_s: creds.heartbeat_interval_s }, "agent started");
     this.events.emit("started", { hostId: creds.host_id, heartbeatIntervalS: creds.heartbeat_interval_s });
@@ -413,7 +437,7 @@ export class HostAgent {
           }
         }
       }
-      if (beat.kind === "deleted") return await this.endDeleted(beat.error);
+      if (beat.kind === "deleted") return await this.endDeleted(beat.error.message);
       if (beat.kind === "too_old") return this.endTooOld(beat.error.message);
       if (beat.kind === "pin_mismatch") return this.endPinMismatch(beat.error);
       if (beat.kind === "ok") return this.beatAccepted();
@@ -475,7 +499,7 @@ export class HostAgent {
     } catch (error) {
       if (!this.running) return { kind: "ended" };
       if (error instanceof MusterApiError && error.status === 404) {
-        await this.endDeleted(error);
+        await this.endDeleted(error.message);
         return { kind: "ended" };
       }
       if (error instanceof MusterApiError && (error.status === 401 || error.status === 400)) {
@@ -565,9 +589,9 @@ export class HostAgent {
     this.finish({ reason: "reregistration_required", hostId, message });
   }
 
-  private async endDeleted(error: MusterApiError): Promise<void> {
+  private async endDeleted(detail: string): Promise<void> {
     const hostId = this.creds!.host_id;
-    let message = `the control plane no longer knows host ${hostId} (${error.message}): it was deleted; the credentials were removed`;
+    let message = `the control plane no longer knows host ${hostId} (${detail}): it was deleted; the credentials were removed`;
     try {
       await this.options.credentials.remove();
     } catch (removeError) {
@@ -611,24 +635,12 @@ export class HostAgent {
           if (this.channel !== channel) return;
           this.channelUp = true;
           this.channelFailures = 0;
-          for (const { id, outcome } of this.commands.takeUnsent()) channel.result(id, outcome);
+          this.commands.channelOpened();
           this.log.info({ host_id: hostId }, "agent channel open; heartbeats and commands travel over it");
           this.events.emit("channelOpen", { hostId });
         },
-        command: (command) =>
-          void this.commands.run(
-            command,
-            {
-              ack: (id) => channel.ack(id),
-              // The channel may have been replaced meanwhile (a refresh redials it): the result goes on the one open now.
-              result: (id, outcome) => {
-                if (!this.channelUp || !this.channel) return false;
-                this.channel.result(id, outcome);
-                return true;
-              },
-            },
-            hostId,
-          ),
+        command: (command) => void this.commands.run(command, (id) => channel.ack(id)),
+        resultAck: (id) => this.commands.acknowledged(id),
         closed: ({ code, reason, rejected, pinMismatch }) => {
           if (this.channel !== channel) return;
           const wasUp = this.channelUp;
@@ -636,6 +648,8 @@ export class HostAgent {
           this.channelUp = false;
           if (!this.running) return;
           if (pinMismatch) return this.endPinMismatch(pinMismatch);
+          // The control plane closes with 4404 only once the host is deleted: that is the deletion itself, no beat needed.
+          if (code === CHANNEL_CLOSE.hostDeleted) return void this.endDeleted(`channel closed ${code}: ${reason}`);
           if (code === CHANNEL_CLOSE.protocolTooOld) {
             const help = rejected ? `${rejected.message}` : "the control plane refused this agent's protocol version: upgrade muster-agent";
             return this.endTooOld(help);
@@ -679,6 +693,7 @@ export class HostAgent {
     this.status = "stopped";
     this.clearTimer();
     this.hangUp();
+    this.commands.stop();
     for (const waiter of this.refreshWaiters.splice(0)) waiter({ kind: "ended" });
     for (const request of this.inFlight) request.controller.abort(stopReason());
     this.events.emit("stopped", exit);

@@ -23,7 +23,17 @@ export {
   type CredentialStore,
   type CredentialsProblem,
 } from "./credentials.js";
-export { FileCredentialStore, type CredentialFs } from "./file-store.js";
+export { FileCommandOutcomeStore, FileCredentialStore, type CredentialFs } from "./file-store.js";
+export {
+  CommandOutcomesDocument,
+  MemoryCommandOutcomeStore,
+  OUTCOMES_MAX,
+  OUTCOME_RETENTION_AFTER_EXPIRY_MS,
+  RESTARTED_MID_COMMAND,
+  RememberedCommand,
+  type CommandOutcome,
+  type CommandOutcomeStore,
+} from "./outcomes.js";
 export { AgentEndpoint, CONTROL_PLANE_URI, type AgentEndpointOptions, type AgentIdentity } from "./endpoint.js";
 export { createMetricsSampler, detectHostSpecs, type HostSpecs } from "./specs.js";
 export { backoffDelayMs, heartbeatDelayMs, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HEARTBEAT_JITTER_MIN } from "./backoff.js";

@@ -2,6 +2,7 @@ import type { CommandPayload, HeartbeatMetrics, Host } from "@muster/contract";
 import type { MusterError } from "../errors.js";
 import type { AgentClock } from "./clock.js";
 import type { CredentialStore, StoredCredentials } from "./credentials.js";
+import type { CommandOutcomeStore } from "./outcomes.js";
 import type { HostSpecs } from "./specs.js";
 
 /** pino-shaped: a logger of the embedding daemon drops in as it is. */
@@ -52,6 +53,13 @@ export interface HostAgentOptions {
   ca?: string | Buffer;
   /** Keep the agent channel (a WebSocket to the control plane) open for heartbeats and commands (default true); false: HTTP heartbeats only, no commands. */
   channel?: boolean;
+  /**
+   * Where the agent remembers each command's outcome until it expires, so a
+   * restarted agent never runs a command twice nor loses a result. Default:
+   * the credential store's (`FileCredentialStore`: a file beside the
+   * credentials), else memory only.
+   */
+  commandOutcomes?: CommandOutcomeStore;
   /** Warn when this host's clock is further than this from the control plane's (default 10 s). */
   maxClockSkewMs?: number;
 }

@@ -4,7 +4,7 @@
  */
 export { MusterClient, type MusterClientOptions } from "./client.js";
 export { Hosts, HostTags } from "./hosts.js";
-export { HostCommands, type CommandWaitOptions } from "./commands.js";
+export { HostCommands, type CommandWaitOptions, type SendCommandOptions } from "./commands.js";
 export { Teams, TeamMembers } from "./teams.js";
 export { Users } from "./users.js";
 export { ApiKeys } from "./api-keys.js";

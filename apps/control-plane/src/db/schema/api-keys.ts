@@ -15,8 +15,10 @@ export const apiKeys = pgTable(
     lastUsedAt: optionalTime("last_used_at"),
     expiresAt: optionalTime("expires_at"),
     revokedAt: optionalTime("revoked_at"),
+    /** The key that created this one (null: the bootstrap key); revoking it revokes this one, and this one never outlives it. */
+    parentKeyId: text("parent_key_id"),
   },
-  (t) => [index("api_keys_user_idx").on(t.userId)],
+  (t) => [index("api_keys_user_idx").on(t.userId), index("api_keys_parent_idx").on(t.parentKeyId)],
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;

@@ -1,5 +1,5 @@
 import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text } from "drizzle-orm/pg-core";
-import type { HeartbeatMetrics } from "@muster/contract";
+import type { HeartbeatMetrics, HostProbe } from "@muster/contract";
 import { createdAt, id, optionalTime } from "./columns.js";
 import { teams, users } from "./users.js";
 
@@ -32,6 +32,8 @@ export const hosts = pgTable(
     certExpiresAt: optionalTime("cert_expires_at"),
     /** Whether the last probe of the agent's mTLS endpoint succeeded. */
     mtlsEnabled: boolean("mtls_enabled").notNull().default(false),
+    /** The last probe's answer, for everyone who may read the host (only owners may probe). */
+    lastProbe: jsonb("last_probe").$type<HostProbe>(),
     createdBy: text("created_by").notNull().references(() => users.id),
     createdAt: createdAt(),
     updatedAt: optionalTime("updated_at").notNull(),

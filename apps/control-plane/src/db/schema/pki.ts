@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, pgTable, text } from "drizzle-orm/pg-core";
 import { createdAt, optionalTime } from "./columns.js";
 import { hosts } from "./hosts.js";
@@ -11,7 +12,11 @@ export const certificateAuthority = pgTable("certificate_authority", {
   createdAt: createdAt(),
 });
 
-/** Every certificate issued to a host, so deletion or re-registration can revoke them (the CRL lists these). */
+/**
+ * Every certificate issued to a host, so deletion or re-registration can revoke
+ * them (the CRL lists revoked ones); a renewal supersedes all but the newest
+ * two (no longer trusted, not listed).
+ */
 export const hostCertificates = pgTable(
   "host_certificates",
   {
@@ -21,8 +26,14 @@ export const hostCertificates = pgTable(
     createdAt: createdAt(),
     expiresAt: optionalTime("expires_at").notNull(),
     revokedAt: optionalTime("revoked_at"),
+    supersededAt: optionalTime("superseded_at"),
   },
-  (t) => [index("host_certificates_host_idx").on(t.hostId), index("host_certificates_revoked_idx").on(t.revokedAt, t.expiresAt)],
+  (t) => [
+    index("host_certificates_host_idx").on(t.hostId),
+    index("host_certificates_revoked_idx").on(t.revokedAt, t.expiresAt),
+    // The revocation list is read in pages by serial.
+    index("host_certificates_crl_idx").on(t.serial).where(sql`${t.revokedAt} is not null`),
+  ],
 );
 
 export type HostCertificateRow = typeof hostCertificates.$inferSelect;

@@ -1,0 +1,216 @@
+import { and, asc, gt, isNotNull } from "drizzle-orm";
+import { hostCertificates } from "../db/schema/index.js";
+import type { Subscription } from "../kv/kv.js";
+import { jsonStringContents, type RevokedEntry } from "../pki/crl.js";
+import type { DbOrTx, ServiceDeps } from "./context.js";
+import { CRL_CHANGES_CHANNEL, CRL_KEY } from "./kv-keys.js";
+
+/**
+ * Rows read per query while collecting the list: the embedded database runs
+ * each query on the event loop, so a long list is read in short steps.
+ */
+const PAGE = 1_000;
+/** A list is built again after this long even with no change, so expired entries leave it and nextUpdate stays far. */
+const REFRESH_MAX_MS = 60 * 60 * 1000;
+
+/** The signed list as served: the PEM, and the whole JSON answer of GET /v1/ca/crl encoded once. */
+export interface ServedList {
+  id: string;
+  pem: string;
+  /** The PEM as the contents of a JSON string, for answers that embed it (register, refresh). */
+  pemJson: string;
+  body: Buffer;
+  etag: string;
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+interface SharedList {
+  id: string;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  pem: string;
+}
+
+// Stored as lines rather than JSON: stringifying a 5 MB PEM would hold the event loop ~65 ms.
+function encodeShared(list: SharedList): string {
+  return `${list.id}\n${list.thisUpdate.toISOString()}\n${list.nextUpdate.toISOString()}\n${list.pem}`;
+}
+
+function decodeShared(raw: string): SharedList | null {
+  const [id, thisUpdate, nextUpdate] = raw.slice(0, 200).split("\n");
+  const pemAt = raw.indexOf("-----BEGIN");
+  if (!id || !thisUpdate || !nextUpdate || pemAt < 0) return null;
+  return { id, thisUpdate: new Date(thisUpdate), nextUpdate: new Date(nextUpdate), pem: raw.slice(pemAt) };
+}
+
+/** The CA's revocation list: revoked certificates that have not expired yet (an expired one is refused anyway). */
+async function revokedEntries(db: DbOrTx, now: Date): Promise<RevokedEntry[]> {
+  const entries: RevokedEntry[] = [];
+  for (let after = ""; ; ) {
+    const page = await db
+      .select({ serial: hostCertificates.serial, revokedAt: hostCertificates.revokedAt })
+      .from(hostCertificates)
+      .where(and(isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now), gt(hostCertificates.serial, after)))
+      .orderBy(asc(hostCertificates.serial))
+      .limit(PAGE);
+    for (const row of page) entries.push({ serial: row.serial, revokedAt: row.revokedAt! });
+    if (page.length < PAGE) return entries;
+    after = page[page.length - 1]!.serial;
+  }
+}
+
+/**
+ * The revocation list, signed once per change and served from memory.
+ * `GET /v1/ca/crl` needs no credentials, so no request may build or sign
+ * anything: the process that changes the revoked set builds the list after
+ * its commit, keeps it in the KV store and announces it; every other process
+ * takes that copy when the announcement arrives. A process with no list yet
+ * (just started, or the store lost it) takes the stored one, or builds it once
+ * when there is none. Valid as long as a host certificate, so an agent's
+ * copy, renewed with every refresh, never goes stale while it runs; rebuilt
+ * hourly at most, so expired entries leave it.
+ */
+export class RevocationLists {
+  private served: ServedList | null = null;
+  private loading: Promise<ServedList> | null = null;
+  private building: Promise<ServedList> | null = null;
+  private queued: Promise<ServedList> | null = null;
+  private subscription: Subscription | null = null;
+
+  constructor(private readonly deps: Pick<ServiceDeps, "db" | "kv" | "clock" | "random" | "config" | "logger" | "ca">) {}
+
+  async start(): Promise<void> {
+    this.subscription = await this.deps.kv.subscribe(
+      CRL_CHANGES_CHANNEL,
+      (id) => void this.takeShared(id),
+      // Announcements may have been lost while delivery was in doubt: look at the stored list once it is back.
+      (reliable) => void (reliable && this.served && this.takeShared(null)),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.subscription?.close();
+    this.subscription = null;
+  }
+
+  /** The list to serve. Only the first call of a process, or one finding its list due for renewal, reaches the stores. */
+  async current(): Promise<ServedList> {
+    const served = this.served;
+    const now = this.deps.clock.now().getTime();
+    if (served && this.isFresh(served)) return served;
+    const next = this.load();
+    if (!served || now >= served.nextUpdate.getTime()) return next;
+    // A list due for renewal is still valid: serve it while the next one is made.
+    next.catch((error: unknown) => this.deps.logger.warn({ err: error }, "cannot renew the revocation list; serving the current one"));
+    return served;
+  }
+
+  /** The list in memory when it needs no renewal; null otherwise (then `current()` says what to serve). */
+  inMemory(): ServedList | null {
+    return this.served && this.isFresh(this.served) ? this.served : null;
+  }
+
+  private isFresh(list: ServedList): boolean {
+    return this.deps.clock.now().getTime() - list.thisUpdate.getTime() < this.refreshMs();
+  }
+
+  /** The PEM as JSON string contents, when `pem` is the list served now (answers that embed it skip re-escaping 5 MB). */
+  jsonOf(pem: string): string | null {
+    return this.served && this.served.pem === pem ? this.served.pemJson : null;
+  }
+
+  /**
+   * The revoked set changed and committed: build, share and announce the new
+   * list. Failures are logged, not thrown: the change itself stands, and the
+   * hourly renewal or the next change brings the list up to date.
+   */
+  async changed(): Promise<void> {
+    try {
+      await this.rebuild();
+    } catch (error) {
+      this.deps.logger.error({ err: error }, "cannot rebuild the revocation list after a revocation; retried at the next change or within the hour");
+    }
+  }
+
+  private refreshMs(): number {
+    return Math.min(REFRESH_MAX_MS, (this.deps.config.hostCertTtlS * 1000) / 4);
+  }
+
+  private load(): Promise<ServedList> {
+    this.loading ??= this.storedOrBuilt().finally(() => (this.loading = null));
+    return this.loading;
+  }
+
+  private async storedOrBuilt(): Promise<ServedList> {
+    const stored = await this.stored();
+    if (stored && this.deps.clock.now().getTime() - stored.thisUpdate.getTime() < this.refreshMs()) return this.adopt(stored);
+    return this.rebuild();
+  }
+
+  /** Another process announced a list (or delivery was restored): take the stored copy when it is newer than ours. */
+  private async takeShared(id: string | null): Promise<void> {
+    if (id !== null && this.served?.id === id) return;
+    try {
+      const stored = await this.stored();
+      if (stored && (id === null || stored.id === id)) await this.adopt(stored);
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, "cannot take the revocation list another control plane announced; serving ours");
+    }
+  }
+
+  private async stored(): Promise<SharedList | null> {
+    const raw = await this.deps.kv.get(CRL_KEY);
+    return raw === null ? null : decodeShared(raw);
+  }
+
+  /** One build at a time; changes that arrive during a build share one more, started after it (it may predate them). */
+  private rebuild(): Promise<ServedList> {
+    if (!this.building) return this.startBuild();
+    this.queued ??= this.building
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.startBuild();
+      });
+    return this.queued;
+  }
+
+  private startBuild(): Promise<ServedList> {
+    const run = this.build().finally(() => {
+      if (this.building === run) this.building = null;
+    });
+    this.building = run;
+    return run;
+  }
+
+  private async build(): Promise<ServedList> {
+    const { db, kv, clock, config, ca, random } = this.deps;
+    // Taken before the read: a list is at least as new as every revocation committed before its thisUpdate.
+    const thisUpdate = clock.now();
+    const nextUpdate = new Date(thisUpdate.getTime() + config.hostCertTtlS * 1000);
+    const pem = await ca.revocationList(await revokedEntries(db, thisUpdate), thisUpdate, nextUpdate);
+    const list: SharedList = { id: random(12).toString("base64url"), thisUpdate, nextUpdate, pem };
+    // Another process may have stored a list read after ours: keep the newer one.
+    const stored = await this.stored().catch(() => null);
+    if (stored && stored.thisUpdate > thisUpdate) return this.adopt(stored);
+    try {
+      await kv.set(CRL_KEY, encodeShared(list));
+      await kv.publish(CRL_CHANGES_CHANNEL, list.id);
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, "cannot share the revocation list through the KV store; serving it from this process");
+    }
+    return this.adopt(list);
+  }
+
+  private async adopt(list: SharedList): Promise<ServedList> {
+    if (this.served && this.served.thisUpdate > list.thisUpdate) return this.served;
+    const pemJson = await jsonStringContents(list.pem);
+    const body = Buffer.from(
+      `{"crl":"${pemJson}","this_update":"${list.thisUpdate.toISOString()}","next_update":"${list.nextUpdate.toISOString()}"}`,
+    );
+    const served: ServedList = { ...list, pemJson, body, etag: `"${list.id}"` };
+    if (!this.served || this.served.thisUpdate <= served.thisUpdate) this.served = served;
+    return this.served;
+  }
+}
