@@ -1,7 +1,7 @@
 import { Type, type Static, type TLiteral, type TObject, type TSchema, type TString, type TUnion, type TNull } from "@sinclair/typebox";
 import { Command } from "./commands.js";
 import { Nullable, Timestamp } from "./common.js";
-import { Host, Tag } from "./hosts.js";
+import { Host, TAG_PATTERN } from "./hosts.js";
 import { IdSchema } from "./ids.js";
 
 /** What happens to hosts, each written to the event log by the change that causes it. */
@@ -103,8 +103,8 @@ export const EventsQuery = Type.Object(
       }),
     ),
     host_id: Type.Optional(IdSchema("host")),
-    tag: Type.Optional({ ...Tag, description: "only events of hosts carrying this tag when the event happened (before or after, for host.tags_changed)" }),
-    after: Type.Optional({ ...EventId, description: "resume after this event ID (the Last-Event-ID header wins when both are sent)" }),
+    tag: Type.Optional(Type.String({ pattern: TAG_PATTERN, description: "only events of hosts carrying this tag when the event happened (before or after, for host.tags_changed)" })),
+    after: Type.Optional(Type.String({ pattern: EVENT_ID_PATTERN, description: "resume after this event ID (the Last-Event-ID header wins when both are sent)" })),
   },
   { additionalProperties: false },
 );
