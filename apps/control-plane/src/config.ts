@@ -70,6 +70,8 @@ export interface Config {
   eventsRetentionS: number;
   /** How often an idle event stream gets a comment (and its API key is checked again); tests shorten it. */
   eventsKeepAliveMs: number;
+  /** How often each process reads the event log whether or not a commit was announced (a safety net for lost announcements); tests lengthen it. */
+  eventsPollMs: number;
   /** A failed webhook delivery is retried after this, doubling with each attempt (up to an hour); tests shorten it. */
   webhookRetryBaseMs: number;
   /** The console's built files; null: those of the @muster/console workspace package (apps/console/dist). */
@@ -122,6 +124,7 @@ export const defaultConfig: Config = {
   consoleDir: null,
   eventsRetentionS: 7 * 24 * 3600,
   eventsKeepAliveMs: EVENTS_KEEPALIVE_S * 1000,
+  eventsPollMs: 1_000,
   webhookRetryBaseMs: 10_000,
 };
 

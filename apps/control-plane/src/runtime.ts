@@ -85,7 +85,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     () => countHostsByStatus(db),
     () => liveness.credentialsTrusted,
   );
-  const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs);
+  const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs, config.eventsPollMs);
   // Names this process in the leases that elect one process for work done once.
   const instanceId = `cp-${randomUUID()}`;
   const addresses = new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });

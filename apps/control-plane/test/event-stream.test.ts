@@ -200,6 +200,20 @@ describe("resuming", () => {
   });
 });
 
+describe("another control plane", () => {
+  it("a change made through one process reaches streams on another by its announcement on the KV store (the safety-net read an hour apart)", async () => {
+    const other = await startTestApp({ startLoops: true, stores: t.stores, config: { eventsPollMs: 3_600_000 } });
+    try {
+      const stream = await EventStream.open(other, { key: t.adminKey, query: "type=host.created" });
+      const made = await f.regularHost();
+      expect((await stream.waitFor(1, 5_000)).map((event) => event.host_id)).toEqual([made.host.id]);
+      await stream.close();
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe("410 gone", () => {
   it("an ID older than the retention, or one this log never issued, gets 410 with the oldest ID still held", async () => {
     const clock = new FakeClock(Date.now());

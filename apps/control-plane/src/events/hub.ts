@@ -8,8 +8,6 @@ import { EVENTS_CHANNEL } from "../services/kv-keys.js";
 import { DomainError } from "../errors.js";
 import { eventFrame, Subscriber, type EndReason } from "./subscriber.js";
 
-/** A safety net under the announcements (one lost while Redis reconnects, say): the log is read at least this often. */
-const POLL_MS = 1_000;
 const READ_BATCH = 1_000;
 /** Events kept in memory for streams that resume from a moment ago (a reconnect), so they need not read the database. */
 const RECENT_MAX = 4_096;
@@ -28,7 +26,7 @@ interface Recent {
  * event to this process's streams of the event's team and to admins'. A
  * transaction that wrote events announces itself on the KV store's pub/sub
  * once committed, which wakes the hub of every process; the hub also reads
- * every POLL_MS in case an announcement was lost.
+ * every pollMs in case an announcement was lost.
  *
  * A stream that starts from a position catches up first (from memory when
  * the position is recent, else from the database), then joins the live
@@ -56,6 +54,8 @@ export class EventHub {
   constructor(
     private readonly deps: Pick<ServiceDeps, "db" | "kv" | "clock" | "logger" | "metrics">,
     private readonly keepAliveMs = EVENTS_KEEPALIVE_S * 1000,
+    /** A safety net under the announcements (one lost while Redis reconnects, say): the log is read at least this often. */
+    private readonly pollMs = 1_000,
   ) {
     this.subscriberGauge = new Gauge({ name: "muster_event_streams", help: "GET /v1/events streams open on this process", registers: [deps.metrics.registry] });
     this.dropped = new Counter({
@@ -76,7 +76,7 @@ export class EventHub {
       // Back from a break in delivery: announcements may have been lost meanwhile.
       (reliable) => reliable && this.wake(),
     );
-    this.timers.push(setInterval(() => this.wake(), POLL_MS));
+    this.timers.push(setInterval(() => this.wake(), this.pollMs));
     this.timers.push(setInterval(() => void this.keepAlive(), this.keepAliveMs));
   }
 
