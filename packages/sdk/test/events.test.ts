@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startControlPlane, type ControlPlane } from "@muster/testkit";
 import { MusterApiError, MusterClient, MusterEventsGoneError, type MusterEvent } from "../src/index.js";
@@ -192,4 +194,54 @@ describe("events.watch", () => {
     await quiet.stop();
     expect(quiet.seen).toEqual([]);
   }, 60_000);
+});
+
+describe("the scheduler's loop of README and docs/events.md", () => {
+  const REPO = new URL("../../../", import.meta.url);
+  /** The ```ts block of a page that holds the watch loop. */
+  const loopOf = (page: string) => /```ts\n([^`]*muster\.events\.watch[^`]*)```/.exec(readFileSync(new URL(page, REPO), "utf8"))?.[1] ?? "";
+
+  it("is ten lines at most, the same on both pages, and runs as written: capacity added when a host comes online, drained when it goes, its position saved", async () => {
+    const page = loopOf("docs/events.md");
+    const readme = loopOf("README.md");
+    expect(page.trimEnd().split("\n").length).toBeLessThanOrEqual(10);
+    // README's copy starts at the loop (its client was made earlier on that page).
+    expect(readme.trim().length).toBeGreaterThan(0);
+    expect(page).toContain(readme.trim());
+
+    const js = ts.transpileModule(page, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+    const body = js.replace(/^import .*$/m, "");
+    expect(body).not.toContain("import ");
+    const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as new (...args: string[]) => (...values: unknown[]) => Promise<void>;
+    const run = new AsyncFunction("MusterClient", "process", "store", "scheduler", body);
+
+    const stop = new Error("the test's end");
+    // The first run's store holds the log's head, so the loop starts before the host is made.
+    const position = await new Promise<string>((resolve, reject) => {
+      const controller = new AbortController();
+      const watching = admin.events.watch({ signal: controller.signal, onConnect: (info) => (resolve(info.position), controller.abort()) });
+      watching.next().catch(reject);
+    });
+    let saved: string | undefined = position;
+    const store = { lastEventId: async () => saved, saveLastEventId: async (id: string) => void (saved = id) };
+    const added: string[] = [];
+    let drained: string | null = null;
+    const scheduler = {
+      addCapacity: (host: { id: string; status: string }) => added.push(`${host.id} ${host.status}`),
+      drain: (hostId: string) => {
+        drained = hostId;
+        throw stop;
+      },
+    };
+
+    const { host, registration_token } = await admin.hosts.create({ type: "regular" });
+    await bringOnline(cp.url, registration_token);
+    await admin.hosts.delete(host.id);
+    const env = { env: { MUSTER_URL: cp.url, MUSTER_API_KEY: cp.adminKey } };
+    await expect(run(MusterClient, env, store, scheduler)).rejects.toBe(stop);
+    expect(added).toEqual([`${host.id} online`]);
+    expect(drained).toBe(host.id);
+    // Saved after the online event; the deleted one ended the loop before its save, so a rerun starts there.
+    expect(BigInt(saved!)).toBeGreaterThan(BigInt(position));
+  });
 });
