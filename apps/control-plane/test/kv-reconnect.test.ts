@@ -58,7 +58,9 @@ describe("the Redis adapter when Redis goes away", () => {
     observed.subscribe = (name, onMessage, onDelivery) =>
       kv.subscribe(name, onMessage, (reliable) => {
         // Asked at the very moment the cache is told it may trust its copy: the server must hold the subscription by then.
-        signals.push({ reliable, serverSubscribers: probe.pubSubNumSub(channel).then((counts) => counts[channel] ?? 0) });
+        // While Redis is down the question fails (ECONNRESET); that answer is never read, so it must not go unhandled.
+        const serverSubscribers = probe.pubSubNumSub(channel).then((counts) => counts[channel] ?? 0, () => -1);
+        signals.push({ reliable, serverSubscribers });
         onDelivery(reliable);
       });
 
