@@ -37,7 +37,7 @@ export async function startServer(
   probe: "stdout" | "readyz",
   cleanup: () => Promise<void> = async () => {},
 ): Promise<Server> {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const child = spawn(process.execPath, args, {
     env: { ...(process.env as Record<string, string>), PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -61,14 +61,18 @@ export async function startServer(
   };
 }
 
-/** A built control plane on the stores the environment names (embedded by default), with a known admin key. */
+/**
+ * A built control plane on the stores the environment names (embedded by
+ * default), with a known admin key. A benchmark enrols its whole fleet from
+ * one address, so the per-address registration limit (600 a minute) is off.
+ */
 export async function startControlPlane(name: string, env: Record<string, string> = {}, shared?: SharedStores) {
   if (!existsSync(CONTROL_PLANE)) throw new Error("build first: pnpm build (the benchmark runs apps/control-plane/dist)");
   const stores = shared ?? (await freshStores());
   const server = await startServer(
     name,
     [CONTROL_PLANE],
-    { ...stores.env, MUSTER_ADMIN_KEY: stores.adminKey, ...env },
+    { ...stores.env, MUSTER_ADMIN_KEY: stores.adminKey, MUSTER_RATE_LIMIT_PER_ADDRESS: "0", ...env },
     "readyz",
     shared ? async () => {} : stores.dispose,
   );
@@ -81,14 +85,25 @@ export interface SharedStores {
   dispose(): Promise<void>;
 }
 
-/** A fresh database (and Redis key space) when DATABASE_URL and REDIS_URL or REDIS_CLUSTER_NODES are set, else a temporary data folder. */
-export async function freshStores(): Promise<SharedStores> {
+/**
+ * A fresh database (and Redis key space) when DATABASE_URL and REDIS_URL or
+ * REDIS_CLUSTER_NODES are set, else a temporary data folder; `embedded` asks
+ * for the folder whatever is set.
+ */
+export async function freshStores(options: { embedded?: boolean } = {}): Promise<SharedStores> {
   const unique = randomBytes(6).toString("hex");
   const adminKey = `bench-admin-${randomBytes(24).toString("hex")}`;
   const dataDir = mkdtempSync(join(tmpdir(), "muster-bench-"));
   const env: Record<string, string> = { MUSTER_DATA_DIR: dataDir, MUSTER_KV_PREFIX: `bench-${unique}:` };
-  const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_bench") : null;
-  if (database) env.DATABASE_URL = database.url;
+  const postgres = process.env.DATABASE_URL && !options.embedded ? process.env.DATABASE_URL : null;
+  const database = postgres ? await throwawayDatabase(postgres, "muster_bench") : null;
+  if (database) {
+    env.DATABASE_URL = database.url;
+    env.MUSTER_SECRET_KEY = randomBytes(32).toString("base64");
+  } else {
+    // An empty variable counts as unset: the control plane must not pick up this shell's stores.
+    Object.assign(env, { DATABASE_URL: "", REDIS_URL: "", REDIS_CLUSTER_NODES: "" });
+  }
   return {
     env,
     adminKey,
@@ -125,7 +140,7 @@ export async function enrollHosts(
         body: {
           token: created.registration_token,
           address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:7070`,
-          arch: "x86_64",
+          arch: "amd64",
           cpu_cores: 8,
           memory_mb: 16384,
           disk_gb: 100,

@@ -1,13 +1,20 @@
 import { defineConfig } from "tsup";
 
+/**
+ * One CommonJS file holding the CLI and every dependency: what `pnpm muster`
+ * runs with Node, and what ../../scripts/build-sea.ts turns into dist/muster
+ * (a single executable runs one CommonJS script that can require built-ins only).
+ */
 export default defineConfig({
-  entry: ["src/main.ts"],
-  format: ["esm"],
+  entry: { muster: "src/main.ts" },
+  format: ["cjs"],
   platform: "node",
   target: "node20",
   outDir: "dist",
+  outExtension: () => ({ js: ".cjs" }),
   clean: true,
-  sourcemap: true,
-  // The SDK and the contract are workspace packages shipped as TypeScript source: bundled in. npm dependencies stay external.
-  noExternal: ["@muster/sdk", "@muster/contract"],
+  splitting: false,
+  sourcemap: false,
+  minify: true,
+  noExternal: [/.*/],
 });

@@ -1,3 +1,4 @@
+import "./v8-flags.js";
 import { isatty } from "node:tty";
 import { HELP, parseCommand, UsageError } from "./cli.js";
 import { EXIT } from "./exit-codes.js";

@@ -75,7 +75,8 @@ export async function runAgent(config: AgentConfig, io: RunIo): Promise<number> 
     throw error;
   }
 
-  const endpoint = await startEndpoint(agent, config, log);
+  // The endpoint's TLS set-up would hold the first heartbeat back: it starts once that heartbeat is answered, accepted or not.
+  const endpoint = (await firstAnswer(agent)) ? await startEndpoint(agent, config, log) : null;
   const exit = await agent.done;
   await endpoint?.stop();
   return exitStatus(exit, log, config, agent.credentials?.address ?? config.address);
@@ -99,6 +100,21 @@ export function reregistrationAdvice(hostId: string, config: AgentConfig, addres
     `Get a new registration token for ${hostId} (an operator runs \`muster hosts token ${hostId}\`, or POST /v1/hosts/${hostId}/token), ` +
     `then run: ${command}`
   );
+}
+
+/** Resolves true once the first heartbeat is accepted or has failed, false if the agent stopped first. */
+function firstAnswer(agent: HostAgent): Promise<boolean> {
+  return new Promise((resolve) => {
+    const answered = () => {
+      offs.forEach((off) => off());
+      resolve(true);
+    };
+    const offs = [agent.once("heartbeat", answered), agent.once("heartbeatFailed", answered)];
+    void agent.done.then(() => {
+      offs.forEach((off) => off());
+      resolve(false);
+    });
+  });
 }
 
 /**

@@ -171,7 +171,8 @@ describe("muster-agent, the built executable", () => {
     const disk = statfsSync("/");
     expect(host).toMatchObject({
       address,
-      arch: os.machine(),
+      // Go's name for the architecture, whatever uname says (x86_64 here).
+      arch: process.arch === "x64" ? "amd64" : process.arch,
       cpu_cores: os.cpus().length,
       memory_mb: Math.floor(os.totalmem() / 2 ** 20),
       disk_gb: Math.floor((disk.blocks * disk.bsize) / 2 ** 30),

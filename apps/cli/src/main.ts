@@ -15,10 +15,13 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
-process.exitCode = await run(process.argv.slice(2), {
+// No top-level await: the bundle is CommonJS, which a single executable needs.
+void run(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
   signal: interrupt.signal,
   version: pkg.version,
+}).then((code) => {
+  process.exitCode = code;
 });

@@ -129,3 +129,36 @@ describe("muster audit", () => {
     expect(created).toEqual([expect.objectContaining({ action: "host.created", actor: owner.user.id })]);
   });
 });
+
+describe("muster admin", () => {
+  it("rotates the signing key, and shows which key signs and which retire when", async () => {
+    const human = await ok(["admin", "rotate-signing-key"], admin);
+    const kid = human.match(/^Rotated: (sk-\w+) signs host tokens from now on\.$/m)?.[1];
+    expect(kid).toBeDefined();
+    expect(human).toMatch(/^KID +CREATED +RETIRES$/m);
+    expect(human).toMatch(new RegExp(`^${kid} +\\S+ +signs new tokens$`, "m"));
+    const keys = await json(["admin", "rotate-signing-key"], admin);
+    expect(keys.retiring.map((key: { kid: string }) => key.kid)).toContain(kid);
+    expect(keys.current.kid).not.toBe(kid);
+  });
+
+  it("starts a CA rotation, shows its phase, and completes it", async () => {
+    expect(await ok(["admin", "ca"], admin)).toMatch(/^Phase: +standby$/m);
+    const started = await ok(["admin", "rotate-ca"], admin);
+    expect(started).toMatch(/^Rotation started: agents pick up the new CA at their next refresh\./);
+    expect(started).toMatch(/^Phase: +rotating$/m);
+    expect(started).toMatch(/^Previous CA: +ca \(sha256 [0-9a-f]{64}\)$/m);
+    expect(await json(["admin", "ca"], admin)).toMatchObject({ phase: "rotating", hosts_on_previous_ca: 0 });
+    const completed = await ok(["admin", "rotate-ca", "--complete"], admin);
+    expect(completed).toMatch(/^The previous CA is retired\.\nPhase: +standby$/m);
+  });
+
+  it("is for admins: another key gets forbidden", async () => {
+    const { owner } = await makeTeam(cp.url, cp.adminKey);
+    for (const args of [["admin", "rotate-signing-key"], ["admin", "ca"], ["admin", "rotate-ca"]]) {
+      const { code, stderr } = await runCli(args, as(cp.url, owner.key));
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^error: forbidden: this action needs an admin API key/);
+    }
+  });
+});

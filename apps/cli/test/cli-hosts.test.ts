@@ -152,6 +152,9 @@ describe("muster hosts list, get, token, delete", () => {
 
     const online = await json<{ id: string }[]>(["hosts", "ls", "--tag", tag, "--status", "online"], env);
     expect(online.map((h) => h.id)).toEqual([b.host.id]);
+    // b registered as x86_64 and is stored as amd64: either name finds it.
+    for (const arch of ["amd64", "x86_64"]) expect((await json<{ id: string }[]>(["hosts", "ls", "--tag", tag, "--arch", arch], env)).map((h) => h.id)).toEqual([b.host.id]);
+    expect(await json(["hosts", "ls", "--tag", tag, "--arch", "arm64"], env)).toEqual([]);
 
     const empty = await runCli(["hosts", "list", "--tag", `none-${unique()}`], env);
     expect({ code: empty.code, stdout: empty.stdout, stderr: empty.stderr }).toEqual({ code: 0, stdout: "", stderr: "No hosts found.\n" });
@@ -166,7 +169,7 @@ describe("muster hosts list, get, token, delete", () => {
     const details = await ok(["hosts", "get", id], env);
     expect(details).toMatch(new RegExp(`ID: +${id}`));
     expect(details).toMatch(/Status: +online/);
-    expect(details).toMatch(/Specs: +x86_64, 8 cores, 16384 MB memory, 200 GB disk/);
+    expect(details).toMatch(/Specs: +amd64, 8 cores, 16384 MB memory, 200 GB disk/);
     expect(await json(["hosts", "get", id], env)).toMatchObject({ id, provider: "hetzner", hostname: "gpu-box" });
 
     const renewed = await json(["hosts", "token", id], env);

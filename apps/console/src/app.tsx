@@ -84,8 +84,16 @@ function Layout({ session, children }: { session: Session; children: preact.Comp
   const { path } = useLocation();
   const can = abilitiesOf(session.me);
   const main = useRef<HTMLElement>(null);
-  // A new page moves focus to its heading, so keyboard and screen-reader users start there.
-  useEffect(() => main.current?.querySelector<HTMLElement>("h1")?.focus(), [path]);
+  const firstPage = useRef(true);
+  // A page reached through the menu or a link moves focus to its heading (its main region while the heading is not drawn yet),
+  // so keyboard and screen-reader users start there; the first page keeps the browser's own start, where the skip link is.
+  useEffect(() => {
+    if (firstPage.current) {
+      firstPage.current = false;
+      return;
+    }
+    (main.current?.querySelector<HTMLElement>("h1") ?? main.current)?.focus();
+  }, [path]);
 
   const links: [string, string, boolean][] = [
     ["/console", "Overview", true],
@@ -130,7 +138,7 @@ function Layout({ session, children }: { session: Session; children: preact.Comp
           </button>
         </div>
       </header>
-      <main id="main" ref={main}>
+      <main id="main" ref={main} tabIndex={-1}>
         {children}
       </main>
     </>

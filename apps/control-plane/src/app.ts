@@ -16,6 +16,7 @@ import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
 import { pkiRoutes } from "./routes/pki.js";
+import { systemKeyRoutes } from "./routes/system-keys.js";
 import { systemRoutes } from "./routes/system.js";
 import { teamRoutes } from "./routes/teams.js";
 import { userRoutes } from "./routes/users.js";
@@ -54,6 +55,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   teamRoutes(app);
   apiKeyRoutes(app);
   pkiRoutes(app);
+  systemKeyRoutes(app);
   hostAgentRoutes(app);
   hostRoutes(app);
   commandRoutes(app);

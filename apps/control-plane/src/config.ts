@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { EVENTS_KEEPALIVE_S, HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
 import { ALLOW_SETTING, DENY_SETTING, isCidrOrAddress } from "./net/address-policy.js";
+import { parseSecretKey } from "./secrets/sealer.js";
 
 export interface Config {
   port: number;
@@ -37,6 +38,17 @@ export interface Config {
   /** A CA given as PEM files (certificate, PKCS#8 key); null: the control plane keeps its own in the database. */
   caCertFile: string | null;
   caKeyFile: string | null;
+  /**
+   * The key-encryption key that seals private keys at rest (32 bytes, base64
+   * or hex), or a file holding it; neither: embedded mode keeps a generated
+   * one in the data folder, PostgreSQL mode refuses to start.
+   */
+  secretKey: string | null;
+  secretKeyFile: string | null;
+  /** The key-encryption key being replaced: what it sealed is re-sealed under the current one at start. */
+  secretKeyPrevious: string | null;
+  /** Rotate the host-token signing key once it is this many days old; null: only when an admin asks. */
+  signingKeyRotateDays: number | null;
   /** How often the sweeper looks for silent hosts; bounds how late an offline mark can be. */
   sweepIntervalMs: number;
   /** How often batched heartbeats reach PostgreSQL. */
@@ -105,6 +117,10 @@ export const defaultConfig: Config = {
   hostCertTtlS: 24 * 3600,
   caCertFile: null,
   caKeyFile: null,
+  secretKey: null,
+  secretKeyFile: null,
+  secretKeyPrevious: null,
+  signingKeyRotateDays: null,
   sweepIntervalMs: 1000,
   heartbeatFlushMs: 1000,
   logLevel: "info",
@@ -172,6 +188,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     hostCertTtlS: integer("MUSTER_HOST_CERT_TTL_S", defaultConfig.hostCertTtlS, 300, 30 * 86400),
     caCertFile: text("MUSTER_CA_CERT_FILE"),
     caKeyFile: text("MUSTER_CA_KEY_FILE"),
+    secretKey: text("MUSTER_SECRET_KEY"),
+    secretKeyFile: text("MUSTER_SECRET_KEY_FILE"),
+    secretKeyPrevious: text("MUSTER_SECRET_KEY_PREVIOUS"),
+    signingKeyRotateDays: env.MUSTER_SIGNING_KEY_ROTATE_DAYS ? integer("MUSTER_SIGNING_KEY_ROTATE_DAYS", 0, 1, 3650) : null,
     logLevel: text("LOG_LEVEL") ?? defaultConfig.logLevel,
     minProtocolVersion: integer("MUSTER_MIN_PROTOCOL_VERSION", defaultConfig.minProtocolVersion, 0, PROTOCOL_VERSION),
     agentUpgradeUrl: text("MUSTER_AGENT_UPGRADE_URL") ?? defaultConfig.agentUpgradeUrl,
@@ -208,6 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if ((config.caCertFile === null) !== (config.caKeyFile === null)) {
     problems.push("MUSTER_CA_CERT_FILE and MUSTER_CA_KEY_FILE go together: give both or neither");
   }
+  problems.push(...secretKeyProblems(config));
   for (const proxy of config.trustedProxies) {
     if (!isAddressOrCidr(proxy)) problems.push(`MUSTER_TRUSTED_PROXIES must list IP addresses or CIDRs, comma-separated (got "${proxy}")`);
   }
@@ -246,6 +267,28 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     throw new ConfigError(`Invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return config;
+}
+
+const MAKE_A_KEY = "make one with `openssl rand -base64 32`";
+
+/** The key-encryption key's settings; a value is never repeated in a message. */
+function secretKeyProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (config.secretKey !== null && config.secretKeyFile !== null) {
+    problems.push("MUSTER_SECRET_KEY and MUSTER_SECRET_KEY_FILE are two ways to give one key: give one of them");
+  }
+  for (const [name, value] of [["MUSTER_SECRET_KEY", config.secretKey], ["MUSTER_SECRET_KEY_PREVIOUS", config.secretKeyPrevious]] as const) {
+    if (value !== null && parseSecretKey(value) === null) problems.push(`${name} must be 32 random bytes in base64 or hex (${MAKE_A_KEY})`);
+  }
+  if (config.secretKey !== null && config.secretKeyPrevious !== null && parseSecretKey(config.secretKey)?.equals(parseSecretKey(config.secretKeyPrevious) ?? Buffer.alloc(0))) {
+    problems.push("MUSTER_SECRET_KEY_PREVIOUS is the same key as MUSTER_SECRET_KEY: give the new key in MUSTER_SECRET_KEY and the old one in MUSTER_SECRET_KEY_PREVIOUS");
+  }
+  if (config.databaseUrl !== null && config.secretKey === null && config.secretKeyFile === null) {
+    problems.push(
+      `MUSTER_SECRET_KEY (or MUSTER_SECRET_KEY_FILE) is required with DATABASE_URL: the key-encryption key that seals the CA's and the host-token signing keys, kept apart from the database and its backups; ${MAKE_A_KEY}`,
+    );
+  }
+  return problems;
 }
 
 /** A comma-separated list, entries trimmed; null when nothing is listed. */

@@ -16,14 +16,19 @@ import { MemoryKv } from "./kv/memory.js";
 import { RedisKv, type RedisTarget } from "./kv/redis.js";
 import { systemClock, systemRandom, type Clock, type RandomBytes } from "./lib/clock.js";
 import { createMetrics } from "./metrics.js";
-import { CertificateAuthority } from "./pki/ca.js";
+import { CaKeyring, ensureCertificateAuthority } from "./pki/authorities.js";
 import { ControlPlaneIdentity } from "./pki/identity.js";
+import { sealKeysAtRest } from "./secrets/at-rest.js";
+import { loadSealer } from "./secrets/secret-keys.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
+import { canonicalizeHostArch } from "./services/host-arch.js";
 import { countCommandsByStatus } from "./services/commands.js";
 import { announcingCommits } from "./services/events.js";
 import { countHostsByStatus } from "./services/hosts.js";
+import { KeyringWatch } from "./services/keyring-watch.js";
 import { Liveness } from "./services/liveness.js";
 import { Pacing } from "./services/pacing.js";
+import { ensureSigningKey } from "./services/signing-keys.js";
 import { ProbeSlots } from "./services/probe.js";
 import { RevocationLists } from "./services/revocation-lists.js";
 import { AddressPolicy } from "./net/address-policy.js";
@@ -71,7 +76,9 @@ export interface Runtime {
   pruner: EventPruner;
   /** Fans events out to webhooks and sends them (tests drive it by hand). */
   webhooks: WebhookDeliverer;
-  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, event streams and pruning. */
+  /** Keeps the signing keys and CAs in step across processes; its `tick()` is the minute's upkeep. */
+  keyringWatch: KeyringWatch;
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep, event streams and pruning, webhooks. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -96,16 +103,23 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     webhooks.wake();
   });
 
-  const bootstrap = await database.exclusively(async () => {
+  // Start-up work that must happen once, before any key is used: seal what is not sealed, make what is missing.
+  const { bootstrap, sealer } = await database.exclusively(async () => {
     await database.migrate(options.migrationsFolder);
-    return bootstrapAdmin({ db, clock, random }, config.adminKey);
+    const renamed = await canonicalizeHostArch(db);
+    if (renamed > 0) logger.info({ hosts: renamed }, "host architectures renamed to the canonical names (amd64, arm64, …)");
+    const sealer = await loadSealer(config, database, { random, logger });
+    await sealKeysAtRest({ db, sealer, clock, random, logger });
+    await ensureSigningKey(db, sealer, random, clock.now());
+    await ensureCertificateAuthority(db, sealer, random, clock.now(), config);
+    return { sealer, bootstrap: await bootstrapAdmin({ db, clock, random }, config.adminKey) };
   });
   if (!bootstrap.created && config.adminKey) {
     logger.debug("MUSTER_ADMIN_KEY is only used to seed an empty database; this one is bootstrapped already");
   }
 
-  const hostTokens = await HostTokens.load(db, clock, random, config);
-  const ca = await CertificateAuthority.load(db, clock, random, config);
+  const hostTokens = await HostTokens.load(db, sealer, clock, random, config);
+  const ca = await CaKeyring.load(db, sealer, config);
   const pacing = new Pacing(db, config, logger);
   const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
   const serviceDeps = {
@@ -119,6 +133,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     hostTokens,
     pacing,
     ca,
+    sealer,
     identity: new ControlPlaneIdentity(ca, clock, random),
     addresses,
     revocationLists,
@@ -133,6 +148,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     readiness: { database: () => database.ping(), kv: () => kv.ping() },
   };
   const channels = new ChannelHub(deps, createChannelMetrics(metrics.registry, () => countCommandsByStatus(db)));
+  const keyringWatch = new KeyringWatch(serviceDeps);
   return {
     app: createApp(deps),
     deps,
@@ -140,11 +156,13 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     channels,
     pruner,
     webhooks,
+    keyringWatch,
     async start() {
       await revocationLists.start();
       await pacing.start();
       await liveness.start();
       await channels.start();
+      await keyringWatch.start();
       await deps.events.start();
       pruner.start();
       webhooks.start();
@@ -153,6 +171,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await webhooks.stop();
       await pruner.stop();
       await deps.events.stop();
+      await keyringWatch.stop();
       await channels.stop();
       pacing.stop();
       await liveness.stop();

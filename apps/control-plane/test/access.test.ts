@@ -525,6 +525,9 @@ const CROSS_TEAM: Record<string, { own: number; owner: number; member: number; c
   getMe: { own: 200, owner: 200, member: 200, call: (_, key) => t.http.get("/v1/me", { key }) },
   createUser: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/users", { key, body: { email: `x-${unique()}@example.test` } }) },
   listUsers: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.get("/v1/users", { key }) },
+  rotateSigningKey: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/system/signing-keys/rotate", { key }) },
+  getCaStatus: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.get("/v1/system/ca", { key }) },
+  rotateCa: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/system/ca/rotate", { key, body: { action: "start" } }) },
   createTeam: { own: 403, owner: 403, member: 403, call: (_, key) => t.http.post("/v1/teams", { key, body: { name: `t-${unique()}` } }) },
   listTeams: { own: 200, owner: 200, member: 200, call: (_, key) => t.http.get("/v1/teams?limit=500", { key }) },
   addMember: {

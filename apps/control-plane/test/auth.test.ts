@@ -1,10 +1,11 @@
 import { X509Certificate, randomBytes } from "node:crypto";
-import { eq } from "drizzle-orm";
+import { isNull } from "drizzle-orm";
 import { SignJWT, generateKeyPair, type CryptoKey, type JWTPayload } from "jose";
 import { ID_PREFIX, TAG_PATTERN, idPattern, routes, type HostCredentials, type IdKind, type RouteDef } from "@muster/contract";
 import type { TSchema } from "@sinclair/typebox";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signingKeys } from "../src/db/schema/index.js";
+import { sealedContext } from "../src/secrets/sealer.js";
 import { startTestApp, type TestApp } from "./support/app.js";
 import { listen, upgradeRequest } from "./support/channel.js";
 import { FakeClock } from "./support/clock.js";
@@ -34,8 +35,9 @@ interface Credentials {
   /** A live host token and its host. */
   host: HostCredentials;
   other: HostCredentials;
-  /** The real signing key (kid k1) read from the database, so forged tokens differ from real ones in one claim only. */
+  /** The real signing key read from the database (and unsealed), so forged tokens differ from real ones in one claim only. */
   signingSecret: Uint8Array;
+  kid: string;
   /** Asymmetric private keys, one per algorithm a token might name instead of the pinned HS256. */
   asymmetric: Record<"RS256" | "ES256" | "EdDSA", CryptoKey>;
   /** What GET /v1/ca serves, as PEM text: the certificate and its public key (an HMAC secret an attacker can read). */
@@ -136,7 +138,7 @@ function without(claims: JWTPayload, name: string): JWTPayload {
 }
 
 function sign(claims: JWTPayload, options: { secret?: Uint8Array | CryptoKey; header?: Record<string, unknown> } = {}): Promise<string> {
-  const header = { alg: "HS256", kid: "k1", typ: "JWT", ...options.header };
+  const header = { alg: "HS256", kid: creds.kid, typ: "JWT", ...options.header };
   return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(options.secret ?? creds.signingSecret);
 }
 
@@ -172,7 +174,7 @@ beforeAll(async () => {
   expect(await meStatus(expiring.key)).toBe(200);
   clock.advance(61_000);
 
-  const [key] = await t.stores.database.db.select().from(signingKeys).where(eq(signingKeys.kid, "k1"));
+  const [key] = await t.stores.database.db.select().from(signingKeys).where(isNull(signingKeys.retiresAt));
   expect(key).toBeDefined();
   const ca = await t.http.get("/v1/ca");
   expect(ca.status).toBe(200);
@@ -188,7 +190,8 @@ beforeAll(async () => {
     expiredKey: expiring.key,
     host: await f.enrolledHost(),
     other: await f.enrolledHost(),
-    signingSecret: new Uint8Array(Buffer.from(key!.secret, "base64url")),
+    signingSecret: new Uint8Array(t.runtime.deps.sealer.open({ kekId: key!.kekId!, sealed: key!.sealedSecret! }, sealedContext.signingKey(key!.kid))),
+    kid: key!.kid,
     asymmetric: {
       RS256: (await generateKeyPair("RS256")).privateKey,
       ES256: (await generateKeyPair("ES256")).privateKey,
@@ -285,7 +288,7 @@ const HOST_REFUSALS: HostRefusal[] = [
   { name: "three junk segments", status: 401, request: () => withToken("a.b.c") },
   // signatures and algorithms
   { name: 'alg "none" with no signature', status: 401, request: () => withToken(unsigned({ alg: "none", typ: "JWT" }, live())) },
-  { name: 'alg "none" naming the real kid', status: 401, request: () => withToken(unsigned({ alg: "none", kid: "k1", typ: "JWT" }, live())) },
+  { name: 'alg "none" naming the real kid', status: 401, request: () => withToken(unsigned({ alg: "none", kid: creds.kid, typ: "JWT" }, live())) },
   {
     name: "the real token with its payload changed to another host",
     status: 401,
@@ -303,7 +306,7 @@ const HOST_REFUSALS: HostRefusal[] = [
       return withToken(`${header}.${b64({ ...claimsOf(creds.host.token), exp: nowS() + 10 * 365 * 86400 })}.${signature}`);
     },
   },
-  { name: "a token signed with another HS256 secret under kid k1", status: 401, request: () => withToken(sign(live(), { secret: randomBytes(32) })) },
+  { name: "a token signed with another HS256 secret under the real kid", status: 401, request: () => withToken(sign(live(), { secret: randomBytes(32) })) },
   { name: "the real key under HS512 (the algorithm is pinned)", status: 401, request: () => withToken(sign(live(), { header: { alg: "HS512" } })) },
   // asymmetric tokens and HMAC keyed with public material: the algorithm is pinned, whatever key or alg the token names
   ...(["RS256", "ES256", "EdDSA"] as const).map((alg): HostRefusal => ({

@@ -47,6 +47,38 @@ describe("clock leeway configuration", () => {
   });
 });
 
+describe("key-encryption key configuration", () => {
+  const key = Buffer.alloc(32, 9);
+
+  it("takes 32 bytes in base64 (either alphabet) or hex, a file instead, the previous key, and the rotation period", () => {
+    for (const text of [key.toString("base64"), key.toString("base64url"), key.toString("hex")]) {
+      expect(loadConfig({ MUSTER_SECRET_KEY: text }).secretKey).toBe(text);
+    }
+    expect(
+      loadConfig({ DATABASE_URL: "postgres://db/muster", MUSTER_SECRET_KEY_FILE: "/run/secrets/kek", MUSTER_SECRET_KEY_PREVIOUS: Buffer.alloc(32, 1).toString("hex"), MUSTER_SIGNING_KEY_ROTATE_DAYS: "30" }),
+    ).toMatchObject({ secretKeyFile: "/run/secrets/kek", signingKeyRotateDays: 30 });
+    expect(loadConfig({}).signingKeyRotateDays).toBeNull();
+  });
+
+  it("requires one with DATABASE_URL and says how to make one", () => {
+    expect(() => loadConfig({ DATABASE_URL: "postgres://db/muster" })).toThrow(/MUSTER_SECRET_KEY \(or MUSTER_SECRET_KEY_FILE\) is required with DATABASE_URL.*openssl rand -base64 32/);
+  });
+
+  it("names each mistake without repeating the value given", () => {
+    const short = key.subarray(0, 16).toString("base64");
+    const attempt = () =>
+      loadConfig({ MUSTER_SECRET_KEY: short, MUSTER_SECRET_KEY_FILE: "/k", MUSTER_SECRET_KEY_PREVIOUS: "not-a-key", MUSTER_SIGNING_KEY_ROTATE_DAYS: "0" });
+    expect(attempt).toThrow(/MUSTER_SECRET_KEY and MUSTER_SECRET_KEY_FILE are two ways to give one key/);
+    expect(attempt).toThrow(/MUSTER_SECRET_KEY must be 32 random bytes in base64 or hex/);
+    expect(attempt).toThrow(/MUSTER_SECRET_KEY_PREVIOUS must be 32 random bytes/);
+    expect(attempt).toThrow(/MUSTER_SIGNING_KEY_ROTATE_DAYS must be a whole number from 1 to 3650/);
+    expect(attempt).not.toThrow(new RegExp(short.replace(/[+/=]/g, "\\$&")));
+    expect(() => loadConfig({ MUSTER_SECRET_KEY: key.toString("hex"), MUSTER_SECRET_KEY_PREVIOUS: key.toString("base64") })).toThrow(
+      /MUSTER_SECRET_KEY_PREVIOUS is the same key as MUSTER_SECRET_KEY/,
+    );
+  });
+});
+
 describe("KV store configuration", () => {
   it("reads a Redis Cluster's nodes from REDIS_CLUSTER_NODES, comma-separated", () => {
     const config = loadConfig({ REDIS_CLUSTER_NODES: "redis://10.0.0.1:7000, rediss://user:secret@10.0.0.2:7000" });

@@ -1,61 +1,21 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { request } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "@muster/testkit";
+import { killAll, startMain as start, stopMain as stop, waitForOutput as waitFor } from "./support/main-process.js";
 
 /**
  * The control plane as an operator starts it: `main.ts` in its own process,
  * configured by the environment alone. These run on the embedded default, the
  * mode `pnpm start` uses on a fresh machine.
  */
-const APP_DIR = fileURLToPath(new URL("..", import.meta.url));
-const TSX = join(APP_DIR, "node_modules", ".bin", "tsx");
-
 const dirs: string[] = [];
-const children: ChildProcess[] = [];
 afterAll(() => {
-  for (const child of children) child.kill("SIGKILL");
+  killAll();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function start(env: Record<string, string>): Started {
-  const clean = { ...process.env };
-  delete clean.DATABASE_URL;
-  delete clean.REDIS_URL;
-  delete clean.REDIS_CLUSTER_NODES;
-  delete clean.MUSTER_ADMIN_KEY;
-  const child = spawn(TSX, ["src/main.ts"], { cwd: APP_DIR, env: { ...clean, LOG_LEVEL: "info", ...env }, stdio: "pipe" });
-  children.push(child);
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return { child, output: () => output, exited };
-}
-
-async function waitFor(started: Started, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!pattern.test(started.output())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${pattern}; output:\n${started.output()}`);
-    if (started.child.exitCode !== null) throw new Error(`process exited early; output:\n${started.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function stop(started: Started): Promise<number | null> {
-  started.child.kill("SIGTERM");
-  return started.exited;
-}
 
 function dataDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "muster-process-"));

@@ -20,7 +20,7 @@ describe("registration token", () => {
     expect(Date.parse(created.registration_token_expires_at) - clock.now().getTime()).toBe(3600_000);
 
     const creds = await f.register(created.registration_token);
-    expect(creds.host).toMatchObject({ id: created.host.id, ...{ arch: "x86_64", cpu_cores: 8, memory_mb: 16384, disk_gb: 200 } });
+    expect(creds.host).toMatchObject({ id: created.host.id, ...{ arch: "amd64", cpu_cores: 8, memory_mb: 16384, disk_gb: 200 } });
     expect(creds.host.address).toBe(machineSpecs.address);
     expect(creds.heartbeat_interval_s).toBe(t.config.heartbeatIntervalS);
     expect(creds.refresh_token).toMatch(/^mrt_/);

@@ -37,7 +37,7 @@ afterAll(async () => {
 });
 afterEach(() => vi.restoreAllMocks());
 
-const signings = (app: TestApp) => vi.spyOn(app.runtime.deps.ca, "revocationList");
+const signings = (app: TestApp) => vi.spyOn(app.runtime.deps.ca.active, "revocationList");
 const serialOf = (pem: string) => new X509Certificate(pem).serialNumber;
 const listed = (crl: string, pem: string) => new x509.X509Crl(crl).findRevoked(serialOf(pem)) !== null;
 
@@ -198,7 +198,7 @@ describe("renewals do not grow the list", () => {
 
 describe("building a long list", () => {
   it("yields to the event loop between slices and stays a valid, signed CRL", async () => {
-    const { ca } = a.runtime.deps;
+    const ca = a.runtime.deps.ca.active;
     const entries = Array.from({ length: 6_000 }, (_, i) => ({ serial: (0x10_0000 + i).toString(16).padStart(32, "f"), revokedAt: new Date("2026-01-01T00:00:00Z") }));
     entries.push({ serial: "00ff01", revokedAt: new Date("2061-06-01T00:00:00Z") });
     let turns = 0;
@@ -227,7 +227,7 @@ describe("building a long list", () => {
   });
 
   it("leaves an empty list out and carries a CRL number", async () => {
-    const { ca } = a.runtime.deps;
+    const ca = a.runtime.deps.ca.active;
     const pem = await signRevocationList(
       {
         issuer: new Uint8Array(ca.certificate.subjectName.toArrayBuffer()),

@@ -20,6 +20,11 @@ export const AUDIT_ACTIONS = [
   "member.removed",
   "api_key.created",
   "api_key.revoked",
+  "signing_key.rotated",
+  "ca.rotation_started",
+  "ca.rotation_completed",
+  "secret_key.sealed",
+  "secret_key.rotated",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

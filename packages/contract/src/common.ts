@@ -2,8 +2,8 @@ import { Type, type TSchema } from "@sinclair/typebox";
 
 export const Timestamp = Type.String({ format: "date-time", description: "RFC 3339, UTC" });
 
-export function Nullable<T extends TSchema>(schema: T) {
-  return Type.Union([schema, Type.Null()]);
+export function Nullable<T extends TSchema>(schema: T, description?: string) {
+  return Type.Union([schema, Type.Null()], description === undefined ? {} : { description });
 }
 
 /** Request bodies reject fields they do not name (SPEC §1). */

@@ -34,7 +34,7 @@ export const Host = Type.Object(
     team_id: Nullable(IdSchema("team")),
     provider: Nullable(Type.String()),
     availability_zone: Nullable(Type.String()),
-    arch: Nullable(Type.String()),
+    arch: Nullable(Type.String({ description: "Go's GOARCH name: amd64, arm64, …" })),
     cpu_cores: Nullable(Type.Integer()),
     memory_mb: Nullable(Type.Integer()),
     disk_gb: Nullable(Type.Integer()),
@@ -87,6 +87,7 @@ export const ListHostsQuery = Type.Object(
     type: Type.Optional(HostType),
     tag: Type.Optional(Tag),
     team_id: Type.Optional(IdSchema("team")),
+    arch: Type.Optional(Label(32, "amd64, arm64, … (or another name of the same architecture, e.g. x86_64, aarch64)")),
     hostname: Type.Optional(Label(255, "hosts whose hostname starts with this, letter case aside")),
   },
   { additionalProperties: false },
@@ -115,7 +116,7 @@ export const RegisterHostBody = Body({
     pattern: "^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
     description: "IP:PORT (or [IPv6]:PORT) where the host's agent listens",
   }),
-  arch: Label(32),
+  arch: Label(32, "Go's GOARCH name: amd64, arm64, … (x86_64, aarch64 and the other common names are accepted and stored as it)"),
   cpu_cores: Type.Integer({ minimum: 1, maximum: 65536 }),
   memory_mb: Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 }),
   disk_gb: Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }),
@@ -162,7 +163,15 @@ export const HostCredentials = Type.Object({
   ),
   certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The host's client+server certificate; only when the request carried a CSR" })),
   certificate_expires_at: Type.Optional(Timestamp),
-  ca_certificate: Type.Optional(Pem("CERTIFICATE", 16_384, { description: "The CA that signed it (also GET /v1/ca)" })),
-  crl: Type.Optional(Pem("X509 CRL", MAX_CRL_PEM, { description: "The CA's revocation list as of now (also GET /v1/ca/crl); the agent's endpoint checks it" })),
+  ca_certificate: Type.Optional(
+    Pem("CERTIFICATE", 16_384, {
+      description: "Every CA to trust, concatenated PEM: the one that signed the certificate, and during a CA rotation the other one too (also GET /v1/ca)",
+    }),
+  ),
+  crl: Type.Optional(
+    Pem("X509 CRL", MAX_CRL_PEM, {
+      description: "The revocation list of each CA in ca_certificate as of now, concatenated PEM in the same order (also GET /v1/ca/crl); the agent's endpoint checks them",
+    }),
+  ),
 });
 export type HostCredentials = Static<typeof HostCredentials>;

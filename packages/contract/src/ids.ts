@@ -16,6 +16,10 @@ export const ID_PREFIX = {
   command: "cmd",
   webhook: "whk",
   webhookDelivery: "whd",
+  signingKey: "sk",
+  certificateAuthority: "ca",
+  /** Derived from the key-encryption key itself (a digest), so a sealed row names the key that opens it. */
+  secretKey: "kek",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIX;

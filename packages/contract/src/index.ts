@@ -1,5 +1,6 @@
 import "./formats.js";
 export * from "./api-keys.js";
+export * from "./arch.js";
 export * from "./audit.js";
 export * from "./channel.js";
 export * from "./commands.js";
@@ -15,3 +16,4 @@ export * from "./teams.js";
 export * from "./users.js";
 export * from "./webhooks.js";
 export * from "./pki.js";
+export * from "./keys.js";

@@ -11,8 +11,10 @@ export const MAX_CRL_PEM = 32 * 1024 * 1024;
 
 export const CertificateAuthorityInfo = Type.Object(
   {
-    certificate: Pem("CERTIFICATE", 16_384),
-    fingerprint_sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "SHA-256 of the certificate's DER, hex" }),
+    certificate: Pem("CERTIFICATE", 16_384, {
+      description: "Every CA to trust, concatenated PEM: one, or two during a CA rotation (the new one first)",
+    }),
+    fingerprint_sha256: Type.String({ pattern: "^[0-9a-f]{64}$", description: "SHA-256 of the DER of the CA that signs now, hex" }),
     expires_at: Timestamp,
   },
   { $id: "CertificateAuthority" },
@@ -21,7 +23,9 @@ export type CertificateAuthorityInfo = Static<typeof CertificateAuthorityInfo>;
 
 export const RevocationList = Type.Object(
   {
-    crl: Pem("X509 CRL", MAX_CRL_PEM, { description: "Revoked host certificates that have not expired yet, signed by the CA" }),
+    crl: Pem("X509 CRL", MAX_CRL_PEM, {
+      description: "Revoked host certificates that have not expired yet: one CRL per CA of GET /v1/ca, concatenated PEM in the same order",
+    }),
     this_update: Timestamp,
     next_update: Timestamp,
   },

@@ -21,6 +21,7 @@ import {
 } from "./hosts.js";
 import { MeResponse } from "./me.js";
 import { CertificateAuthorityInfo, HostProbe, RevocationList } from "./pki.js";
+import { CaStatus, RotateCaBody, SigningKeys } from "./keys.js";
 import { AddMemberBody, CreateTeamBody, Member, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
@@ -242,6 +243,22 @@ export const routes = {
     operationId: "getRevocationList", method: "get", path: "/v1/ca/crl", auth: "none", tag: "Host identity",
     summary: "The CA's revocation list: certificates of deleted and re-registered hosts (ETag; If-None-Match answers 304)",
     status: 200, response: RevocationList, errors: [],
+  }),
+
+  rotateSigningKey: route({
+    operationId: "rotateSigningKey", method: "post", path: "/v1/system/signing-keys/rotate", auth: "api_key", tag: "System",
+    summary: "Rotate the host-token signing key (admin): new tokens use the new key at once, in every process; tokens of the earlier key verify until they expire",
+    status: 200, response: SigningKeys, errors: OPERATOR_ERRORS,
+  }),
+  getCaStatus: route({
+    operationId: "getCaStatus", method: "get", path: "/v1/system/ca", auth: "api_key", tag: "System",
+    summary: "The CA rotation's phase, the active and previous CA, and the hosts still on the previous one (admin)",
+    status: 200, response: CaStatus, errors: OPERATOR_ERRORS,
+  }),
+  rotateCa: route({
+    operationId: "rotateCa", method: "post", path: "/v1/system/ca/rotate", auth: "api_key", tag: "System",
+    summary: "Start a CA rotation (a new CA signs, both are trusted) or complete it (the previous CA is retired) (admin)",
+    body: RotateCaBody, status: 200, response: CaStatus, errors: [...OPERATOR_ERRORS, "conflict"],
   }),
 
   getHealth: route({

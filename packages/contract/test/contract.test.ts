@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { TObject, TSchema } from "@sinclair/typebox";
-import { CreateHostBody, CreateTeamBody, CreateUserBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, Timestamp, type RouteDef } from "../src/index.js";
+import { canonicalArch, CreateHostBody, CreateTeamBody, CreateUserBody, ERROR_CODES, ERROR_STATUS, IdSchema, routes, Tag, Timestamp, type RouteDef } from "../src/index.js";
 
 const all = Object.values(routes) as RouteDef[];
 
@@ -93,5 +93,29 @@ describe("labels", () => {
     const team = TypeCompiler.Compile(CreateTeamBody);
     expect(team.Check({ name: "Research – Zürich 🚀" })).toBe(true);
     for (const bad of ["a\u0000", "a\u001b[2J", "a\u007f", "a\u009b31m"]) expect(team.Check({ name: bad }), JSON.stringify(bad)).toBe(false);
+  });
+});
+
+describe("host architectures", () => {
+  it("name every architecture as Go does, whatever name it comes in", () => {
+    for (const [given, canonical] of [
+      ["x86_64", "amd64"],
+      ["X86_64", "amd64"],
+      ["x64", "amd64"],
+      [" amd64 ", "amd64"],
+      ["aarch64", "arm64"],
+      ["ARM64", "arm64"],
+      ["i686", "386"],
+      ["armv7l", "arm"],
+      ["ppc64el", "ppc64le"],
+      ["loongarch64", "loong64"],
+    ]) {
+      expect(canonicalArch(given!), given).toBe(canonical);
+    }
+  });
+
+  it("keep a name they do not know as given", () => {
+    expect(canonicalArch("sparc64")).toBe("sparc64");
+    expect(canonicalArch(" e2k ")).toBe("e2k");
   });
 });

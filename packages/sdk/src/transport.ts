@@ -18,11 +18,29 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** What the transport reads of an answer: a fetch Response has it all. */
+export interface ResponseLike {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  json(): Promise<unknown>;
+  text(): Promise<string>;
+}
+
+/** An answer whose body is still arriving (Transport.open). */
+export type StreamingResponse = ResponseLike & { readonly body: ReadableStream<Uint8Array> | null };
+
+/** What the transport needs of fetch: the platform's fetch fits, and so does the agent's smaller one over node:http. */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal: AbortSignal },
+) => Promise<ResponseLike>;
+
 export interface TransportOptions {
   baseUrl: string;
   /** Headers that authenticate a call, asked for on every attempt (credentials may rotate). */
   authHeaders?: () => Record<string, string>;
-  fetch?: typeof fetch;
+  fetch?: FetchLike;
   timeoutMs?: number;
   /** Retries of a failed attempt, where a retry is safe. */
   maxRetries?: number;
@@ -46,7 +64,7 @@ const KNOWN_CODES = new Set<string>(ERROR_CODES);
  * carries an Idempotency-Key, whose retry gets the first answer.
  */
 export class Transport {
-  private readonly fetch: typeof fetch;
+  private readonly fetch: FetchLike;
   readonly baseUrl: string;
 
   constructor(private readonly options: TransportOptions) {
@@ -62,7 +80,7 @@ export class Transport {
     const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
 
     for (let attempt = 0; ; attempt++) {
-      let response: Response;
+      let response: ResponseLike;
       try {
         response = await this.attempt(route.method, target, extraHeaders, body, options);
       } catch (error) {
@@ -92,20 +110,21 @@ export class Transport {
    * rejects as call() does when the API refuses. The body ends when the
    * server ends it or `options.signal` aborts; it has no timeout of its own.
    */
-  async open<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions & { headers?: Record<string, string> } = {}): Promise<Response> {
+  async open<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions & { headers?: Record<string, string> } = {}): Promise<StreamingResponse> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const controller = new AbortController();
     const onAbort = () => controller.abort(options.signal?.reason);
     if (options.signal?.aborted) throw options.signal.reason;
     options.signal?.addEventListener("abort", onAbort, { once: true });
     const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
-    let response: Response;
+    let response: StreamingResponse;
     try {
-      response = await this.fetch(this.urlOf(route, input), {
+      // The platform's fetch streams its body; the agent's smaller fetch is never asked to open a stream.
+      response = (await this.fetch(this.urlOf(route, input), {
         method: route.method.toUpperCase(),
         headers: { ...this.headers(undefined, route.responseType ?? "application/json"), ...options.headers },
         signal: controller.signal,
-      });
+      })) as StreamingResponse;
     } catch (error) {
       options.signal?.removeEventListener("abort", onAbort);
       if (options.signal?.aborted) throw options.signal.reason ?? error;
@@ -140,7 +159,7 @@ export class Transport {
     return headers;
   }
 
-  private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<Response> {
+  private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<ResponseLike> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -161,7 +180,7 @@ export class Transport {
   }
 }
 
-async function apiError(response: Response): Promise<MusterApiError> {
+async function apiError(response: ResponseLike): Promise<MusterApiError> {
   const requestId = response.headers.get("x-request-id");
   const retryAfterS = parseRetryAfter(response.headers.get("retry-after"));
   const text = await response.text().catch(() => "");

@@ -149,7 +149,10 @@ describe("commands", () => {
     await opened(1);
 
     const pong = await admin.hosts.commands.run(hostId, { type: "ping", timeout_s: 10 });
-    expect(pong).toMatchObject({ status: "succeeded", result: { pong: true, agent_version: "7.7.7" } });
+    expect(pong).toMatchObject({
+      status: "succeeded",
+      result: { pong: true, agent_version: "7.7.7", memory: { rss_bytes: expect.any(Number), heap_used_bytes: expect.any(Number) } },
+    });
     const echo = await admin.hosts.commands.run(hostId, { type: "echo", payload: { n: 1 }, timeout_s: 10 });
     expect(echo).toMatchObject({ status: "succeeded", result: { echoed: { n: 1 }, type: "echo" } });
     expect(await admin.hosts.commands.run(hostId, { type: "explode", timeout_s: 10 })).toMatchObject({

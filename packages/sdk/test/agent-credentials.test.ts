@@ -165,7 +165,8 @@ describe("detectHostSpecs and createMetricsSampler", () => {
   it("detects specs the contract accepts, matching what the OS reports", () => {
     const specs = detectHostSpecs();
     expect(Value.Check(RegisterHostBody, { ...specs, token: "t", address: "10.0.0.7:7070" })).toBe(true);
-    expect(specs.arch).toBe(os.machine());
+    // Go's name: Node's x64 is amd64; its arm64 is arm64 already.
+    expect(specs.arch).toBe(process.arch === "x64" ? "amd64" : process.arch);
     expect(specs.cpu_cores).toBe(os.cpus().length);
     expect(specs.memory_mb).toBe(Math.floor(os.totalmem() / 2 ** 20));
     const stats = fs.statfsSync("/");

@@ -80,6 +80,9 @@ describe("MusterClient wiring", () => {
     // The stream ends at once here (the answer is no stream): the watch stops instead of reconnecting.
     const watching = new AbortController();
     for await (const event of client.events.watch({ signal: watching.signal, onReconnect: () => watching.abort() })) expect.fail(`no event was sent: ${event.id}`);
+    await client.system.rotateSigningKey();
+    await client.system.ca();
+    await client.system.rotateCa({ action: "start" });
 
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));
     const operatorRoutes = Object.values(routes).filter((route) => route.auth === "api_key");

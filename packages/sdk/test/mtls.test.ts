@@ -7,7 +7,7 @@ import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startControlPlane, type ControlPlane } from "@muster/testkit";
 import { AgentEndpoint, CONTROL_PLANE_URI, HostAgent, MemoryCredentialStore, MusterClient, type HostAgentEvents } from "../src/index.js";
-import { issue, makeCa, X509Crl, type TestCa } from "./pki-fixtures.js";
+import { issue, makeCa, revocationList, X509Crl, type TestCa } from "./pki-fixtures.js";
 
 /*
  * Host identity end to end: a real control plane process whose CA the test
@@ -222,6 +222,47 @@ describe("revocation", () => {
     expect(witness.refusals).toEqual(["CERT_REVOKED", expect.stringMatching(/^not the control plane/)]);
     expect(await callEndpoint(witness.port, await issue(ca, CONTROL_PLANE_URI))).toMatchObject({ status: 200 });
   }, 30_000);
+});
+
+describe("a CA bundle, as agents hold one during a CA rotation", () => {
+  it("the endpoint answers the control plane's certificate of either CA, and checks each against its own CA's revocation list", async () => {
+    const next = await makeCa("Muster host CA ca-next");
+    const served = await issue(ca, `spiffe://muster/host/host-${"b".repeat(26)}`);
+    const [fromOld, fromNext, revoked] = [await issue(ca, CONTROL_PLANE_URI), await issue(next, CONTROL_PLANE_URI), await issue(next, CONTROL_PLANE_URI)];
+    const far = new Date(Date.now() + 3600_000).toISOString();
+    // The new CA first, as the control plane sends them; the revoked certificate is on the second list.
+    const credentials = new MemoryCredentialStore({
+      version: 1,
+      host_id: `host-${"b".repeat(26)}`,
+      control_plane: "http://127.0.0.1:9",
+      token: "t",
+      token_expires_at: far,
+      refresh_token: "r",
+      refresh_token_expires_at: far,
+      heartbeat_interval_s: 60,
+      obtained_at: new Date().toISOString(),
+      tls: {
+        private_key: served.key,
+        certificate: served.cert,
+        certificate_expires_at: far,
+        ca_certificate: `${next.certPem}\n${ca.certPem}\n`,
+        crl: (await revocationList(next, [new X509Certificate(revoked.cert).serialNumber])) + (await revocationList(ca, [])),
+      },
+    });
+    const agent = new HostAgent({ controlPlane: "http://127.0.0.1:9", credentials, channel: false });
+    await agent.start();
+    const refusals: string[] = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (fields: { reason?: string }) => void (fields.reason && refusals.push(fields.reason)) };
+    const port = await freePort();
+    const endpoint = new AgentEndpoint({ agent, port, host: "127.0.0.1", logger });
+    await endpoint.start();
+    cleanups.push(() => endpoint.stop(), () => agent.stop().then(() => undefined));
+
+    expect(await callEndpoint(port, fromOld)).toMatchObject({ status: 200 });
+    expect(await callEndpoint(port, fromNext)).toMatchObject({ status: 200 });
+    await expect(callEndpoint(port, revoked)).rejects.toThrow();
+    expect(refusals).toEqual(["CERT_REVOKED"]);
+  });
 });
 
 describe("certificate-bound refresh tokens", () => {

@@ -67,3 +67,17 @@ export async function issue(ca: TestCa, uri: string, validity: { notBefore?: Dat
   });
   return { cert: cert.toString("pem"), key: pem(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)) };
 }
+
+/** `ca`'s revocation list naming `serials` (hex), as the control plane makes one. */
+export async function revocationList(ca: TestCa, serials: string[]): Promise<string> {
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: ca.cert.subject,
+    thisUpdate: new Date(Date.now() - 60_000),
+    nextUpdate: new Date(Date.now() + 3600_000),
+    entries: serials.map((serialNumber) => ({ serialNumber, revocationDate: new Date() })),
+    signingAlgorithm: SHA256,
+    signingKey: ca.keys.privateKey,
+    extensions: [await x509.AuthorityKeyIdentifierExtension.create(ca.cert)],
+  });
+  return `-----BEGIN X509 CRL-----\n${Buffer.from(crl.rawData).toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "")}\n-----END X509 CRL-----\n`;
+}

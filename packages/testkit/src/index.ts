@@ -23,6 +23,10 @@ export interface ControlPlane {
   adminKey: string;
   /** The current process (a new one after restart()). */
   readonly process: ChildProcess;
+  /** Its data folder (the embedded database and its key-encryption key live here). */
+  dataDir: string;
+  /** The environment it was started with (DATABASE_URL, MUSTER_SECRET_KEY, … in PostgreSQL mode). */
+  env: Record<string, string>;
   output(): string;
   /** Stops the process (SIGTERM) and starts it again on the same port and stores, as an operator's restart does. */
   restart(): Promise<void>;
@@ -73,25 +77,39 @@ function httpsReady(url: string, ca: Buffer): Promise<boolean> {
   });
 }
 
-export async function startControlPlane(env: Record<string, string> = {}): Promise<ControlPlane> {
+/**
+ * `sibling`: another process of the same deployment (its database, Redis key
+ * prefix, key-encryption key and admin key), behind the same load balancer;
+ * only in PostgreSQL mode. The first one's stop() drops the database.
+ */
+export async function startControlPlane(env: Record<string, string> = {}, options: { sibling?: ControlPlane } = {}): Promise<ControlPlane> {
   const unique = randomBytes(6).toString("hex");
   const dataDir = mkdtempSync(join(tmpdir(), "muster-cp-"));
   const port = await freePort();
-  const adminKey = `testkit-admin-${randomBytes(24).toString("hex")}`;
-  const childEnv: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    PORT: String(port),
-    MUSTER_DATA_DIR: dataDir,
+  const adminKey = options.sibling?.adminKey ?? `testkit-admin-${randomBytes(24).toString("hex")}`;
+  // Its own settings; the rest of the environment (REDIS_URL among it) is inherited.
+  const own: Record<string, string> = {
     MUSTER_ADMIN_KEY: adminKey,
     MUSTER_KV_PREFIX: `testkit-${unique}:`,
     LOG_LEVEL: "warn",
     // Agents in tests listen on loopback, which the control plane refuses to call unless allowed.
     MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
+    ...options.sibling?.env,
     ...env,
+    PORT: String(port),
+    MUSTER_DATA_DIR: dataDir,
   };
 
-  const database = process.env.DATABASE_URL ? await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit") : null;
-  if (database) childEnv.DATABASE_URL = database.url;
+  let database: ThrowawayDatabase | null = null;
+  if (options.sibling) {
+    if (!process.env.DATABASE_URL) throw new Error("a second control plane on the same stores needs PostgreSQL + Redis (DATABASE_URL, REDIS_URL)");
+  } else if (process.env.DATABASE_URL) {
+    database = await throwawayDatabase(process.env.DATABASE_URL, "muster_testkit");
+    own.DATABASE_URL = database.url;
+    // PostgreSQL mode needs a key-encryption key from outside the database (embedded mode makes its own).
+    own.MUSTER_SECRET_KEY ??= randomBytes(32).toString("base64");
+  }
+  const childEnv: Record<string, string> = { ...(process.env as Record<string, string>), ...own };
 
   // With MUSTER_TLS_CERT_FILE the control plane serves HTTPS; its (self-signed) certificate is the probe's CA.
   const tlsCa = childEnv.MUSTER_TLS_CERT_FILE ? readFileSync(childEnv.MUSTER_TLS_CERT_FILE) : null;
@@ -112,6 +130,8 @@ export async function startControlPlane(env: Record<string, string> = {}): Promi
     get process() {
       return running.child;
     },
+    dataDir,
+    env: own,
     output: () => output,
     async restart() {
       await halt();

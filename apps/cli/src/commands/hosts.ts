@@ -65,7 +65,8 @@ Examples:
       .addOption(new Option("--status <status>").choices(literals(HostStatus)))
       .addOption(new Option("--type <type>").choices(literals(HostType)))
       .option("--tag <tag>", "only hosts with this tag")
-      .option("--team <team_id>", "only this team's hosts"),
+      .option("--team <team_id>", "only this team's hosts")
+      .option("--arch <arch>", "only hosts of this architecture: amd64, arm64, … (x86_64, aarch64 work too)"),
   ).action(
     act(io, async (session, options: ListHostsOptions) => {
       const client = session.client();
@@ -74,6 +75,7 @@ Examples:
         ...(options.type && { type: options.type }),
         ...(options.tag && { tag: options.tag }),
         ...(options.team && { team_id: options.team }),
+        ...(options.arch && { arch: options.arch }),
       };
       const items = await collectList(session, (limit) => client.hosts.list({ ...filters, limit }, session.call), options, "hosts");
       session.emit(items, () => (items.length === 0 ? "" : hostTable(items)));
@@ -159,6 +161,7 @@ interface ListHostsOptions extends ListOptions {
   type?: Host["type"];
   tag?: string;
   team?: string;
+  arch?: string;
 }
 
 /** The exact command that enrols the machine (SPEC §7). */

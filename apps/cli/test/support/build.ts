@@ -7,11 +7,11 @@ import { promisify } from "node:util";
 import type { TestProject } from "vitest/node";
 
 /*
- * Builds the CLI once per test run, with the package's own tsup config, so
- * the tests need no prior build and run the very file that ships: a bundle
- * starts in a fraction of the time tsx needs, which matters with dozens of
- * subprocesses. The folder sits under node_modules so the bundle resolves
- * its npm dependencies (commander, TypeBox) as an installed CLI would.
+ * Builds the CLI's bundle once per test run, with the package's own tsup
+ * config, so the tests need no prior build and run the script the executable
+ * is made of: a bundle starts in a fraction of the time tsx needs, which
+ * matters with dozens of subprocesses. (The executable itself is tested in
+ * executable.test.ts.)
  */
 declare module "vitest" {
   export interface ProvidedContext {
@@ -25,6 +25,6 @@ export default async function setup(project: TestProject) {
   const tsup = join(createRequire(import.meta.url).resolve("tsup/package.json"), "..", "dist", "cli-default.js");
   const out = mkdtempSync(join(PACKAGE, "node_modules", ".cli-test-"));
   await promisify(execFile)(process.execPath, [tsup, "--out-dir", out, "--silent"], { cwd: PACKAGE });
-  project.provide("cliBin", join(out, "main.js"));
+  project.provide("cliBin", join(out, "muster.cjs"));
   return () => rmSync(out, { recursive: true, force: true });
 }

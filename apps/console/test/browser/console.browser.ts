@@ -6,7 +6,7 @@ import { MusterClient } from "@muster/sdk/client";
 import { freePort, startControlPlane, type ControlPlane } from "@muster/testkit";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { AGENT, ARTIFACTS, launch, requireBuilt, runShownCommand, screenshotPath, type Browsing, type Offences, type RunningAgent } from "./harness.js";
+import { AGENT, artifactPath, launch, requireBuilt, runShownCommand, screenshotPath, type Browsing, type Offences, type RunningAgent } from "./harness.js";
 
 /*
  * The console in Chromium against a real control plane process, with real
@@ -117,7 +117,7 @@ describe("an admin, at a desk", () => {
         script_bytes_decoded: scripts.reduce((sum, entry) => sum + entry.decodedBodySize, 0),
       };
     });
-    writeFileSync(join(ARTIFACTS, "first-load.json"), `${JSON.stringify(firstLoad, null, 2)}\n`);
+    writeFileSync(artifactPath("first-load.json"), `${JSON.stringify(firstLoad, null, 2)}\n`);
     expect(firstLoad.script_bytes_transferred).toBeGreaterThan(0);
     expect(firstLoad.script_bytes_transferred).toBeLessThan(200 * 1024);
     await page.screenshot({ path: screenshotPath("sign-in") });
@@ -359,6 +359,8 @@ describe("every page", () => {
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Hosts" }).waitFor();
     expect(page.url()).toBe(`${cp.url}/console/hosts`);
+    // Following a link puts the keyboard at the new page's start, not back in the menu.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.closest("main")?.id)).toBe("main");
 
     await page.goto(`${cp.url}/console/hosts/${created.host.id}`);
     await page.getByRole("heading", { name: "Machine" }).waitFor();

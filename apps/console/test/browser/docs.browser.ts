@@ -1,9 +1,8 @@
 import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { routes, type RouteDef } from "@muster/contract";
 import { startControlPlane, type ControlPlane } from "@muster/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ARTIFACTS, launch, requireBuilt, screenshotPath, type Browsing } from "./harness.js";
+import { artifactPath, launch, requireBuilt, screenshotPath, type Browsing } from "./harness.js";
 
 let cp: ControlPlane;
 let browsing: Browsing;
@@ -46,7 +45,7 @@ describe("the API reference at /docs", () => {
     }
     expect(wanted.filter((operation) => !seen.has(operation))).toEqual([]);
     expect(offences).toEqual({ external: [], csp: [], errors: [] });
-    writeFileSync(join(ARTIFACTS, "docs-operations.json"), JSON.stringify([...seen].filter((line) => wanted.includes(line)), null, 2));
+    writeFileSync(artifactPath("docs-operations.json"), JSON.stringify([...seen].filter((line) => wanted.includes(line)), null, 2));
   });
 
   it("serves the page with a policy that allows no script but its own and no connection but to the control plane", async () => {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
@@ -12,7 +12,7 @@ export const AGENT = join(REPO, "apps/agent/dist/muster-agent");
 export const CONSOLE_DIST = join(REPO, "apps/console/dist/index.html");
 
 /** Screenshots and figures of a run, for people to look at: gitignored. */
-export const ARTIFACTS = join(REPO, "apps/console/test-results");
+const ARTIFACTS = join(REPO, "apps/console/test-results");
 
 export function requireBuilt(): void {
   const missing = [CONSOLE_DIST, AGENT].filter((file) => !existsSync(file));
@@ -71,9 +71,15 @@ export async function launch(): Promise<Browsing> {
   };
 }
 
+/** Where a test leaves a file for people to look at; the folder is made on demand (a fresh clone has none). */
+export function artifactPath(name: string): string {
+  const path = join(ARTIFACTS, name);
+  mkdirSync(dirname(path), { recursive: true });
+  return path;
+}
+
 export function screenshotPath(name: string): string {
-  mkdirSync(join(ARTIFACTS, "screenshots"), { recursive: true });
-  return join(ARTIFACTS, "screenshots", `${name}.png`);
+  return artifactPath(`screenshots/${name}.png`);
 }
 
 export interface RunningAgent {

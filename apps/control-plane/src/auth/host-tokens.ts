@@ -1,17 +1,18 @@
 import { SignJWT, errors as joseErrors, jwtVerify, type JWTHeaderParameters } from "jose";
 import { webcrypto } from "node:crypto";
-import { asc } from "drizzle-orm";
+import type { SigningKeys } from "@muster/contract";
+import { desc, gt, isNull, or } from "drizzle-orm";
 import type { Config } from "../config.js";
 import type { Db } from "../db/client.js";
-import { signingKeys } from "../db/schema/index.js";
+import { signingKeys, type SigningKeyRow } from "../db/schema/index.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import { unauthorized } from "../errors.js";
 import { BoundedMap } from "../lib/bounded.js";
 import { newId } from "../lib/ids.js";
+import { sealedContext, SecretKeyError, type Sealer } from "../secrets/sealer.js";
 
 /** The one algorithm accepted; never taken from the token. */
-const ALGORITHM = "HS256";
-const FIRST_KID = "k1";
+export const HOST_TOKEN_ALGORITHM = "HS256";
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -21,59 +22,101 @@ export interface HostClaims {
   expiresAt: Date;
 }
 
+interface LoadedKey {
+  kid: string;
+  key: CryptoKey;
+  createdAt: Date;
+  retiresAt: Date | null;
+}
+
 /** Verified tokens kept, so a host's beats verify its signature once per token rather than per request. */
 const VERIFIED_CACHE_MAX = 100_000;
+/** A token naming a key this process does not know makes it look in the database, at most this often. */
+const UNKNOWN_KID_RELOAD_MS = 1_000;
 
 const BAD_TOKEN = "host token is missing, malformed, expired or revoked; refresh it with POST /v1/hosts/auth/refresh";
 
 /**
- * Signs and verifies host JWTs. Keys live in the database so every control
- * plane shares them; each is imported once as a CryptoKey (much cheaper per
- * verification than raw bytes).
+ * Signs and verifies host JWTs. The keys live in the database, sealed, so
+ * every control plane shares them: the newest signs (its `kid` in each
+ * token's header), earlier ones verify the tokens they signed until they
+ * retire. Each is imported once as a CryptoKey (much cheaper per
+ * verification than raw bytes). A rotation is announced to every process,
+ * which reloads; a token naming a key not loaded yet (announced elsewhere a
+ * moment ago) makes this process reload before it answers.
  */
 export class HostTokens {
   private readonly verified = new BoundedMap<string, HostClaims>(VERIFIED_CACHE_MAX);
+  private keys = new Map<string, LoadedKey>();
+  private signer!: LoadedKey;
+  private unknownKidReload: Promise<void> | null = null;
+  private unknownKidReloadAt = 0;
 
   private constructor(
-    private readonly keys: Map<string, CryptoKey>,
-    private readonly currentKid: string,
+    private readonly db: Db,
+    private readonly sealer: Sealer,
     private readonly clock: Clock,
     private readonly random: RandomBytes,
     private readonly config: Pick<Config, "jwtIssuer" | "jwtAudience" | "hostTokenTtlS" | "clockLeewayS">,
   ) {}
 
-  /** Loads the signing keys, creating the first on an empty database (every process agrees on it). */
-  static async load(db: Db, clock: Clock, random: RandomBytes, config: Config): Promise<HostTokens> {
-    await db
-      .insert(signingKeys)
-      .values({ kid: FIRST_KID, algorithm: ALGORITHM, secret: random(32).toString("base64url"), createdAt: clock.now() })
-      .onConflictDoNothing();
-    const rows = await db.select().from(signingKeys).orderBy(asc(signingKeys.createdAt));
-    const keys = new Map<string, CryptoKey>();
-    for (const row of rows) {
-      keys.set(row.kid, await importHmacKey(Buffer.from(row.secret, "base64url")));
-    }
-    return new HostTokens(keys, rows[rows.length - 1]!.kid, clock, random, config);
+  static async load(db: Db, sealer: Sealer, clock: Clock, random: RandomBytes, config: Config): Promise<HostTokens> {
+    const tokens = new HostTokens(db, sealer, clock, random, config);
+    await tokens.reload();
+    return tokens;
+  }
+
+  /** Reads the keys that still verify from the database; the newest that has not begun to retire signs. */
+  async reload(): Promise<void> {
+    const now = this.clock.now();
+    const rows = await this.db
+      .select()
+      .from(signingKeys)
+      .where(or(isNull(signingKeys.retiresAt), gt(signingKeys.retiresAt, now)))
+      .orderBy(desc(signingKeys.createdAt));
+    const signer = rows.find((row) => row.retiresAt === null);
+    if (!signer) throw new Error("no host-token signing key in the database (the start-up creates one)");
+    const keys = new Map<string, LoadedKey>();
+    for (const row of rows) keys.set(row.kid, this.keys.get(row.kid) ?? (await this.importKey(row)));
+    for (const row of rows) keys.get(row.kid)!.retiresAt = row.retiresAt;
+    this.keys = keys;
+    this.signer = keys.get(signer.kid)!;
+  }
+
+  /** The key that signs now and the earlier ones that still verify, as this process has them loaded. */
+  list(): SigningKeys {
+    const view = (key: LoadedKey) => ({ kid: key.kid, created_at: key.createdAt.toISOString(), retires_at: key.retiresAt?.toISOString() ?? null });
+    return {
+      current: view(this.signer),
+      retiring: [...this.keys.values()].filter((key) => key !== this.signer).map(view),
+    };
+  }
+
+  /** When the key that signs now was made (automatic rotation ages it). */
+  get currentCreatedAt(): Date {
+    return this.signer.createdAt;
   }
 
   async sign(hostId: string, family: string): Promise<{ token: string; expiresAt: Date }> {
     const now = Math.floor(this.clock.now().getTime() / 1000);
     const exp = now + this.config.hostTokenTtlS;
+    const signer = this.signer;
     const token = await new SignJWT({ typ: "host", host_id: hostId, fam: family })
-      .setProtectedHeader({ alg: ALGORITHM, kid: this.currentKid, typ: "JWT" })
+      .setProtectedHeader({ alg: HOST_TOKEN_ALGORITHM, kid: signer.kid, typ: "JWT" })
       .setSubject(hostId)
       .setIssuer(this.config.jwtIssuer)
       .setAudience(this.config.jwtAudience)
       .setIssuedAt(now)
       .setExpirationTime(exp)
       .setJti(newId(this.random, "host").slice(5))
-      .sign(this.keys.get(this.currentKid)!);
+      .sign(signer.key);
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
   /**
    * Checks signature and claims. A token that passed is remembered until its
-   * `exp`: a signature cannot stop being valid, and revocation is decided by the
+   * `exp`: a signature cannot stop being valid (its key retires only after
+   * the tokens it signed have expired), and revocation is decided by the
    * credential family on every request, not here.
    */
   async verify(token: string): Promise<HostClaims> {
@@ -95,7 +138,7 @@ export class HostTokens {
   private async verifySignature(token: string): Promise<HostClaims> {
     try {
       const { payload } = await jwtVerify(token, (header: JWTHeaderParameters) => this.keyFor(header), {
-        algorithms: [ALGORITHM],
+        algorithms: [HOST_TOKEN_ALGORITHM],
         issuer: this.config.jwtIssuer,
         audience: this.config.jwtAudience,
         requiredClaims: ["sub", "exp", "iat", "jti"],
@@ -112,13 +155,31 @@ export class HostTokens {
     }
   }
 
-  private keyFor(header: JWTHeaderParameters): CryptoKey {
-    const key = header.kid === undefined ? undefined : this.keys.get(header.kid);
-    if (!key) throw new joseErrors.JWKSNoMatchingKey();
-    return key;
+  private async keyFor(header: JWTHeaderParameters): Promise<CryptoKey> {
+    const kid = typeof header.kid === "string" ? header.kid : null;
+    if (kid === null) throw new joseErrors.JWKSNoMatchingKey();
+    if (!this.keys.has(kid)) await this.reloadForUnknownKid();
+    const key = this.keys.get(kid);
+    if (!key || (key.retiresAt !== null && key.retiresAt <= this.clock.now())) throw new joseErrors.JWKSNoMatchingKey();
+    return key.key;
   }
-}
 
-function importHmacKey(secret: Buffer): Promise<CryptoKey> {
-  return webcrypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+  /** One reload at a time, and at most one a second: made-up `kid`s cost the database next to nothing. */
+  private reloadForUnknownKid(): Promise<void> {
+    if (this.unknownKidReload) return this.unknownKidReload;
+    const now = this.clock.now().getTime();
+    if (now - this.unknownKidReloadAt < UNKNOWN_KID_RELOAD_MS) return Promise.resolve();
+    this.unknownKidReloadAt = now;
+    this.unknownKidReload = this.reload().finally(() => (this.unknownKidReload = null));
+    return this.unknownKidReload;
+  }
+
+  private async importKey(row: SigningKeyRow): Promise<LoadedKey> {
+    if (row.sealedSecret === null || row.kekId === null) {
+      throw new SecretKeyError(`the signing key ${row.kid} is not sealed; a start of this build seals it (restart one control plane)`);
+    }
+    const secret = this.sealer.open({ kekId: row.kekId, sealed: row.sealedSecret }, sealedContext.signingKey(row.kid));
+    const key = await webcrypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    return { kid: row.kid, key, createdAt: row.createdAt, retiresAt: row.retiresAt };
+  }
 }

@@ -1,5 +1,7 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -10,7 +12,10 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg
 import type { ExtractTablesWithRelations } from "drizzle-orm";
 import postgres from "postgres";
 import lockfile from "proper-lockfile";
+import { claimDataDir, DataDirError, restrictDataDir } from "./data-dir.js";
 import * as schema from "./schema/index.js";
+
+export { DataDirError };
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
@@ -20,6 +25,8 @@ export interface Database {
   db: Db;
   /** "embedded" (PGlite in the data folder) or "postgres". */
   kind: "embedded" | "postgres";
+  /** The embedded database's data folder; null for PostgreSQL and for an in-memory PGlite. */
+  dataDir: string | null;
   migrate(migrationsFolder: string): Promise<void>;
   /** Runs start-up work (migrations, bootstrap) in one process at a time. */
   exclusively<T>(work: () => Promise<T>): Promise<T>;
@@ -41,6 +48,7 @@ export async function openPostgres(url: string): Promise<Database> {
   return {
     db,
     kind: "postgres",
+    dataDir: null,
     async migrate(migrationsFolder) {
       await migratePostgres(drizzlePostgres(client, { schema }), { migrationsFolder });
     },
@@ -64,7 +72,7 @@ export async function openPostgres(url: string): Promise<Database> {
   };
 }
 
-export class DataDirLockedError extends Error {
+export class DataDirLockedError extends DataDirError {
   constructor(dir: string) {
     super(
       `The data folder ${dir} is in use by another Muster process. Stop it first, or set MUSTER_DATA_DIR to another folder.`,
@@ -98,8 +106,11 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
     if ((error as { code?: string }).code === "ELOCKED") throw new DataDirLockedError(dataDir);
     throw error;
   }
-  writeFileSync(pidPath, String(process.pid));
-  return release;
+  writeFileSync(pidPath, String(process.pid), { mode: 0o600 });
+  return async () => {
+    rmSync(pidPath, { force: true });
+    await release();
+  };
 }
 
 /** Whether the process that recorded its PID in `pidPath` still runs; unknown counts as running. */
@@ -122,23 +133,67 @@ function holderRunning(pidPath: string): boolean {
 }
 
 /**
+ * PostgreSQL's settings for the embedded database. PGlite keeps PostgreSQL's
+ * shared memory in the process's own (WebAssembly) memory, which never
+ * shrinks; the server default of 128 MB of shared buffers is sized for a
+ * machine's database server, not for a control plane's few tables: 8 MB
+ * holds the working set of a fleet of thousands (docs/benchmarks.md).
+ */
+const PGLITE_OPTIONS = { startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=8MB"] };
+
+/**
+ * Creates a new data folder's database in a process of its own. PGlite's
+ * initdb peaks at ~750 MiB in the process that runs it, and that process never
+ * gets the memory back (WebAssembly memory does not shrink, and the C heap it
+ * grew stays fragmented): in a short-lived process the peak ends with it.
+ */
+async function createDatabaseApart(pgDir: string): Promise<void> {
+  const script = [
+    `const { PGlite } = await import(${JSON.stringify(import.meta.resolve("@electric-sql/pglite"))});`,
+    `const db = new PGlite(${JSON.stringify(pgDir)}, ${JSON.stringify(PGLITE_OPTIONS)});`,
+    "await db.waitReady;",
+    "await db.close();",
+  ].join("\n");
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, ["--input-type=module", "--eval", script], { timeout: 300_000 }, (error, _stdout, stderr) =>
+      error ? reject(new Error(`creating the embedded database in ${pgDir} failed: ${stderr.trim() || error.message}`)) : resolve(),
+    );
+  });
+}
+
+/**
  * PGlite in `dataDir/pg`, or in memory when dataDir is null (tests). PGlite does
- * not guard its folder itself, so a lock file keeps a second process out.
+ * not guard its folder itself, so a lock file keeps a second process out. The
+ * folder is owner-only, and so is everything in it once PGlite is up (it
+ * unpacks its first files world-readable, whatever the umask).
  */
 export async function openEmbedded(dataDir: string | null): Promise<Database> {
+  // PGlite's WebAssembly (9 MB of PostgreSQL) stays in V8's baseline compiler: optimising it cost ~40 MiB
+  // of compiler memory the process kept, for queries the control plane seldom runs (beats do not reach PostgreSQL one by one).
+  setFlagsFromString("--liftoff-only");
   let release: (() => Promise<void>) | null = null;
   let pglite: PGlite;
   if (dataDir === null) {
-    pglite = new PGlite();
+    pglite = new PGlite(PGLITE_OPTIONS);
   } else {
-    mkdirSync(dataDir, { recursive: true });
+    claimDataDir(dataDir);
     release = await lockDataDir(dataDir);
-    pglite = new PGlite(join(dataDir, "pg"));
+    const pgDir = join(dataDir, "pg");
+    try {
+      if (!existsSync(join(pgDir, "PG_VERSION"))) await createDatabaseApart(pgDir);
+      pglite = new PGlite(pgDir, PGLITE_OPTIONS);
+      await pglite.waitReady;
+      restrictDataDir(dataDir);
+    } catch (error) {
+      await release();
+      throw error;
+    }
   }
   const db = drizzlePglite(pglite, { schema }) as unknown as Db;
   return {
     db,
     kind: "embedded",
+    dataDir,
     async migrate(migrationsFolder) {
       await migratePglite(drizzlePglite(pglite, { schema }), { migrationsFolder });
     },

@@ -1,16 +1,11 @@
-import { createPrivateKey, createPublicKey, KeyObject, webcrypto } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createPublicKey, KeyObject, webcrypto } from "node:crypto";
 import { isIP } from "node:net";
-import type { Config } from "../config.js";
-import type { Db } from "../db/client.js";
-import { certificateAuthority } from "../db/schema/index.js";
-import type { Clock, RandomBytes } from "../lib/clock.js";
+import type { RandomBytes } from "../lib/clock.js";
 import { signInTurns, signRevocationList, type CrlSigner, type RevokedEntry } from "./crl.js";
 import { CONTROL_PLANE_URI, ECDSA_P256, ECDSA_SHA256, hostUri, sha256Fingerprint, toPem, x509 } from "./x509.js";
 
 type CryptoKey = webcrypto.CryptoKey;
 
-const CA_ROW_ID = "ca";
 /** AlgorithmIdentifier DER: ecdsa-with-SHA256 (1.2.840.10045.4.3.2) and Ed25519 (1.3.101.112), no parameters. */
 const ECDSA_SHA256_ALGORITHM = Buffer.from("300a06082a8648ce3d040302", "hex");
 const ED25519_ALGORITHM = Buffer.from("300506032b6570", "hex");
@@ -26,13 +21,17 @@ export interface IssuedCertificate {
 }
 
 /**
- * The control plane's certificate authority: it signs host certificates from
- * their CSRs, the control plane's own client certificate, and the revocation
- * list. Generated on first start and kept in the database (every process
- * agrees on the first one written), or given as PEM files.
+ * One certificate authority of the control plane: it signs host certificates
+ * from their CSRs, the control plane's own client certificates, and its
+ * revocation list. `CaKeyring` holds the one that signs now and, during a
+ * rotation, the one being replaced.
  */
 export class CertificateAuthority {
-  constructor(
+  private constructor(
+    /** `ca` for the first one (and for one given as files), `ca-…` for those made by rotations. */
+    readonly id: string,
+    /** Null for a CA given as files. */
+    readonly createdAt: Date | null,
     readonly certificate: x509.X509Certificate,
     private readonly key: CryptoKey,
     readonly fingerprint: string,
@@ -42,16 +41,22 @@ export class CertificateAuthority {
     return this.certificate.toString("pem");
   }
 
-  static async load(db: Db, clock: Clock, random: RandomBytes, config: Pick<Config, "caCertFile" | "caKeyFile">): Promise<CertificateAuthority> {
-    if (config.caCertFile && config.caKeyFile) {
-      return fromPem(readFileSync(config.caCertFile, "utf8"), readFileSync(config.caKeyFile, "utf8"), config.caCertFile);
-    }
-    const [existing] = await db.select().from(certificateAuthority);
-    if (existing) return fromPem(existing.certificate, existing.privateKey, "the database");
-    const generated = await generate(clock.now(), random);
-    await db.insert(certificateAuthority).values({ id: CA_ROW_ID, ...generated, createdAt: clock.now() }).onConflictDoNothing();
-    const [row] = await db.select().from(certificateAuthority);
-    return fromPem(row!.certificate, row!.privateKey, "the database");
+  /**
+   * A CA certificate and its key (PKCS#8), checked to belong together and to
+   * be of a kind we sign with; `source` names where they came from in errors.
+   */
+  static async fromKey(id: string, createdAt: Date | null, certificatePem: string, key: KeyObject, source: string): Promise<CertificateAuthority> {
+    const cert = new x509.X509Certificate(certificatePem);
+    const basic = cert.getExtension(x509.BasicConstraintsExtension);
+    if (!basic?.ca) throw new Error(`the CA certificate from ${source} is not a CA certificate (basicConstraints cA is not set)`);
+    const spki = createPublicKey(key).export({ type: "spki", format: "der" });
+    if (!Buffer.from(cert.publicKey.rawData).equals(spki)) throw new Error(`the CA key from ${source} does not match its certificate`);
+    const algorithm =
+      key.asymmetricKeyType === "ed25519" ? { name: "Ed25519" } : key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1" ? ECDSA_P256 : null;
+    if (!algorithm) throw new Error(`the CA key from ${source} must be ECDSA P-256 or Ed25519`);
+    const pkcs8 = key.export({ type: "pkcs8", format: "der" });
+    const signingKey = await webcrypto.subtle.importKey("pkcs8", pkcs8, algorithm, false, ["sign"]);
+    return new CertificateAuthority(id, createdAt, cert, signingKey, await sha256Fingerprint(cert));
   }
 
   /** A client+server certificate naming the host by its SPIFFE URI and, when it is an IP or DNS name, its address. */
@@ -135,11 +140,17 @@ export class CertificateAuthority {
   }
 }
 
-async function generate(now: Date, random: RandomBytes): Promise<{ certificate: string; privateKey: string }> {
+/**
+ * A new self-signed CA (ECDSA P-256, ten years): its certificate and its PKCS#8
+ * key, to be sealed before it is stored. `name` is its common name: two CAs
+ * trusted at once during a rotation must not share one, or TLS could not tell
+ * whose revocation list is whose.
+ */
+export async function generateCertificateAuthority(name: string, now: Date, random: RandomBytes): Promise<{ certificate: string; privateKeyDer: Buffer }> {
   const keys = (await webcrypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: newSerial(random),
-    name: "CN=Muster host CA",
+    name: `CN=${name}`,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
     keys,
@@ -150,22 +161,7 @@ async function generate(now: Date, random: RandomBytes): Promise<{ certificate: 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certificate: cert.toString("pem"), privateKey: toPem(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey), "PRIVATE KEY") };
-}
-
-/** Loads a CA certificate and its PKCS#8 key, checking they belong together and the key is of a kind we sign with. */
-async function fromPem(certificatePem: string, keyPem: string, source: string): Promise<CertificateAuthority> {
-  const cert = new x509.X509Certificate(certificatePem);
-  const basic = cert.getExtension(x509.BasicConstraintsExtension);
-  if (!basic?.ca) throw new Error(`the CA certificate from ${source} is not a CA certificate (basicConstraints cA is not set)`);
-  const nodeKey = createPrivateKey(keyPem);
-  const spki = createPublicKey(nodeKey).export({ type: "spki", format: "der" });
-  if (!Buffer.from(cert.publicKey.rawData).equals(spki)) throw new Error(`the CA key from ${source} does not match its certificate`);
-  const algorithm = nodeKey.asymmetricKeyType === "ed25519" ? { name: "Ed25519" } : nodeKey.asymmetricKeyType === "ec" && nodeKey.asymmetricKeyDetails?.namedCurve === "prime256v1" ? ECDSA_P256 : null;
-  if (!algorithm) throw new Error(`the CA key from ${source} must be ECDSA P-256 or Ed25519`);
-  const pkcs8 = nodeKey.export({ type: "pkcs8", format: "der" });
-  const key = await webcrypto.subtle.importKey("pkcs8", pkcs8, algorithm, false, ["sign"]);
-  return new CertificateAuthority(cert, key, await sha256Fingerprint(cert));
+  return { certificate: cert.toString("pem"), privateKeyDer: Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey)) };
 }
 
 function signingAlgorithmOf(key: CryptoKey) {

@@ -168,3 +168,16 @@ export async function jsonStringContents(pem: string): Promise<string> {
   }
   return parts.join("");
 }
+
+/** The CRLs of a concatenated PEM, each whole (found by their END lines: a regular expression over megabytes costs more). */
+export function splitCrls(pem: string): string[] {
+  const end = "-----END X509 CRL-----";
+  const crls: string[] = [];
+  for (let start = pem.indexOf("-----BEGIN X509 CRL-----"); start >= 0; ) {
+    const stop = pem.indexOf(end, start);
+    if (stop < 0) break;
+    crls.push(pem.slice(start, stop + end.length) + "\n");
+    start = pem.indexOf("-----BEGIN X509 CRL-----", stop);
+  }
+  return crls;
+}

@@ -7,8 +7,8 @@ import type { AppEnv } from "../http/env.js";
 
 export function pkiRoutes(app: Hono<AppEnv>): void {
   mount(app, routes.getCertificateAuthority, async (c) => {
-    const { ca } = c.get("deps");
-    return c.json({ certificate: ca.certificatePem, fingerprint_sha256: ca.fingerprint, expires_at: ca.certificate.notAfter.toISOString() }, 200);
+    const { active } = c.get("deps").ca;
+    return c.json({ certificate: c.get("deps").ca.bundlePem, fingerprint_sha256: active.fingerprint, expires_at: active.certificate.notAfter.toISOString() }, 200);
   });
   // Anyone may ask, so the answer is made once per list (revocation-lists.ts) and only sent here; over a socket the
   // list in memory is usually sent before the app is reached (http/crl-lane.ts).

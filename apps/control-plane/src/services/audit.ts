@@ -11,7 +11,7 @@ import { byCreation, decodeCursor, paginate, pastCursor } from "./pagination.js"
 export interface AuditInput {
   actor: string;
   action: AuditAction;
-  targetType: "host" | "user" | "team" | "member" | "api_key";
+  targetType: "host" | "user" | "team" | "member" | "api_key" | "signing_key" | "certificate_authority" | "secret_key";
   targetId: string;
   teamId: string | null;
   metadata?: Record<string, unknown>;

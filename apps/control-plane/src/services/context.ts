@@ -5,9 +5,10 @@ import type { Kv } from "../kv/kv.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import type { Metrics } from "../metrics.js";
 import type { HostTokens } from "../auth/host-tokens.js";
-import type { CertificateAuthority } from "../pki/ca.js";
+import type { CaKeyring } from "../pki/authorities.js";
 import type { AddressPolicy } from "../net/address-policy.js";
 import type { ControlPlaneIdentity } from "../pki/identity.js";
+import type { Sealer } from "../secrets/sealer.js";
 import type { Pacing } from "./pacing.js";
 import type { ProbeSlots } from "./probe.js";
 import type { RevocationLists } from "./revocation-lists.js";
@@ -23,12 +24,15 @@ export interface ServiceDeps {
   metrics: Metrics;
   hostTokens: HostTokens;
   pacing: Pacing;
-  ca: CertificateAuthority;
+  /** The CAs: the one that signs, and during a rotation the one being replaced. */
+  ca: CaKeyring;
+  /** Seals and opens private keys under the key-encryption key, which the database never holds. */
+  sealer: Sealer;
   /** This process's client certificate for calling agents. */
   identity: ControlPlaneIdentity;
   /** Which addresses the control plane may connect to on a host's word. */
   addresses: AddressPolicy;
-  /** The CA's revocation list, signed once per change. */
+  /** The trusted CAs' revocation lists, signed once per change. */
   revocationLists: RevocationLists;
   /** This process's probes under way. */
   probeSlots: ProbeSlots;

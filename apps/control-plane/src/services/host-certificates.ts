@@ -12,12 +12,14 @@ export interface HostCertificateFields {
 }
 
 /**
- * Certifies a host's key (from its checked CSR), records the certificate so it
- * can be revoked, and notes the newest one on the host row. The certificate
- * this one replaces stays trusted (the agent may still serve it until it
- * swaps); older ones are superseded: no longer trusted by the probe, and left
- * off the revocation list, which therefore grows with deletions and
- * re-registrations, never with renewals. Callers hold the host's row lock.
+ * Certifies a host's key (from its checked CSR) with the active CA, records
+ * the certificate (and its CA) so it can be revoked, and notes the newest one
+ * on the host row. The answer carries every trusted CA: during a CA rotation,
+ * that is how an agent learns the new CA. The certificate this one replaces
+ * stays trusted (the agent may still serve it until it swaps); older ones are
+ * superseded: no longer trusted by the probe, and left off the revocation
+ * list, which therefore grows with deletions and re-registrations, never with
+ * renewals. Callers hold the host's row lock.
  */
 export async function issueHostCertificate(
   tx: Tx,
@@ -26,7 +28,8 @@ export async function issueHostCertificate(
   publicKey: x509.PublicKey,
 ): Promise<{ host: HostRow; fields: HostCertificateFields }> {
   const now = deps.clock.now();
-  const issued = await deps.ca.issueHostCertificate({
+  const ca = deps.ca.active;
+  const issued = await ca.issueHostCertificate({
     hostId: host.id,
     address: host.address ?? "",
     publicKey,
@@ -38,6 +41,7 @@ export async function issueHostCertificate(
     serial: issued.serial,
     hostId: host.id,
     fingerprint: issued.fingerprint,
+    caId: ca.id,
     createdAt: now,
     expiresAt: issued.expiresAt,
   });
@@ -53,7 +57,7 @@ export async function issueHostCertificate(
     fields: {
       certificate: issued.pem,
       certificate_expires_at: issued.expiresAt.toISOString(),
-      ca_certificate: deps.ca.certificatePem,
+      ca_certificate: deps.ca.bundlePem,
     },
   };
 }

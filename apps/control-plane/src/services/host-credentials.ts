@@ -1,4 +1,5 @@
 import type { HostCredentials, RefreshBody, RegisterHostBody } from "@muster/contract";
+import { canonicalArch } from "@muster/contract";
 import { and, eq, gt, isNull } from "drizzle-orm";
 import { hostRefreshTokens, hostRegistrationTokens, hosts, type HostRow } from "../db/schema/index.js";
 import { DomainError, invalid, unauthorized } from "../errors.js";
@@ -98,7 +99,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
         .update(hosts)
         .set({
           address: body.address,
-          arch: body.arch,
+          arch: canonicalArch(body.arch),
           cpuCores: body.cpu_cores,
           memoryMb: body.memory_mb,
           diskGb: body.disk_gb,

@@ -1,5 +1,5 @@
 import type { CreateHostBody, ListHostsQuery } from "@muster/contract";
-import { MAX_TAGS_PER_HOST, PAGE_LIMIT_DEFAULT } from "@muster/contract";
+import { canonicalArch, MAX_TAGS_PER_HOST, PAGE_LIMIT_DEFAULT } from "@muster/contract";
 import { and, asc, count, eq, exists, ilike, isNull, type SQL } from "drizzle-orm";
 import { hostRefreshTokens, hostRegistrationTokens, hostTags, hosts, teams, type HostRow } from "../db/schema/index.js";
 import { conflict, invalid, notFound } from "../errors.js";
@@ -111,6 +111,7 @@ export async function listHosts(deps: ServiceDeps, actor: Actor, query: ListHost
   if (query.status) filters.push(eq(hosts.status, query.status));
   if (query.type) filters.push(eq(hosts.type, query.type));
   if (query.team_id) filters.push(eq(hosts.teamId, query.team_id));
+  if (query.arch) filters.push(eq(hosts.arch, canonicalArch(query.arch)));
   // A prefix, not a pattern: the caller's % and _ are literal.
   if (query.hostname) filters.push(ilike(hosts.hostname, `${query.hostname.replace(/[\\%_]/g, "\\$&")}%`));
   if (query.tag) {

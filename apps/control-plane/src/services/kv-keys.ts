@@ -82,6 +82,9 @@ export const rateLimitKey = (endpoint: string, kind: string, subject: string, wi
  */
 export const registrationReplayKey = (tokenHash: string) => `regreplay:${tokenHash}`;
 
+/** Pub/sub channel announcing a change to the shared keys: `signing-keys` (a rotation) or `ca` (a CA rotation step). */
+export const KEYRING_CHANNEL = "keyring-changes";
+
 /** The CA's signed revocation list, as the last process to build it stored it (see revocation-lists.ts). */
 export const CRL_KEY = "crl";
 

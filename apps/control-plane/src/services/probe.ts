@@ -2,9 +2,10 @@ import type { HostProbe } from "@muster/contract";
 import { and, eq, isNull } from "drizzle-orm";
 import { request } from "node:https";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import { hostCertificates, hosts } from "../db/schema/index.js";
+import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
 import { DomainError } from "../errors.js";
 import { AddressRefused, type CheckedTarget } from "../net/address-policy.js";
+import type { CertificateAuthority } from "../pki/ca.js";
 import { hostUri } from "../pki/x509.js";
 import type { Actor } from "./actor.js";
 import type { ServiceDeps } from "./context.js";
@@ -63,7 +64,7 @@ const BY_CODE: Record<string, ProbeFailure> = {
   CERT_SIGNATURE_FAILURE: PROBE_FAILURES.wrongCa,
   UNABLE_TO_GET_ISSUER_CERT: PROBE_FAILURES.wrongCa,
   CERT_UNTRUSTED: PROBE_FAILURES.wrongCa,
-  // We hold a revocation list for our CA only: a certificate whose issuer has none is not of our CA.
+  // We hold revocation lists for our CAs only: a certificate whose issuer has none is not of our CAs.
   UNABLE_TO_GET_CRL: PROBE_FAILURES.wrongCa,
 };
 
@@ -101,10 +102,10 @@ interface AgentAnswer {
  * Calls the host's agent at its registered address over mutual TLS 1.3 (an
  * owner's action: it makes the control plane connect somewhere). The address
  * is checked again after resolution and the checked IP is the one dialled;
- * the control plane shows its own client certificate and accepts only a
- * server certificate of its CA naming this very host, not on its revocation
- * list and still one of the host's live certificates. The outcome is recorded
- * on the host, where members read it.
+ * the control plane shows its own client certificate (of the CA the host
+ * trusts) and accepts only a server certificate of a trusted CA naming this
+ * very host, not on its CA's revocation list and still one of the host's live
+ * certificates. The outcome is recorded on the host, where members read it.
  */
 export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string): Promise<HostProbe> {
   const host = await hostFor(deps.db, actor, hostId, "manage");
@@ -121,8 +122,9 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
   try {
     if (!host.address) throw new ProbeFailed(PROBE_FAILURES.notRegistered);
     const target = await deps.addresses.resolve(deps.addresses.checkAddress(host.address));
-    const [identity, list] = await Promise.all([deps.identity.get(), deps.revocationLists.current()]);
-    answer = await callAgent(target, hostId, { ...identity, crl: list.pem });
+    const ca = await caTrustedBy(deps, host);
+    const [identity, list] = await Promise.all([deps.identity.get(ca), deps.revocationLists.current()]);
+    answer = await callAgent(target, hostId, { ...identity, ca: deps.ca.bundlePem, crl: list.crls });
     if (!(await isLiveCertificate(deps, hostId, answer.peer.serialNumber.toLowerCase()))) throw new ProbeFailed(PROBE_FAILURES.superseded);
   } catch (error) {
     answer = null;
@@ -159,6 +161,23 @@ export async function probeHost(deps: ServiceDeps, actor: Actor, hostId: string)
   return probe;
 }
 
+/**
+ * The CA whose client certificate the host's agent accepts. An agent learns
+ * the CAs to trust with its certificate: one whose newest certificate is of
+ * the active CA got the whole bundle with it; one whose newest certificate is
+ * of the previous CA (it has not refreshed since the rotation started) trusts
+ * that one only.
+ */
+async function caTrustedBy(deps: ServiceDeps, host: HostRow): Promise<CertificateAuthority> {
+  const { previous, active } = deps.ca;
+  if (!previous || !host.certFingerprint) return active;
+  const [newest] = await deps.db
+    .select({ caId: hostCertificates.caId })
+    .from(hostCertificates)
+    .where(and(eq(hostCertificates.hostId, host.id), eq(hostCertificates.fingerprint, host.certFingerprint)));
+  return newest?.caId === previous.id ? previous : active;
+}
+
 /** Whether the serial is one of the host's certificates still trusted: neither revoked nor superseded. */
 async function isLiveCertificate(deps: ServiceDeps, hostId: string, serial: string): Promise<boolean> {
   const [row] = await deps.db
@@ -175,7 +194,7 @@ async function isLiveCertificate(deps: ServiceDeps, hostId: string, serial: stri
   return row !== undefined;
 }
 
-function callAgent(target: CheckedTarget, hostId: string, trust: { cert: string; key: string; ca: string; crl: string }): Promise<AgentAnswer> {
+function callAgent(target: CheckedTarget, hostId: string, trust: { cert: string; key: string; ca: string; crl: string[] }): Promise<AgentAnswer> {
   const expected = `URI:${hostUri(hostId)}`;
   const started = performance.now();
   return new Promise((resolve, reject) => {

@@ -1,7 +1,8 @@
-import { and, asc, gt, isNotNull } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull } from "drizzle-orm";
 import { hostCertificates } from "../db/schema/index.js";
 import type { Subscription } from "../kv/kv.js";
-import { jsonStringContents, type RevokedEntry } from "../pki/crl.js";
+import type { CertificateAuthority } from "../pki/ca.js";
+import { jsonStringContents, splitCrls, type RevokedEntry } from "../pki/crl.js";
 import type { DbOrTx, ServiceDeps } from "./context.js";
 import { CRL_CHANGES_CHANNEL, CRL_KEY } from "./kv-keys.js";
 
@@ -13,10 +14,18 @@ const PAGE = 1_000;
 /** A list is built again after this long even with no change, so expired entries leave it and nextUpdate stays far. */
 const REFRESH_MAX_MS = 60 * 60 * 1000;
 
-/** The signed list as served: the PEM, and the whole JSON answer of GET /v1/ca/crl encoded once. */
+/**
+ * The signed lists as served: one per trusted CA, concatenated in the order of
+ * the CA bundle (TLS checks each certificate against its issuer's list), and
+ * the whole JSON answer of GET /v1/ca/crl encoded once.
+ */
 export interface ServedList {
   id: string;
+  /** The CAs whose lists these are, as `CaKeyring.trusted` names them (`ca,ca-…`). */
+  caIds: string;
   pem: string;
+  /** Each CA's list apart: Node's TLS reads only the first CRL of a string, so a TLS context is given them one by one. */
+  crls: string[];
   /** The PEM as the contents of a JSON string, for answers that embed it (register, refresh). */
   pemJson: string;
   body: Buffer;
@@ -27,31 +36,38 @@ export interface ServedList {
 
 interface SharedList {
   id: string;
+  caIds: string;
   thisUpdate: Date;
   nextUpdate: Date;
   pem: string;
 }
 
+function trustedIds(authorities: readonly CertificateAuthority[]): string {
+  return authorities.map((ca) => ca.id).join(",");
+}
+
 // Stored as lines rather than JSON: stringifying a 5 MB PEM would hold the event loop ~65 ms.
 function encodeShared(list: SharedList): string {
-  return `${list.id}\n${list.thisUpdate.toISOString()}\n${list.nextUpdate.toISOString()}\n${list.pem}`;
+  return `${list.id}\n${list.caIds}\n${list.thisUpdate.toISOString()}\n${list.nextUpdate.toISOString()}\n${list.pem}`;
 }
 
 function decodeShared(raw: string): SharedList | null {
-  const [id, thisUpdate, nextUpdate] = raw.slice(0, 200).split("\n");
+  const [id, caIds, thisUpdate, nextUpdate] = raw.slice(0, 300).split("\n");
   const pemAt = raw.indexOf("-----BEGIN");
-  if (!id || !thisUpdate || !nextUpdate || pemAt < 0) return null;
-  return { id, thisUpdate: new Date(thisUpdate), nextUpdate: new Date(nextUpdate), pem: raw.slice(pemAt) };
+  if (!id || !caIds || !thisUpdate || !nextUpdate || pemAt < 0) return null;
+  return { id, caIds, thisUpdate: new Date(thisUpdate), nextUpdate: new Date(nextUpdate), pem: raw.slice(pemAt) };
 }
 
-/** The CA's revocation list: revoked certificates that have not expired yet (an expired one is refused anyway). */
-async function revokedEntries(db: DbOrTx, now: Date): Promise<RevokedEntry[]> {
+/** One CA's revocation list: the certificates it issued that are revoked and have not expired yet (an expired one is refused anyway). */
+async function revokedEntries(db: DbOrTx, caId: string, now: Date): Promise<RevokedEntry[]> {
   const entries: RevokedEntry[] = [];
   for (let after = ""; ; ) {
     const page = await db
       .select({ serial: hostCertificates.serial, revokedAt: hostCertificates.revokedAt })
       .from(hostCertificates)
-      .where(and(isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now), gt(hostCertificates.serial, after)))
+      .where(
+        and(eq(hostCertificates.caId, caId), isNotNull(hostCertificates.revokedAt), gt(hostCertificates.expiresAt, now), gt(hostCertificates.serial, after)),
+      )
       .orderBy(asc(hostCertificates.serial))
       .limit(PAGE);
     for (const row of page) entries.push({ serial: row.serial, revokedAt: row.revokedAt! });
@@ -61,7 +77,8 @@ async function revokedEntries(db: DbOrTx, now: Date): Promise<RevokedEntry[]> {
 }
 
 /**
- * The revocation list, signed once per change and served from memory.
+ * The revocation lists of the trusted CAs (one, or two during a CA rotation),
+ * signed once per change and served from memory.
  * `GET /v1/ca/crl` needs no credentials, so no request may build or sign
  * anything: the process that changes the revoked set builds the list after
  * its commit, keeps it in the KV store and announces it; every other process
@@ -69,7 +86,9 @@ async function revokedEntries(db: DbOrTx, now: Date): Promise<RevokedEntry[]> {
  * (just started, or the store lost it) takes the stored one, or builds it once
  * when there is none. Valid as long as a host certificate, so an agent's
  * copy, renewed with every refresh, never goes stale while it runs; rebuilt
- * hourly at most, so expired entries leave it.
+ * hourly at most, so expired entries leave it. A list made for another set
+ * of CAs than this process trusts now (a CA rotation step) is never served:
+ * an agent would refuse every certificate of a CA it has no list for.
  */
 export class RevocationLists {
   private served: ServedList | null = null;
@@ -100,7 +119,7 @@ export class RevocationLists {
     const now = this.deps.clock.now().getTime();
     if (served && this.isFresh(served)) return served;
     const next = this.load();
-    if (!served || now >= served.nextUpdate.getTime()) return next;
+    if (!served || !this.coversTrusted(served) || now >= served.nextUpdate.getTime()) return next;
     // A list due for renewal is still valid: serve it while the next one is made.
     next.catch((error: unknown) => this.deps.logger.warn({ err: error }, "cannot renew the revocation list; serving the current one"));
     return served;
@@ -111,8 +130,12 @@ export class RevocationLists {
     return this.served && this.isFresh(this.served) ? this.served : null;
   }
 
-  private isFresh(list: ServedList): boolean {
-    return this.deps.clock.now().getTime() - list.thisUpdate.getTime() < this.refreshMs();
+  private isFresh(list: SharedList): boolean {
+    return this.coversTrusted(list) && this.deps.clock.now().getTime() - list.thisUpdate.getTime() < this.refreshMs();
+  }
+
+  private coversTrusted(list: SharedList): boolean {
+    return list.caIds === trustedIds(this.deps.ca.trusted);
   }
 
   /** The PEM as JSON string contents, when `pem` is the list served now (answers that embed it skip re-escaping 5 MB). */
@@ -144,16 +167,21 @@ export class RevocationLists {
 
   private async storedOrBuilt(): Promise<ServedList> {
     const stored = await this.stored();
-    if (stored && this.deps.clock.now().getTime() - stored.thisUpdate.getTime() < this.refreshMs()) return this.adopt(stored);
+    if (stored && this.isFresh(stored)) return this.adopt(stored);
     return this.rebuild();
   }
 
-  /** Another process announced a list (or delivery was restored): take the stored copy when it is newer than ours. */
+  /**
+   * Another process announced a list (or delivery was restored): take the
+   * stored copy when it is newer than ours and for the CAs we trust (one made
+   * after a CA rotation step this process has not reloaded yet is taken by the
+   * first `current()` after the reload).
+   */
   private async takeShared(id: string | null): Promise<void> {
     if (id !== null && this.served?.id === id) return;
     try {
       const stored = await this.stored();
-      if (stored && (id === null || stored.id === id)) await this.adopt(stored);
+      if (stored && (id === null || stored.id === id) && this.coversTrusted(stored)) await this.adopt(stored);
     } catch (error) {
       this.deps.logger.warn({ err: error }, "cannot take the revocation list another control plane announced; serving ours");
     }
@@ -185,15 +213,17 @@ export class RevocationLists {
   }
 
   private async build(): Promise<ServedList> {
-    const { db, kv, clock, config, ca, random } = this.deps;
+    const { db, kv, clock, config, random } = this.deps;
+    const authorities = this.deps.ca.trusted;
     // Taken before the read: a list is at least as new as every revocation committed before its thisUpdate.
     const thisUpdate = clock.now();
     const nextUpdate = new Date(thisUpdate.getTime() + config.hostCertTtlS * 1000);
-    const pem = await ca.revocationList(await revokedEntries(db, thisUpdate), thisUpdate, nextUpdate);
-    const list: SharedList = { id: random(12).toString("base64url"), thisUpdate, nextUpdate, pem };
+    const pems: string[] = [];
+    for (const ca of authorities) pems.push(await ca.revocationList(await revokedEntries(db, ca.id, thisUpdate), thisUpdate, nextUpdate));
+    const list: SharedList = { id: random(12).toString("base64url"), caIds: trustedIds(authorities), thisUpdate, nextUpdate, pem: pems.join("") };
     // Another process may have stored a list read after ours: keep the newer one.
     const stored = await this.stored().catch(() => null);
-    if (stored && stored.thisUpdate > thisUpdate) return this.adopt(stored);
+    if (stored && stored.caIds === list.caIds && stored.thisUpdate > thisUpdate) return this.adopt(stored);
     try {
       await kv.set(CRL_KEY, encodeShared(list));
       await kv.publish(CRL_CHANGES_CHANNEL, list.id);
@@ -204,13 +234,13 @@ export class RevocationLists {
   }
 
   private async adopt(list: SharedList): Promise<ServedList> {
-    if (this.served && this.served.thisUpdate > list.thisUpdate) return this.served;
+    if (this.served && this.served.caIds === list.caIds && this.served.thisUpdate > list.thisUpdate) return this.served;
     const pemJson = await jsonStringContents(list.pem);
     const body = Buffer.from(
       `{"crl":"${pemJson}","this_update":"${list.thisUpdate.toISOString()}","next_update":"${list.nextUpdate.toISOString()}"}`,
     );
-    const served: ServedList = { ...list, pemJson, body, etag: `"${list.id}"` };
-    if (!this.served || this.served.thisUpdate <= served.thisUpdate) this.served = served;
+    const served: ServedList = { ...list, crls: splitCrls(list.pem), pemJson, body, etag: `"${list.id}"` };
+    if (!this.served || this.served.caIds !== served.caIds || this.served.thisUpdate <= served.thisUpdate) this.served = served;
     return this.served;
   }
 }

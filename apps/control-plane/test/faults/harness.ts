@@ -107,6 +107,8 @@ export interface ControlPlaneOptions {
   dataDir: string;
   kvPrefix: string;
   adminKey: string;
+  /** The key-encryption key, for PostgreSQL mode (the embedded mode makes its own in the data folder). */
+  secretKey: string;
   port: number;
   logFile: string;
 }
@@ -140,6 +142,7 @@ export class ControlPlane {
       dataDir: dir,
       kvPrefix: `faults-${unique}:`,
       adminKey: `faults-admin-${randomBytes(24).toString("hex")}`,
+      secretKey: randomBytes(32).toString("base64"),
       port: await freePort(),
       logFile: join(dir, "control-plane.log"),
     };
@@ -163,6 +166,7 @@ export class ControlPlane {
       MUSTER_PROBE_ALLOW_CIDRS: "127.0.0.0/8",
       LOG_LEVEL: "info",
       DATABASE_URL: options.databaseUrl ?? "",
+      MUSTER_SECRET_KEY: options.databaseUrl ? options.secretKey : "",
       REDIS_URL: options.redisUrl ?? "",
       REDIS_CLUSTER_NODES: options.redisClusterNodes ?? "",
     };

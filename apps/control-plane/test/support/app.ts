@@ -10,6 +10,9 @@ import { createTestStores, type TestStores } from "./stores.js";
 
 export const MIGRATIONS = fileURLToPath(new URL("../../drizzle", import.meta.url));
 
+/** The key-encryption key of test control planes; apps that share stores share it, as a deployment's processes do. */
+export const TEST_SECRET_KEY = Buffer.alloc(32, 7).toString("base64");
+
 export interface TestApp {
   runtime: Runtime;
   stores: TestStores;
@@ -44,6 +47,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     logLevel: "silent",
     rateLimitPerToken: 1000,
     probeAllowCidrs: ["127.0.0.0/8"],
+    secretKey: TEST_SECRET_KEY,
     ...options.config,
   };
   const runtime = await buildRuntime({

@@ -19,7 +19,7 @@ const unique = () => randomBytes(4).toString("hex");
 
 export interface InputFixture {
   /** Real IDs for path parameters; the user belongs to no team. */
-  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhookDelivery">, string>;
+  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhookDelivery" | "signingKey" | "certificateAuthority" | "secretKey">, string>;
   /** A member of the fixture's team. */
   memberId: string;
   tag: string;
@@ -135,6 +135,7 @@ const VALID_BODIES: Record<string, (fx: InputFixture) => Record<string, unknown>
   refreshHostCredentials: (fx) => ({ refresh_token: fx.refreshToken }),
   heartbeat: () => ({ cpu_percent: 12.5, memory_used_mb: 1024, disk_used_gb: 10, load_1m: 0.5, uptime_s: 100 }),
   sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
+  rotateCa: () => ({ action: "start" }),
   submitCommandResult: () => ({ ok: false, error: "disk full" }),
   createWebhook: (fx) => ({ url: "https://hooks.example.test/muster", types: ["host.online", "command.*"], secret: "a-long-enough-secret-for-signing", team_id: fx.ids.team }),
 };

@@ -10,11 +10,9 @@ import {
   type Rejected,
   type Welcome,
 } from "@muster/contract";
-import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { Check } from "@sinclair/typebox/value";
 import WebSocket from "ws";
 import { pinErrorOf, type CertificatePinError, type PinnedTls } from "./tls.js";
-
-const checkMessage = TypeCompiler.Compile(ControlPlaneMessage);
 
 export interface ChannelEvents {
   welcome(welcome: Welcome): void;
@@ -117,7 +115,8 @@ export class AgentChannel {
     } catch {
       message = undefined;
     }
-    if (!checkMessage.Check(message)) return void this.ws.close(CHANNEL_CLOSE.badMessage, "unknown message");
+    // Checked by walking the schema, not with a compiled checker: a few messages a minute do not pay for the compiler's code and start-up.
+    if (!Check(ControlPlaneMessage, message)) return void this.ws.close(CHANNEL_CLOSE.badMessage, "unknown message");
     if (message.type === "welcome") {
       this.peerProtocol = message.protocol_version ?? 1;
       this.events.welcome(message);

@@ -1,6 +1,7 @@
 import { IdSchema, type HostCredentials } from "@muster/contract";
 import { Type, type Static } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { Errors } from "@sinclair/typebox/errors";
+import { Check } from "@sinclair/typebox/value";
 import { MusterError } from "../errors.js";
 import type { CommandOutcomeStore } from "./outcomes.js";
 
@@ -15,8 +16,9 @@ export const StoredTls = Type.Object({
   private_key: Type.String({ minLength: 1 }),
   certificate: Type.String({ minLength: 1 }),
   certificate_expires_at: Type.String({ minLength: 1 }),
+  /** The CAs to trust (PEM; two during a CA rotation of the control plane's, one otherwise). */
   ca_certificate: Type.String({ minLength: 1 }),
-  /** The CA's revocation list as of the last refresh; the endpoint refuses what it lists. */
+  /** Their revocation lists as of the last refresh (PEM, one per CA); the endpoint refuses what they list. */
   crl: Type.Optional(Type.String({ minLength: 1 })),
 });
 export type StoredTls = Static<typeof StoredTls>;
@@ -87,8 +89,8 @@ export class CredentialsFileError extends MusterError {
 
 /** Checks a parsed credentials document; the error names the first field that is wrong. */
 export function parseStoredCredentials(document: unknown, source: string): StoredCredentials {
-  if (Value.Check(StoredCredentials, document)) return document;
-  const first = Value.Errors(StoredCredentials, document).First();
+  if (Check(StoredCredentials, document)) return document;
+  const first = Errors(StoredCredentials, document).First();
   const where = first ? `${first.path || "/"}: ${first.message}` : "unexpected shape";
   throw new CredentialsFileError(
     "corrupt",

@@ -27,10 +27,11 @@ export interface AgentIdentity {
 
 /**
  * The agent's mTLS endpoint at its registered address: TLS 1.3 with the host's
- * certificate, answering only a client certificate of the same CA that names
- * the control plane and is not on the CA's revocation list (as of the last
- * refresh). When the agent refreshes, the new certificate is swapped in
- * without a restart; connections already open finish on the old one.
+ * certificate, answering only a client certificate of a CA it was given (two
+ * during a CA rotation) that names the control plane and is not on its CA's
+ * revocation list (as of the last refresh). When the agent refreshes, the new
+ * certificate is swapped in without a restart; connections already open
+ * finish on the old one.
  */
 export class AgentEndpoint {
   private server: Server | null = null;
@@ -79,6 +80,8 @@ export class AgentEndpoint {
     });
     this.server = server;
     this.unsubscribe = this.options.agent.on("credentialsRefreshed", ({ credentials }) => this.swap(credentials.tls));
+    // A refresh while it was starting (an agent back after a CA rotation refreshes at its first beat) is taken up now.
+    this.swap(this.options.agent.credentials?.tls);
     return (server.address() as AddressInfo).port;
   }
 
@@ -122,6 +125,14 @@ function refusal(socket: TLSSocket): string | null {
   return names.includes(`URI:${CONTROL_PLANE_URI}`) ? null : `not the control plane (${names.join(", ") || "no names"})`;
 }
 
+/**
+ * The endpoint's TLS: its certificate, and the trusted CAs with their revocation
+ * lists. During a CA rotation both come as bundles of two. Node reads every
+ * certificate of a `ca` string but only the first CRL of a `crl` string, and
+ * checks each client certificate against its own CA's list, so the lists go
+ * in one by one.
+ */
 function secureContextOptions(tls: StoredTls): SecureContextOptions {
-  return { key: tls.private_key, cert: tls.certificate, ca: tls.ca_certificate, ...(tls.crl ? { crl: tls.crl } : {}) };
+  const crls = tls.crl?.match(/-----BEGIN X509 CRL-----[^-]+-----END X509 CRL-----/g) ?? [];
+  return { key: tls.private_key, cert: tls.certificate, ca: tls.ca_certificate, ...(crls.length > 0 ? { crl: crls } : {}) };
 }

@@ -9,10 +9,11 @@ import {
   type RegisterHostBody,
 } from "@muster/contract";
 import { MusterApiError, MusterConnectionError, MusterError } from "../errors.js";
-import { Transport } from "../transport.js";
+import { Transport, type FetchLike } from "../transport.js";
 import { backoffDelayMs, heartbeatDelayMs, retryDelayMs } from "./backoff.js";
 import { AgentChannel } from "./channel.js";
 import { CommandRunner } from "./commands.js";
+import { httpFetch } from "./http.js";
 import { CommandMemory, MemoryCommandOutcomeStore } from "./outcomes.js";
 import { pinErrorOf, pinnedTls, type CertificatePinError, type PinnedTls } from "./tls.js";
 import { systemClock, type AgentClock } from "./clock.js";
@@ -105,6 +106,8 @@ export class HostAgent {
   private channel: AgentChannel | null = null;
   private channelUp = false;
   private channelFailures = 0;
+  /** Dial the channel when the current step ends (set at start, for the first step). */
+  private dialAfterStep = false;
   private redialTimer: unknown = null;
   private readonly commands: CommandRunner;
   /** Waiting for a refresh asked for by a `refresh_credentials` command; the next step does it. */
@@ -123,11 +126,11 @@ export class HostAgent {
     );
     this.tls = /^https:/i.test(options.controlPlane) ? pinnedTls(() => this.creds?.server_certificate_pin, options.ca) : null;
     const skew = this.clockSkewWatch(options.maxClockSkewMs ?? MAX_CLOCK_SKEW_MS);
-    const fetchFn = options.fetch ?? this.tls?.fetch ?? globalThis.fetch.bind(globalThis);
+    const fetchFn = options.fetch ?? this.tls?.fetch ?? httpFetch();
     const transport = {
       baseUrl: options.controlPlane,
-      fetch: async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-        const response = await fetchFn(input, init);
+      fetch: async (...request: Parameters<FetchLike>) => {
+        const response = await fetchFn(...request);
         skew.observe(clockSkewMs(response.headers.get("date"), this.clock.now()));
         return response;
       },
@@ -144,7 +147,7 @@ export class HostAgent {
     const outcomes = options.commandOutcomes ?? options.credentials.commandOutcomes?.() ?? new MemoryCommandOutcomeStore();
     this.commands = new CommandRunner({
       builtins: {
-        ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null }),
+        ping: async () => ({ pong: true, agent_version: options.agentVersion ?? null, memory: processMemory() }),
         refresh_credentials: () => this.refreshOnCommand(),
       },
       memory: new CommandMemory(outcomes, this.clock, this.log),
@@ -319,8 +322,9 @@ export class HostAgent {
     this.status = "running";
     this.log.info({ host_id: creds.host_id, heartbeat_interval_s: creds.heartbeat_interval_s }, "agent started");
     this.events.emit("started", { hostId: creds.host_id, heartbeatIntervalS: creds.heartbeat_interval_s });
+    // The first heartbeat goes out alone, over HTTP: a channel dialed alongside would hold it back. The channel follows once it is answered.
+    this.dialAfterStep = this.options.channel !== false;
     this.schedule(0);
-    if (this.options.channel !== false) this.dial();
   }
 
   /**
@@ -385,7 +389,13 @@ export class HostAgent {
     if (this.refreshWaiters.length > 0) delayMs = 0;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
-      this.step = this.runStep().finally(() => (this.step = null));
+      this.step = this.runStep().finally(() => {
+        this.step = null;
+        if (this.dialAfterStep && this.running) {
+          this.dialAfterStep = false;
+          this.dial();
+        }
+      });
     }, delayMs);
   }
 
@@ -711,6 +721,12 @@ export class HostAgent {
       this.inFlight.delete(entry);
     }
   }
+}
+
+/** The agent process's memory, for `ping`: what an operator (and the soak benchmark) watches for growth. */
+function processMemory(): { rss_bytes: number; heap_used_bytes: number } {
+  const { rss, heapUsed } = process.memoryUsage();
+  return { rss_bytes: rss, heap_used_bytes: heapUsed };
 }
 
 function registrationMessage(error: unknown, baseUrl: string): string {

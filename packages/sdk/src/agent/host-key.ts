@@ -1,8 +1,5 @@
-// @peculiar/x509 decorates its ASN.1 classes and needs the metadata polyfill loaded before it.
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
-
-const ECDSA_P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+import { createHash, generateKeyPair, sign } from "node:crypto";
+import { promisify } from "node:util";
 
 /** A key pair made on this host and the CSR that asks the control plane to certify it. */
 export interface HostKeyRequest {
@@ -12,14 +9,23 @@ export interface HostKeyRequest {
   csrPem: string;
 }
 
-/** A fresh ECDSA P-256 key pair and its CSR, made with the platform's WebCrypto. */
+/** AlgorithmIdentifier { ecdsa-with-SHA256 } (RFC 5758 §3.2: no parameters). */
+const ECDSA_WITH_SHA256 = Buffer.from("300a06082a8648ce3d040302", "hex");
+
+/**
+ * A fresh ECDSA P-256 key pair and its CSR. The CSR is the smallest PKCS#10
+ * request (RFC 2986): version 0, an empty subject, the public key, no
+ * attributes, signed with the key. Encoded here rather than with an X.509
+ * library: that library and its ASN.1 stack cost the agent ~10 MiB of resident
+ * memory for these few bytes (docs/benchmarks.md). The control plane parses it
+ * with @peculiar/x509, and the SDK's tests check it the same way.
+ */
 export async function newHostKey(): Promise<HostKeyRequest> {
-  const crypto = globalThis.crypto;
-  x509.cryptoProvider.set(crypto as never);
-  const keys = await crypto.subtle.generateKey(ECDSA_P256, true, ["sign", "verify"]);
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } });
-  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
-  return { privateKeyPem: pem(pkcs8, "PRIVATE KEY"), csrPem: csr.toString("pem") };
+  const { privateKey, publicKey } = await promisify(generateKeyPair)("ec", { namedCurve: "P-256" });
+  const info = der(0x30, der(0x02, Buffer.of(0)), der(0x30), publicKey.export({ type: "spki", format: "der" }), der(0xa0));
+  const signature = sign("sha256", info, privateKey);
+  const csr = der(0x30, info, ECDSA_WITH_SHA256, der(0x03, Buffer.of(0), signature));
+  return { privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, csrPem: pem(csr, "CERTIFICATE REQUEST") };
 }
 
 /**
@@ -28,26 +34,24 @@ export async function newHostKey(): Promise<HostKeyRequest> {
  * signature travels.
  */
 export async function refreshProof(privateKeyPem: string, refreshToken: string): Promise<string> {
-  const subtle = globalThis.crypto.subtle;
-  const key = await subtle.importKey("pkcs8", fromPem(privateKeyPem), ECDSA_P256, false, ["sign"]);
-  const encoder = new TextEncoder();
-  const ath = base64url(await subtle.digest("SHA-256", encoder.encode(refreshToken)));
-  const signingInput = `${base64url(encoder.encode(JSON.stringify({ alg: "ES256", typ: "muster-refresh-proof+jws" })))}.${base64url(encoder.encode(JSON.stringify({ ath })))}`;
-  // WebCrypto's ECDSA signature is r || s, which is exactly JWS's ES256 encoding.
-  const signature = await subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key, encoder.encode(signingInput));
-  return `${signingInput}.${base64url(signature)}`;
+  const ath = createHash("sha256").update(refreshToken).digest("base64url");
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const signingInput = `${part({ alg: "ES256", typ: "muster-refresh-proof+jws" })}.${part({ ath })}`;
+  // JWS's ES256 signature is r || s (RFC 7518 §3.4), not DER.
+  const signature = sign("sha256", Buffer.from(signingInput), { key: privateKeyPem, dsaEncoding: "ieee-p1363" });
+  return `${signingInput}.${signature.toString("base64url")}`;
 }
 
-function base64url(bytes: ArrayBuffer | Uint8Array): string {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+/** One DER element: tag, definite length, contents. */
+function der(tag: number, ...contents: Buffer[]): Buffer {
+  const body = Buffer.concat(contents);
+  const length: number[] = [];
+  for (let rest = body.length; rest > 0; rest = Math.floor(rest / 256)) length.unshift(rest % 256);
+  const head = body.length < 0x80 ? [body.length] : [0x80 | length.length, ...length];
+  return Buffer.concat([Buffer.of(tag, ...head), body]);
 }
 
-function fromPem(text: string): Uint8Array {
-  const base64 = text.replace(/-----(BEGIN|END) [A-Z ]+-----/g, "").replace(/\s+/g, "");
-  return Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
-}
-
-function pem(der: ArrayBuffer, label: string): string {
-  const base64 = btoa(String.fromCharCode(...new Uint8Array(der))).replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
+function pem(der: Buffer, label: string): string {
+  const base64 = der.toString("base64").replace(/(.{64})/g, "$1\n").replace(/\n$/, "");
   return `-----BEGIN ${label}-----\n${base64}\n-----END ${label}-----\n`;
 }

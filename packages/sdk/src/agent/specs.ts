@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { readFileSync, statfsSync } from "node:fs";
 import * as os from "node:os";
-import type { HeartbeatMetrics, RegisterHostBody } from "@muster/contract";
+import { canonicalArch, type HeartbeatMetrics, type RegisterHostBody } from "@muster/contract";
 
 /** What an agent reports about its machine when it registers. */
 export type HostSpecs = Omit<RegisterHostBody, "token" | "address">;
@@ -12,13 +12,14 @@ const GIB = 1024 * MIB;
 const MACHINE_ID_FILES = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 /**
- * The machine's specs as `uname -m`, the kernel and the root file system see
- * them: architecture, CPU cores, total memory, root-disk size, hostname and OS;
- * and, where systemd or D-Bus keep one, an ID of the machine.
+ * The machine's specs as the kernel and the root file system see them:
+ * architecture (`uname -m`, in Go's names: amd64, arm64, …), CPU cores, total
+ * memory, root-disk size, hostname and OS; and, where systemd or D-Bus keep
+ * one, an ID of the machine.
  */
 export function detectHostSpecs(options: { rootPath?: string; machineIdFiles?: string[] } = {}): HostSpecs {
   const specs: HostSpecs = {
-    arch: label(os.machine(), 32) ?? os.arch(),
+    arch: canonicalArch(label(os.machine(), 32) ?? os.arch()),
     cpu_cores: Math.max(1, os.cpus().length || os.availableParallelism()),
     memory_mb: Math.max(1, Math.floor(os.totalmem() / MIB)),
     disk_gb: diskTotalGb(options.rootPath ?? "/"),

@@ -1,7 +1,8 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
-import { Agent, fetch as undiciFetch } from "undici";
 import { MusterError } from "../errors.js";
+import type { FetchLike } from "../transport.js";
+import { httpFetch } from "./http.js";
 
 /** The control plane presented a certificate whose key is not the pinned one. */
 export class CertificatePinError extends MusterError {
@@ -29,7 +30,7 @@ export function pinErrorOf(error: unknown): CertificatePinError | null {
 export interface PinnedTls {
   /** TLS options for a `ws` client (and any `tls.connect`). */
   options: { ca?: string | Buffer; checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined };
-  fetch: typeof fetch;
+  fetch: FetchLike;
 }
 
 /**
@@ -50,8 +51,5 @@ export function pinnedTls(pin: () => string | null | undefined, ca?: string | Bu
       return presented === expected ? undefined : new CertificatePinError(expected, presented);
     },
   };
-  const dispatcher = new Agent({ connect: options });
-  const pinnedFetch = ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
-    undiciFetch(input as never, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
-  return { options, fetch: pinnedFetch };
+  return { options, fetch: httpFetch(options) };
 }

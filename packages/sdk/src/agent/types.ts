@@ -1,5 +1,6 @@
 import type { CommandPayload, HeartbeatMetrics, Host } from "@muster/contract";
 import type { MusterError } from "../errors.js";
+import type { FetchLike } from "../transport.js";
 import type { AgentClock } from "./clock.js";
 import type { CredentialStore, StoredCredentials } from "./credentials.js";
 import type { CommandOutcomeStore } from "./outcomes.js";
@@ -34,7 +35,8 @@ export interface HostAgentOptions {
   clock?: AgentClock;
   /** Uniform in [0, 1); drives every jitter. */
   random?: () => number;
-  fetch?: typeof fetch;
+  /** HTTP for the agent's calls (default: node:http / node:https, with the pin over https). */
+  fetch?: FetchLike;
   userAgent?: string;
   /** Timeout of one heartbeat (default 10 s). */
   heartbeatTimeoutMs?: number;

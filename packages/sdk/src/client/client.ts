@@ -4,6 +4,7 @@ import { ApiKeys } from "./api-keys.js";
 import { Audit } from "./audit.js";
 import { Events } from "./events.js";
 import { Hosts } from "./hosts.js";
+import { System } from "./system.js";
 import { Teams } from "./teams.js";
 import { Users } from "./users.js";
 import { Webhooks } from "./webhooks.js";
@@ -38,6 +39,7 @@ export class MusterClient {
   /** What happens to hosts and commands, as a resumable stream: `for await (const event of client.events.watch())`. */
   readonly events: Events;
   readonly webhooks: Webhooks;
+  readonly system: System;
   /** The transport underneath, for routes this class does not wrap yet. */
   readonly transport: Transport;
 
@@ -53,6 +55,7 @@ export class MusterClient {
     this.audit = new Audit(this.transport);
     this.events = new Events(this.transport);
     this.webhooks = new Webhooks(this.transport);
+    this.system = new System(this.transport);
   }
 
   /** Who the key belongs to, the team it acts in and its role. */

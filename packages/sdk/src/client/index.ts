@@ -11,6 +11,7 @@ export { ApiKeys } from "./api-keys.js";
 export { Audit } from "./audit.js";
 export { Events, MusterEventsGoneError, type WatchOptions } from "./events.js";
 export { Webhooks, signWebhookPayload, verifyWebhookSignature, type VerifyOptions } from "./webhooks.js";
+export { System } from "./system.js";
 export { Paginator, paginate, type ItemOf, type ListFilters, type ListRoute, type PageOf } from "./pagination.js";
 export { MusterWaitTimeoutError, type WaitOptions } from "./wait.js";
 export type { BodyOf, QueryOf, ResponseOf } from "./types.js";
@@ -19,6 +20,7 @@ export { Transport, type CallInput, type RequestOptions, type TransportOptions }
 export type {
   ApiKey,
   AuditEntry,
+  CaStatus,
   Command,
   CommandPayload,
   CommandStatus,
@@ -36,6 +38,7 @@ export type {
   MeResponse,
   MusterEvent,
   Role,
+  SigningKeys,
   Team,
   TeamRole,
   User,

@@ -20,12 +20,21 @@ export const auditLog = pgTable(
   ],
 );
 
+/** Host-JWT signing keys: the newest signs, earlier ones verify the tokens they signed until `retires_at`. */
 export const signingKeys = pgTable("signing_keys", {
   kid: text("kid").primaryKey(),
   algorithm: text("algorithm").notNull(),
-  secret: text("secret").notNull(),
+  /** How builds before sealing kept the secret: in plain text. Sealed and cleared at the first start with a key-encryption key. */
+  secret: text("secret"),
+  /** The secret sealed (AES-256-GCM) under the key-encryption key `kek_id`, which the database never holds. */
+  sealedSecret: text("sealed_secret"),
+  kekId: text("kek_id"),
   createdAt: createdAt(),
+  /** Null for the key that signs; for an earlier one, when it stops verifying (its last tokens have expired by then). */
+  retiresAt: optionalTime("retires_at"),
 });
+
+export type SigningKeyRow = typeof signingKeys.$inferSelect;
 
 /** Time-bound leases that elect one process for work that must happen once (the offline sweeper). */
 export const leases = pgTable("leases", {
