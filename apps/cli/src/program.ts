@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { adminCommand } from "./commands/admin.js";
 import { auditCommand } from "./commands/audit.js";
+import { eventsCommand } from "./commands/events.js";
 import { hostsCommand } from "./commands/hosts.js";
 import { keysCommand } from "./commands/keys.js";
 import { teamsCommand } from "./commands/teams.js";
@@ -28,7 +29,7 @@ Exit codes:
  */
 export function buildProgram(io: Io): Command {
   const program = new Command("muster")
-    .description("Operate a Muster control plane from the terminal: hosts, tags, teams, users, API keys, audit, the control plane's keys.")
+    .description("Operate a Muster control plane from the terminal: hosts, tags, teams, users, API keys, audit, events, the control plane's keys.")
     .version(io.version)
     .option("--url <url>", "control plane URL (env MUSTER_URL)")
     .option("--api-key <key>", "operator API key (env MUSTER_API_KEY; prefer the variable, flags show in ps)")
@@ -46,6 +47,7 @@ export function buildProgram(io: Io): Command {
   usersCommand(program, io);
   keysCommand(program, io);
   auditCommand(program, io);
+  eventsCommand(program, io);
   adminCommand(program, io);
   whoamiCommand(program, io);
   return program;

@@ -1,6 +1,7 @@
 import type { MeResponse } from "@muster/sdk/client";
 import { LocationProvider, Route, Router, useLocation } from "preact-iso";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { LiveFeed } from "./live.js";
 import { abilitiesOf } from "./permissions.js";
 import { clientFor, forgetKey, SessionContext, storedKey, type Session } from "./session.js";
 import { AddHost } from "./pages/add-host.js";
@@ -41,19 +42,21 @@ function Console() {
       .finally(() => setChecking(false));
   }, []);
 
-  const session = useMemo<Session | null>(
-    () =>
-      signedIn && {
-        client: clientFor(signedIn.key),
-        me: signedIn.me,
-        signOut: (reason?: string) => {
-          forgetKey();
-          setSignedIn(null);
-          setNotice(reason ?? "Signed out.");
-        },
-      },
-    [signedIn],
-  );
+  const session = useMemo<Session | null>(() => {
+    if (!signedIn) return null;
+    const client = clientFor(signedIn.key);
+    const signOut = (reason?: string) => {
+      forgetKey();
+      setSignedIn(null);
+      setNotice(reason ?? "Signed out.");
+    };
+    const live = new LiveFeed(client, () => signOut("The API key is no longer accepted: sign in again."));
+    return { client, me: signedIn.me, live, signOut };
+  }, [signedIn]);
+  useEffect(() => {
+    session?.live.start();
+    return () => session?.live.stop();
+  }, [session]);
 
   if (checking) return <p class="muted center">Checking your session…</p>;
   if (!session) return <SignIn notice={notice} onSignedIn={(key, me) => (setNotice(null), setSignedIn({ key, me }))} />;

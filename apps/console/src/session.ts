@@ -1,6 +1,7 @@
 import { MusterClient, type MeResponse } from "@muster/sdk/client";
 import { createContext } from "preact";
 import { useContext } from "preact/hooks";
+import type { LiveFeed } from "./live.js";
 
 /*
  * The operator's API key lives in sessionStorage only: gone when the tab
@@ -21,6 +22,8 @@ export function clientFor(apiKey: string): MusterClient {
 export interface Session {
   client: MusterClient;
   me: MeResponse;
+  /** The tab's one event stream, which live views listen to. */
+  live: LiveFeed;
   signOut(reason?: string): void;
 }
 

@@ -11,6 +11,7 @@ import { auditRoutes } from "./routes/audit.js";
 import { commandRoutes } from "./routes/commands.js";
 import { builtConsoleDir, consoleRoutes } from "./routes/console.js";
 import { docsRoutes } from "./routes/docs.js";
+import { eventRoutes } from "./routes/events.js";
 import { hostAgentRoutes } from "./routes/host-agent.js";
 import { hostRoutes } from "./routes/hosts.js";
 import { identityRoutes } from "./routes/identity.js";
@@ -19,6 +20,7 @@ import { systemKeyRoutes } from "./routes/system-keys.js";
 import { systemRoutes } from "./routes/system.js";
 import { teamRoutes } from "./routes/teams.js";
 import { userRoutes } from "./routes/users.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 export const VERSION = "0.1.0";
@@ -58,6 +60,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   hostRoutes(app);
   commandRoutes(app);
   auditRoutes(app);
+  eventRoutes(app);
+  webhookRoutes(app);
 
   const allowed = allowedMethods(app);
   app.notFound((c) => {

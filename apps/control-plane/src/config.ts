@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { resolve } from "node:path";
-import { HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
+import { EVENTS_KEEPALIVE_S, HELLO_TIMEOUT_S, PROTOCOL_VERSION } from "@muster/contract";
 import { ALLOW_SETTING, DENY_SETTING, isCidrOrAddress } from "./net/address-policy.js";
 import { parseSecretKey } from "./secrets/sealer.js";
 
@@ -78,6 +78,14 @@ export interface Config {
    * sign and verify on different machines, and a token sent just before it ended.
    */
   clockLeewayS: number;
+  /** Events older than this are pruned; a stream can resume from any event younger (MUSTER_EVENTS_RETENTION_S). */
+  eventsRetentionS: number;
+  /** How often an idle event stream gets a comment (and its API key is checked again); tests shorten it. */
+  eventsKeepAliveMs: number;
+  /** How often each process reads the event log whether or not a commit was announced (a safety net for lost announcements); tests lengthen it. */
+  eventsPollMs: number;
+  /** A failed webhook delivery is retried after this, doubling with each attempt (up to an hour); tests shorten it. */
+  webhookRetryBaseMs: number;
   /** The console's built files; null: those of the @muster/console workspace package (apps/console/dist). */
   consoleDir: string | null;
 }
@@ -130,6 +138,10 @@ export const defaultConfig: Config = {
   trustedProxies: [],
   clockLeewayS: 30,
   consoleDir: null,
+  eventsRetentionS: 7 * 24 * 3600,
+  eventsKeepAliveMs: EVENTS_KEEPALIVE_S * 1000,
+  eventsPollMs: 1_000,
+  webhookRetryBaseMs: 10_000,
 };
 
 /** Reads SPEC §6's environment; every mistake is reported in one message that names the variable. */
@@ -189,6 +201,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     rateLimitPerToken: integer("MUSTER_RATE_LIMIT_PER_TOKEN", defaultConfig.rateLimitPerToken, 0, 10_000),
     trustedProxies: list("MUSTER_TRUSTED_PROXIES"),
     clockLeewayS: integer("MUSTER_CLOCK_LEEWAY_S", defaultConfig.clockLeewayS, 0, 300),
+    eventsRetentionS: integer("MUSTER_EVENTS_RETENTION_S", defaultConfig.eventsRetentionS, 86400, 3650 * 86400),
   };
 
   if (config.adminKey !== null && config.adminKey.length < 32) {

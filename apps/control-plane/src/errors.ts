@@ -9,6 +9,8 @@ export class DomainError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly retryAfterS?: number,
+    /** Fields the envelope's error object carries besides code and message (SPEC additions such as `oldest_id`). */
+    readonly fields?: Readonly<Record<string, unknown>>,
   ) {
     super(message);
     this.name = "DomainError";

@@ -5,6 +5,9 @@ import { createApp } from "./app.js";
 import { HostTokens } from "./auth/host-tokens.js";
 import { ChannelHub } from "./channel/hub.js";
 import { createChannelMetrics } from "./channel/metrics.js";
+import { EventHub } from "./events/hub.js";
+import { EventPruner } from "./events/pruner.js";
+import { WebhookDeliverer } from "./webhooks/deliverer.js";
 import type { Config } from "./config.js";
 import { openEmbedded, openPostgres, type Database } from "./db/client.js";
 import type { AppDeps, AppEnv } from "./http/env.js";
@@ -20,6 +23,7 @@ import { loadSealer } from "./secrets/secret-keys.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { canonicalizeHostArch } from "./services/host-arch.js";
 import { countCommandsByStatus } from "./services/commands.js";
+import { announcingCommits } from "./services/events.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { KeyringWatch } from "./services/keyring-watch.js";
 import { Liveness } from "./services/liveness.js";
@@ -68,9 +72,13 @@ export interface Runtime {
   bootstrap: BootstrapResult;
   /** Agent channels: attach it to the HTTP server to serve GET /v1/hosts/{id}/channel. */
   channels: ChannelHub;
+  /** Prunes the event log past its retention (tests drive it by hand). */
+  pruner: EventPruner;
+  /** Fans events out to webhooks and sends them (tests drive it by hand). */
+  webhooks: WebhookDeliverer;
   /** Keeps the signing keys and CAs in step across processes; its `tick()` is the minute's upkeep. */
   keyringWatch: KeyringWatch;
-  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep. */
+  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep, event streams and pruning, webhooks. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -80,7 +88,20 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
   const { database, kv } = stores;
-  const db = database.db;
+  const metrics = createMetrics(
+    () => countHostsByStatus(db),
+    () => liveness.credentialsTrusted,
+  );
+  const events = new EventHub({ db: database.db, kv, clock, logger, metrics }, config.eventsKeepAliveMs, config.eventsPollMs);
+  // Names this process in the leases that elect one process for work done once.
+  const instanceId = `cp-${randomUUID()}`;
+  const addresses = new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
+  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random, addresses }, instanceId);
+  // Every transaction that writes events announces them once committed (see services/events.ts).
+  const db = announcingCommits(database.db, () => {
+    events.announce();
+    webhooks.wake();
+  });
 
   // Start-up work that must happen once, before any key is used: seal what is not sealed, make what is missing.
   const { bootstrap, sealer } = await database.exclusively(async () => {
@@ -99,10 +120,6 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
 
   const hostTokens = await HostTokens.load(db, sealer, clock, random, config);
   const ca = await CaKeyring.load(db, sealer, config);
-  const metrics = createMetrics(
-    () => countHostsByStatus(db),
-    () => liveness.credentialsTrusted,
-  );
   const pacing = new Pacing(db, config, logger);
   const revocationLists = new RevocationLists({ db, kv, clock, random, config, logger, ca });
   const serviceDeps = {
@@ -118,14 +135,16 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     ca,
     sealer,
     identity: new ControlPlaneIdentity(ca, clock, random),
-    addresses: new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs }),
+    addresses,
     revocationLists,
     probeSlots: new ProbeSlots(),
   };
-  const liveness = new Liveness(serviceDeps, `cp-${randomUUID()}`, clock.now());
+  const liveness = new Liveness(serviceDeps, instanceId, clock.now());
+  const pruner = new EventPruner(serviceDeps, instanceId);
   const deps: AppDeps = {
     ...serviceDeps,
     liveness,
+    events,
     readiness: { database: () => database.ping(), kv: () => kv.ping() },
   };
   const channels = new ChannelHub(deps, createChannelMetrics(metrics.registry, () => countCommandsByStatus(db)));
@@ -135,6 +154,8 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     deps,
     bootstrap,
     channels,
+    pruner,
+    webhooks,
     keyringWatch,
     async start() {
       await revocationLists.start();
@@ -142,8 +163,14 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       await liveness.start();
       await channels.start();
       await keyringWatch.start();
+      await deps.events.start();
+      pruner.start();
+      webhooks.start();
     },
     async stop() {
+      await webhooks.stop();
+      await pruner.stop();
+      await deps.events.stop();
       await keyringWatch.stop();
       await channels.stop();
       pacing.stop();

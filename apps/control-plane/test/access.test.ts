@@ -12,6 +12,7 @@ const clock = new FakeClock();
 
 beforeAll(async () => {
   t = await startTestApp({ clock });
+  await t.runtime.deps.events.start();
   f = new Factories(t);
 });
 afterAll(() => t.close());
@@ -484,6 +485,7 @@ interface TeamResources {
   team: TeamFixture;
   host: Host;
   commandId: string;
+  webhookId: string;
   /** A key of the team's member, which the owner may revoke. */
   memberKeyId: string;
   /** A user in no team, whom the owner may add. */
@@ -495,12 +497,21 @@ async function teamResources(): Promise<TeamResources> {
   const { host } = await f.host(team.owner.key, { type: "byoc", tags: ["seed"] });
   const command = await t.http.post(`/v1/hosts/${host.id}/commands`, { key: team.owner.key, body: { type: "ping" } });
   expect(command.status, JSON.stringify(command.body)).toBe(201);
-  return { team, host, commandId: command.body.id, memberKeyId: (await ownKey(team.member.key)).id, newcomerId: (await f.user()).id };
+  const webhook = await t.http.post("/v1/webhooks", { key: team.owner.key, body: { url: "https://hooks.example.test/in", types: ["host.*"] } });
+  expect(webhook.status, JSON.stringify(webhook.body)).toBe(201);
+  return {
+    team,
+    host,
+    commandId: command.body.id,
+    webhookId: webhook.body.webhook.id,
+    memberKeyId: (await ownKey(team.member.key)).id,
+    newcomerId: (await f.user()).id,
+  };
 }
 
 /** What a team's own owner could tell apart: every ID, name and email of its resources. */
 const secretsOf = (r: TeamResources) => [
-  r.team.team.id, r.team.team.name, r.host.id, r.commandId, r.memberKeyId,
+  r.team.team.id, r.team.team.name, r.host.id, r.commandId, r.webhookId, r.memberKeyId,
   ...[r.team.owner, r.team.member].flatMap(({ user }) => [user.id, user.email]),
 ];
 
@@ -554,6 +565,15 @@ const CROSS_TEAM: Record<string, { own: number; owner: number; member: number; c
   listCommands: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/hosts/${r.host.id}/commands`, { key }) },
   // Audit is closed to members (403) and filtered to the caller's team for owners: another team's target lists nothing.
   listAudit: { own: 200, owner: 200, member: 403, call: (r, key) => t.http.get(`/v1/audit?target_id=${r.host.id}`, { key }) },
+  // Any key may stream; another team's host in the filter narrows the caller's own scope to nothing (the first frame names only a position).
+  streamEvents: { own: 200, owner: 200, member: 200, call: (r, key) => t.http.get(`/v1/events?host_id=${r.host.id}&after=0`, { key }) },
+  createWebhook: {
+    own: 201, owner: 404, member: 404,
+    call: (r, key) => t.http.post("/v1/webhooks", { key, body: { url: "https://hooks.example.test/x", types: ["host.*"], team_id: r.team.team.id } }),
+  },
+  listWebhooks: { own: 200, owner: 200, member: 403, call: (_, key) => t.http.get("/v1/webhooks?limit=500", { key }) },
+  deleteWebhook: { own: 204, owner: 404, member: 404, call: (r, key) => t.http.delete(`/v1/webhooks/${r.webhookId}`, { key }) },
+  listWebhookDeliveries: { own: 200, owner: 404, member: 404, call: (r, key) => t.http.get(`/v1/webhooks/${r.webhookId}/deliveries`, { key }) },
 };
 
 const OPERATOR_ROUTES = (Object.values(routes) as RouteDef[]).filter((route) => route.auth === "api_key");
@@ -584,7 +604,7 @@ describe("every operator route against another team's resources", () => {
       if (status >= 400) expect(res.body).toEqual({ error: { code: status === 403 ? "forbidden" : "not_found", message: expect.any(String) } });
       const text = JSON.stringify(res.body ?? "");
       for (const secret of secretsOf(mine)) expect(text, name).not.toContain(secret);
-      if (name === "listHosts" || name === "listAudit") expect(res.status === 200 ? res.body.items : []).toEqual([]);
+      if (name === "listHosts" || name === "listAudit" || name === "listWebhooks") expect(res.status === 200 ? res.body.items : []).toEqual([]);
     });
 
     it("left the team's resources as they were", async () => {

@@ -113,6 +113,11 @@ async function realPath(route: RouteDef): Promise<string> {
     }
   }
   if (kinds.has("apiKey")) values.set("apiKey", (await newKey()).id);
+  if (kinds.has("webhook")) {
+    const webhook = await t.http.post("/v1/webhooks", { key: t.adminKey, body: { url: "https://hooks.example.test/auth", types: ["host.*"] } });
+    expect(webhook.status).toBe(201);
+    values.set("webhook", webhook.body.webhook.id);
+  }
   return params.reduce((path, [name, kind]) => path.replace(`{${name}}`, encodeURIComponent(values.get(kind)!)), route.path);
 }
 
@@ -159,6 +164,7 @@ function hostCall(route: RouteDef, hostId: string, headers: Headers): Promise<Ca
 
 beforeAll(async () => {
   t = await startTestApp({ clock });
+  await t.runtime.deps.events.start();
   f = new Factories(t);
   const revoked = await newKey();
   expect(await meStatus(revoked.key)).toBe(200);

@@ -281,7 +281,12 @@ function overSocket(request: Sent): Promise<CallResult> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${served.baseUrl}${request.path}`, { method: request.method, headers: request.headers, agent: false }, (response) => {
       let text = "";
-      response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+      response.on("data", (chunk: Buffer) => {
+        text += chunk.toString("utf8");
+        // An event stream does not end: its first frame is its answer, and the client leaves.
+        if (response.headers["content-type"]?.startsWith("text/event-stream")) response.destroy();
+      });
+      response.on("close", () => response.emit("end"));
       response.on("end", () => {
         let body: unknown = text;
         try {
@@ -362,6 +367,7 @@ function fuzzRequests(route: RouteDef): Sent[] {
 beforeAll(async () => {
   // The default address policy, so every refused form of an agent's address is refused here (no loopback allowance).
   t = await startTestApp({ config: { probeAllowCidrs: [] } });
+  await t.runtime.deps.events.start();
   fx = await buildInputFixture(t);
   credentials = await buildCredentials();
   served = await listen(t);

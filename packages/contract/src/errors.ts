@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  gone: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
   upgrade_required: 426,
@@ -24,6 +25,9 @@ export const ErrorEnvelope = Type.Object(
     error: Type.Object({
       code: Type.Union(ERROR_CODES.map((code) => Type.Literal(code))),
       message: Type.String(),
+      oldest_id: Type.Optional(
+        Type.Union([Type.String(), Type.Null()], { description: "with gone (GET /v1/events): the oldest event ID the log still holds; null when it holds none" }),
+      ),
     }),
   },
   { $id: "ErrorEnvelope", description: "Every error response has this shape." },

@@ -14,6 +14,8 @@ export const ID_PREFIX = {
   hostRefreshToken: "hrt",
   audit: "aud",
   command: "cmd",
+  webhook: "whk",
+  webhookDelivery: "whd",
   signingKey: "sk",
   certificateAuthority: "ca",
   /** Derived from the key-encryption key itself (a digest), so a sealed row names the key that opens it. */

@@ -4,6 +4,7 @@ import { AuditEntry, ListAuditQuery } from "./audit.js";
 import { Command, CommandOutcome, CommandParams, IdempotencyHeaders, ListCommandsQuery, SendCommandBody } from "./commands.js";
 import { Page, PageQuery } from "./common.js";
 import type { ErrorCode } from "./errors.js";
+import { EventsQuery, MusterEvent } from "./events.js";
 import {
   AddTagBody,
   CreateHostBody,
@@ -24,6 +25,7 @@ import { CaStatus, RotateCaBody, SigningKeys } from "./keys.js";
 import { AddMemberBody, CreateTeamBody, Member, MemberParams, MemberResponse, Team, TeamParams, TeamResponse } from "./teams.js";
 import { Health, MetricsText, Readiness } from "./system.js";
 import { CreateUserBody, User, UserResponse } from "./users.js";
+import { CreateWebhookBody, CreateWebhookResponse, ListWebhookDeliveriesQuery, Webhook, WebhookDelivery, WebhookParams } from "./webhooks.js";
 
 /**
  * How a route authenticates:
@@ -49,8 +51,8 @@ export interface RouteDef {
   bodyOptional?: boolean;
   status: 200 | 201 | 204;
   response?: TSchema;
-  /** The success body's media type when it is not JSON. */
-  responseType?: "text/plain";
+  /** The success body's media type when it is not JSON (an event stream's schema is that of each event it carries). */
+  responseType?: "text/plain" | "text/event-stream";
   errors: readonly ErrorCode[];
 }
 
@@ -199,6 +201,37 @@ export const routes = {
     operationId: "listAudit", method: "get", path: "/v1/audit", auth: "api_key", tag: "Audit",
     summary: "Audit log, newest first: all for admins, the team's for owners", query: ListAuditQuery,
     status: 200, response: Page(AuditEntry), errors: OPERATOR_ERRORS,
+  }),
+
+  streamEvents: route({
+    operationId: "streamEvents", method: "get", path: "/v1/events", auth: "api_key", tag: "Events",
+    summary:
+      "Server-Sent Events of what happens to the caller's hosts and commands (admins: all). Resume with Last-Event-ID or ?after=; " +
+      "410 gone when that ID is past MUSTER_EVENTS_RETENTION_S. A comment every 15 s keeps the stream alive",
+    query: EventsQuery,
+    status: 200, response: MusterEvent, responseType: "text/event-stream", errors: [...OPERATOR_ERRORS, "gone"],
+  }),
+
+  createWebhook: route({
+    operationId: "createWebhook", method: "post", path: "/v1/webhooks", auth: "api_key", tag: "Webhooks",
+    summary: "Have events POSTed to a URL, signed with Muster-Signature (team owners for their team; admins for a team or all); the secret is in this response only",
+    body: CreateWebhookBody,
+    status: 201, response: CreateWebhookResponse, errors: OPERATOR_ERRORS,
+  }),
+  listWebhooks: route({
+    operationId: "listWebhooks", method: "get", path: "/v1/webhooks", auth: "api_key", tag: "Webhooks",
+    summary: "List webhooks: all for admins, the team's for its owners", query: ListQuery,
+    status: 200, response: Page(Webhook), errors: OPERATOR_ERRORS,
+  }),
+  deleteWebhook: route({
+    operationId: "deleteWebhook", method: "delete", path: "/v1/webhooks/{id}", auth: "api_key", tag: "Webhooks",
+    summary: "Delete a webhook; deliveries not yet made are dropped", params: WebhookParams,
+    status: 204, errors: OPERATOR_ERRORS,
+  }),
+  listWebhookDeliveries: route({
+    operationId: "listWebhookDeliveries", method: "get", path: "/v1/webhooks/{id}/deliveries", auth: "api_key", tag: "Webhooks",
+    summary: "A webhook's deliveries, newest first, each with every attempt", params: WebhookParams, query: ListWebhookDeliveriesQuery,
+    status: 200, response: Page(WebhookDelivery), errors: OPERATOR_ERRORS,
   }),
 
   getCertificateAuthority: route({

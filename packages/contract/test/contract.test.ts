@@ -41,6 +41,8 @@ describe("errors", () => {
       not_found: 404,
       method_not_allowed: 405,
       conflict: 409,
+      // The event stream's: resuming from a position the log no longer holds.
+      gone: 410,
       payload_too_large: 413,
       unsupported_media_type: 415,
       upgrade_required: 426,
@@ -48,7 +50,7 @@ describe("errors", () => {
       internal: 500,
       unavailable: 503,
     });
-    expect(ERROR_CODES).toHaveLength(12);
+    expect(ERROR_CODES).toHaveLength(13);
   });
 });
 

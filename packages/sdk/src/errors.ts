@@ -15,6 +15,8 @@ export class MusterApiError extends MusterError {
     readonly requestId: string | null,
     /** Seconds the API asked the caller to wait (429, 503). */
     readonly retryAfterS: number | null,
+    /** The envelope's other fields, e.g. `oldest_id` with a 410 from the event stream. */
+    readonly details: Readonly<Record<string, unknown>> = {},
   ) {
     super(message);
   }

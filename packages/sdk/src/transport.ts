@@ -27,6 +27,9 @@ export interface ResponseLike {
   text(): Promise<string>;
 }
 
+/** An answer whose body is still arriving (Transport.open). */
+export type StreamingResponse = ResponseLike & { readonly body: ReadableStream<Uint8Array> | null };
+
 /** What the transport needs of fetch: the platform's fetch fits, and so does the agent's smaller one over node:http. */
 export type FetchLike = (
   url: string,
@@ -70,16 +73,8 @@ export class Transport {
   }
 
   async call<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions = {}): Promise<RouteResponse<R>> {
-    const { params, query, headers, body } = input as unknown as {
-      params?: Record<string, string>;
-      query?: Record<string, unknown>;
-      headers?: Record<string, string | undefined>;
-      body?: unknown;
-    };
-    const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
-    const search = new URLSearchParams();
-    for (const [key, value] of Object.entries(query ?? {})) if (value !== undefined) search.set(key, String(value));
-    const target = search.size > 0 ? `${url}?${search}` : url;
+    const { headers, body } = input as unknown as { headers?: Record<string, string | undefined>; body?: unknown };
+    const target = this.urlOf(route, input);
     const extraHeaders = Object.fromEntries(Object.entries(headers ?? {}).filter((entry): entry is [string, string] => entry[1] !== undefined));
     const idempotent = route.method === "get" || route.method === "delete" || extraHeaders[IDEMPOTENCY_KEY_HEADER] !== undefined;
     const maxRetries = this.options.maxRetries ?? DEFAULT_MAX_RETRIES;
@@ -109,13 +104,66 @@ export class Transport {
     }
   }
 
+  /**
+   * Opens a streaming route (GET, one attempt): resolves with the response
+   * once its headers arrive (within the timeout), its body still streaming;
+   * rejects as call() does when the API refuses. The body ends when the
+   * server ends it or `options.signal` aborts; it has no timeout of its own.
+   */
+  async open<R extends RouteDef>(route: R, input: NoInfer<CallInput<R>>, options: RequestOptions & { headers?: Record<string, string> } = {}): Promise<StreamingResponse> {
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(options.signal?.reason);
+    if (options.signal?.aborted) throw options.signal.reason;
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    let response: StreamingResponse;
+    try {
+      // The platform's fetch streams its body; the agent's smaller fetch is never asked to open a stream.
+      response = (await this.fetch(this.urlOf(route, input), {
+        method: route.method.toUpperCase(),
+        headers: { ...this.headers(undefined, route.responseType ?? "application/json"), ...options.headers },
+        signal: controller.signal,
+      })) as StreamingResponse;
+    } catch (error) {
+      options.signal?.removeEventListener("abort", onAbort);
+      if (options.signal?.aborted) throw options.signal.reason ?? error;
+      const reason = controller.signal.aborted ? `timed out after ${timeoutMs} ms` : describe(error);
+      throw new MusterConnectionError(`cannot reach the Muster control plane at ${this.baseUrl}: ${reason}`, controller.signal.aborted, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!response.ok) {
+      options.signal?.removeEventListener("abort", onAbort);
+      throw await apiError(response);
+    }
+    return response;
+  }
+
+  /** The route's URL: path parameters filled in, the query appended (arrays as repeated parameters). */
+  private urlOf<R extends RouteDef>(route: R, input: CallInput<R>): string {
+    const { params, query } = input as unknown as { params?: Record<string, string>; query?: Record<string, unknown> };
+    const url = this.baseUrl + route.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(params?.[name])));
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (Array.isArray(value)) for (const item of value) search.append(key, String(item));
+      else if (value !== undefined) search.set(key, String(value));
+    }
+    return search.size > 0 ? `${url}?${search}` : url;
+  }
+
+  private headers(body: unknown, accept = "application/json", extra: Record<string, string> = {}): Record<string, string> {
+    const headers: Record<string, string> = { accept, ...extra, ...this.options.authHeaders?.() };
+    if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return headers;
+  }
+
   private async attempt(method: string, url: string, extraHeaders: Record<string, string>, body: unknown, options: RequestOptions): Promise<ResponseLike> {
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-    const headers: Record<string, string> = { accept: "application/json", ...extraHeaders, ...this.options.authHeaders?.() };
-    if (this.options.userAgent) headers["user-agent"] = this.options.userAgent;
-    if (body !== undefined) headers["content-type"] = "application/json";
+    const headers = this.headers(body, "application/json", extraHeaders);
     try {
       return await this.fetch(url, {
         method: method.toUpperCase(),
@@ -138,14 +186,19 @@ async function apiError(response: ResponseLike): Promise<MusterApiError> {
   const text = await response.text().catch(() => "");
   let code: ErrorCode = response.status >= 500 ? "internal" : "invalid_request";
   let message = `HTTP ${response.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
+  let details: Record<string, unknown> = {};
   try {
     const envelope = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     if (typeof envelope.error?.code === "string" && KNOWN_CODES.has(envelope.error.code)) code = envelope.error.code as ErrorCode;
     if (typeof envelope.error?.message === "string") message = envelope.error.message;
+    if (envelope.error && typeof envelope.error === "object") {
+      const { code: _code, message: _message, ...rest } = envelope.error as Record<string, unknown>;
+      details = rest;
+    }
   } catch {
     // Not an envelope (a proxy's error page): keep the status line.
   }
-  return new MusterApiError(response.status, code, message, requestId, retryAfterS);
+  return new MusterApiError(response.status, code, message, requestId, retryAfterS, details);
 }
 
 /** Retry-After is either seconds or an HTTP date (RFC 9110 §10.2.3). */

@@ -15,6 +15,7 @@ const TEAM = `team-${"b".repeat(26)}`;
 const USER = `usr-${"c".repeat(26)}`;
 const KEY = `key-${"d".repeat(26)}`;
 const COMMAND = `cmd-${"e".repeat(26)}`;
+const WEBHOOK = `whk-${"f".repeat(26)}`;
 
 interface Sent {
   method: string;
@@ -72,6 +73,13 @@ describe("MusterClient wiring", () => {
     await client.hosts.probe(HOST);
     await client.audit.listPage();
     await client.teams.members.listPage(TEAM);
+    await client.webhooks.create({ url: "https://hooks.example.com/muster", types: ["host.*"] });
+    await client.webhooks.list().toArray();
+    await client.webhooks.delete(WEBHOOK);
+    await client.webhooks.deliveries(WEBHOOK).toArray();
+    // The stream ends at once here (the answer is no stream): the watch stops instead of reconnecting.
+    const watching = new AbortController();
+    for await (const event of client.events.watch({ signal: watching.signal, onReconnect: () => watching.abort() })) expect.fail(`no event was sent: ${event.id}`);
     await client.system.rotateSigningKey();
     await client.system.ca();
     await client.system.rotateCa({ action: "start" });
@@ -79,7 +87,7 @@ describe("MusterClient wiring", () => {
     const called = new Set(sent.map((s) => `${s.method} ${s.url.pathname}`));
     const operatorRoutes = Object.values(routes).filter((route) => route.auth === "api_key");
     const expected = operatorRoutes.map((route) => {
-      const path = route.path.replace("{id}", route.operationId.includes("ApiKey") ? KEY : HOST)
+      const path = route.path.replace("{id}", route.operationId.includes("ApiKey") ? KEY : route.operationId.includes("Webhook") ? WEBHOOK : HOST)
         .replace("{command_id}", COMMAND).replace("{team_id}", TEAM).replace("{user_id}", USER).replace("{tag}", "gpu");
       return `${route.method.toUpperCase()} ${path}`;
     });

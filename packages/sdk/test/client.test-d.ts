@@ -120,4 +120,25 @@ describe("MusterClient types come from the contract", () => {
     expectTypeOf<MusterApiError["requestId"]>().toEqualTypeOf<string | null>();
     expectTypeOf<MusterConnectionError["timedOut"]>().toEqualTypeOf<boolean>();
   });
+
+  it("events.watch yields the contract's events, narrowed by the types asked for", () => {
+    type Event = Static<typeof contract.MusterEvent>;
+    expectTypeOf(client.events.watch()).toEqualTypeOf<AsyncGenerator<Event, void, undefined>>();
+    const offline = client.events.watch({ types: ["host.offline"] });
+    expectTypeOf(offline).toEqualTypeOf<AsyncGenerator<Extract<Event, { type: "host.offline" }>, void, undefined>>();
+    type Yielded = ReturnType<typeof client.events.watch<"command.*" | "host.deleted">> extends AsyncGenerator<infer T> ? T : never;
+    expectTypeOf<Yielded["type"]>().toEqualTypeOf<"command.queued" | "command.delivered" | "command.succeeded" | "command.failed" | "command.expired" | "host.deleted">();
+    expectTypeOf<Extract<Event, { type: "host.online" }>["data"]>().toEqualTypeOf<Static<typeof contract.Host>>();
+    expectTypeOf<Extract<Event, { type: "command.failed" }>["data"]>().toEqualTypeOf<Static<typeof contract.Command>>();
+    // @ts-expect-error: not an event type
+    void client.events.watch({ types: ["host.exploded"] });
+  });
+
+  it("webhooks", () => {
+    expectTypeOf(client.webhooks.create).parameter(0).toEqualTypeOf<Static<typeof contract.CreateWebhookBody>>();
+    expectTypeOf(client.webhooks.create).returns.resolves.toEqualTypeOf<Static<typeof contract.CreateWebhookResponse>>();
+    expectTypeOf(client.webhooks.list).returns.toEqualTypeOf<Paginator<Static<typeof contract.Webhook>>>();
+    expectTypeOf(client.webhooks.deliveries).returns.toEqualTypeOf<Paginator<Static<typeof contract.WebhookDelivery>>>();
+    expectTypeOf(client.webhooks.delete).returns.resolves.toEqualTypeOf<undefined>();
+  });
 });

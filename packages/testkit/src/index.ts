@@ -21,12 +21,15 @@ export { TcpBalancer } from "./balancer.js";
 export interface ControlPlane {
   url: string;
   adminKey: string;
-  process: ChildProcess;
+  /** The current process (a new one after restart()). */
+  readonly process: ChildProcess;
   /** Its data folder (the embedded database and its key-encryption key live here). */
   dataDir: string;
   /** The environment it was started with (DATABASE_URL, MUSTER_SECRET_KEY, … in PostgreSQL mode). */
   env: Record<string, string>;
   output(): string;
+  /** Stops the process (SIGTERM) and starts it again on the same port and stores, as an operator's restart does. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -108,44 +111,57 @@ export async function startControlPlane(env: Record<string, string> = {}, option
   }
   const childEnv: Record<string, string> = { ...(process.env as Record<string, string>), ...own };
 
-  const child = spawn(process.execPath, [TSX_CLI, MAIN], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-
   // With MUSTER_TLS_CERT_FILE the control plane serves HTTPS; its (self-signed) certificate is the probe's CA.
   const tlsCa = childEnv.MUSTER_TLS_CERT_FILE ? readFileSync(childEnv.MUSTER_TLS_CERT_FILE) : null;
   const url = `${tlsCa ? "https" : "http"}://127.0.0.1:${port}`;
-  const until = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`control plane exited at start:\n${output}`);
-    const ready = tlsCa ? await httpsReady(`${url}/readyz`, tlsCa) : await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-    if (ready) break;
-    if (Date.now() > until) {
-      child.kill("SIGKILL");
-      throw new Error(`control plane not ready after 60 s:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  let output = "";
+  let running = await spawnReady(childEnv, url, tlsCa, (chunk) => (output += chunk), () => output);
 
+  const halt = async () => {
+    const { child, exited } = running;
+    if (child.exitCode !== null) return;
+    child.kill("SIGTERM");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    if (child.exitCode === null) child.kill("SIGKILL");
+  };
   return {
     url,
     adminKey,
-    process: child,
+    get process() {
+      return running.child;
+    },
     dataDir,
     env: own,
     output: () => output,
+    async restart() {
+      await halt();
+      running = await spawnReady(childEnv, url, tlsCa, (chunk) => (output += chunk), () => output);
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
-        if (child.exitCode === null) child.kill("SIGKILL");
-      }
+      await halt();
       await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Starts the control plane's process and waits until /readyz answers. */
+async function spawnReady(env: Record<string, string>, url: string, tlsCa: Buffer | null, onOutput: (chunk: string) => void, output: () => string) {
+  const child = spawn(process.execPath, [TSX_CLI, MAIN], { env, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout!.on("data", (chunk) => onOutput(String(chunk)));
+  child.stderr!.on("data", (chunk) => onOutput(String(chunk)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const until = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`control plane exited at start:\n${output()}`);
+    const ready = tlsCa ? await httpsReady(`${url}/readyz`, tlsCa) : await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ready) return { child, exited };
+    if (Date.now() > until) {
+      child.kill("SIGKILL");
+      throw new Error(`control plane not ready after 60 s:\n${output()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 export interface SelfSigned {

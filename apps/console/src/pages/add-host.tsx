@@ -17,9 +17,7 @@ export function AddHost() {
   const [tags, setTags] = useState("");
   const [provider, setProvider] = useState("");
   const [zone, setZone] = useState("");
-  const teams = useLoad((signal) => (can.seesAllTeams ? client.teams.list({ limit: 500 }, { signal }).toArray({ max: 500 }) : Promise.resolve([])), [], {
-    refreshMs: null,
-  });
+  const teams = useLoad((signal) => (can.seesAllTeams ? client.teams.list({ limit: 500 }, { signal }).toArray({ max: 500 }) : Promise.resolve([])), []);
   const create = useAction(() =>
     client.hosts.create({
       type,
@@ -103,7 +101,7 @@ export function AddHost() {
 function Created({ created }: { created: HostWithRegistrationToken }) {
   const { client } = useSession();
   const id = created.host.id;
-  const host = useLoad((signal) => client.hosts.get(id, { signal }), [id]);
+  const host = useLoad((signal) => client.hosts.get(id, { signal }), [id], { live: (event) => event.host_id === id });
   const status = host.data?.status ?? created.host.status;
   return (
     <section>

@@ -21,9 +21,7 @@ export function ApiKeys() {
   const { client, me } = useSession();
   const can = abilitiesOf(me);
   const pager = useCursor("");
-  const keys = useLoad((signal) => client.apiKeys.listPage({ limit: 100, ...(pager.cursor ? { cursor: pager.cursor } : {}) }, { signal }), [pager.cursor], {
-    refreshMs: null,
-  });
+  const keys = useLoad((signal) => client.apiKeys.listPage({ limit: 100, ...(pager.cursor ? { cursor: pager.cursor } : {}) }, { signal }), [pager.cursor]);
   const [name, setName] = useState("");
   const [lifetime, setLifetime] = useState(0);
   const [userId, setUserId] = useState("");

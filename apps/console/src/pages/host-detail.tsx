@@ -11,11 +11,17 @@ import { useSession } from "../session.js";
 import { AuditTable } from "./audit.js";
 import { Enrollment } from "./add-host.js";
 
+/** Heartbeats' figures (metrics, last heartbeat, skew) are not events (the hot path writes none), so the page reads them again this often. */
+const HEARTBEAT_FIGURES_MS = 15_000;
+
 export function HostDetail() {
   const { params } = useRoute();
   const id = params.id!;
   const { client, me } = useSession();
-  const host = useLoad((signal) => client.hosts.get(id, { signal }), [id]);
+  const host = useLoad((signal) => client.hosts.get(id, { signal }), [id], {
+    live: (event) => event.host_id === id && event.type.startsWith("host."),
+    refreshMs: HEARTBEAT_FIGURES_MS,
+  });
 
   if (!host.data) {
     return (
@@ -192,7 +198,9 @@ function Tags({ host, client, manage, onChange }: { host: Host; client: MusterCl
 const COMMANDS_SHOWN = 10;
 
 function Commands({ host, client, manage }: { host: Host; client: MusterClient; manage: boolean }) {
-  const commands = useLoad(async (signal) => (await client.hosts.commands.listPage(host.id, { limit: COMMANDS_SHOWN }, { signal })).items, [host.id]);
+  const commands = useLoad(async (signal) => (await client.hosts.commands.listPage(host.id, { limit: COMMANDS_SHOWN }, { signal })).items, [host.id], {
+    live: (event) => event.host_id === host.id && event.type.startsWith("command."),
+  });
   const ping = useAction(async () => {
     const sent = await client.hosts.commands.send(host.id, { type: "ping", timeout_s: 60 });
     commands.refresh();

@@ -31,10 +31,10 @@ export function Hosts() {
   const hosts = useLoad(
     (signal) => client.hosts.listPage({ ...(filters as object), limit: PAGE_SIZE, ...(pager.cursor ? { cursor: pager.cursor } : {}) }, { signal }),
     [key, pager.cursor],
+    // Any host event may change who is on this page (created, deleted, tags) or how a row reads.
+    { live: (event) => event.type.startsWith("host.") },
   );
-  const teams = useLoad((signal) => (can.seesAllTeams ? client.teams.list({ limit: 500 }, { signal }).toArray({ max: 500 }) : Promise.resolve([])), [], {
-    refreshMs: null,
-  });
+  const teams = useLoad((signal) => (can.seesAllTeams ? client.teams.list({ limit: 500 }, { signal }).toArray({ max: 500 }) : Promise.resolve([])), []);
 
   const apply = (next: Filters) => {
     const query = new URLSearchParams(Object.entries(next).filter(([, value]) => value) as [string, string][]).toString();

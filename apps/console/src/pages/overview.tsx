@@ -6,8 +6,10 @@ import { emptySummary, STATUSES, summarize, TYPES, type FleetSummary } from "../
 import { useLoad } from "../live.js";
 import { useSession } from "../session.js";
 
-/** The whole fleet is walked (500 hosts a request) for exact counts; so it refreshes less often than a page of hosts. */
-const OVERVIEW_REFRESH_MS = 30_000;
+/** The events that change a count: a host appears, leaves, or changes status. */
+const COUNTED = new Set<string>(["host.created", "host.registered", "host.online", "host.offline", "host.deleted"]);
+/** The whole fleet is walked (500 hosts a request) for exact counts; so a busy fleet's events reload it at most this often. */
+const OVERVIEW_MIN_INTERVAL_MS = 5_000;
 
 export function Overview() {
   const { client, me } = useSession();
@@ -22,7 +24,7 @@ export function Overview() {
       return { summary, at: new Date() };
     },
     [],
-    { refreshMs: OVERVIEW_REFRESH_MS },
+    { live: (event) => COUNTED.has(event.type), minIntervalMs: OVERVIEW_MIN_INTERVAL_MS },
   );
   const scope = me.role === "admin" ? "every team's and the platform's hosts" : `the hosts of ${me.team?.name ?? "your team"}`;
 

@@ -12,7 +12,7 @@ import { useSession } from "../session.js";
 export function Teams() {
   const { client, me } = useSession();
   const can = abilitiesOf(me);
-  const teams = useLoad((signal) => client.teams.list({ limit: 500 }, { signal }).toArray(), [], { refreshMs: null });
+  const teams = useLoad((signal) => client.teams.list({ limit: 500 }, { signal }).toArray(), []);
   const [name, setName] = useState("");
   const create = useAction(async () => {
     const created = await client.teams.create({ name: name.trim() });
@@ -65,10 +65,8 @@ export function TeamDetail() {
   const teamId = params.id!;
   const { client, me } = useSession();
   const manage = abilitiesOf(me).manageMembers(teamId);
-  const team = useLoad(async (signal) => (await client.teams.list({ limit: 500 }, { signal }).toArray()).find((t) => t.id === teamId) ?? null, [teamId], {
-    refreshMs: null,
-  });
-  const members = useLoad((signal) => client.teams.members.list(teamId, { limit: 500 }, { signal }).toArray(), [teamId], { refreshMs: null });
+  const team = useLoad(async (signal) => (await client.teams.list({ limit: 500 }, { signal }).toArray()).find((t) => t.id === teamId) ?? null, [teamId]);
+  const members = useLoad((signal) => client.teams.members.list(teamId, { limit: 500 }, { signal }).toArray(), [teamId]);
   const [userId, setUserId] = useState("");
   const [role, setRole] = useState<TeamRole>("member");
   const add = useAction(async () => {

@@ -10,9 +10,7 @@ import { useSession } from "../session.js";
 export function Users() {
   const { client } = useSession();
   const pager = useCursor("");
-  const users = useLoad((signal) => client.users.listPage({ limit: 100, ...(pager.cursor ? { cursor: pager.cursor } : {}) }, { signal }), [pager.cursor], {
-    refreshMs: null,
-  });
+  const users = useLoad((signal) => client.users.listPage({ limit: 100, ...(pager.cursor ? { cursor: pager.cursor } : {}) }, { signal }), [pager.cursor]);
   const [email, setEmail] = useState("");
   const [name, setName] = useState("");
   const create = useAction(async () => {

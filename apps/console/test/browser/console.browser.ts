@@ -171,20 +171,50 @@ describe("an admin, at a desk", () => {
     expect(await Promise.race([agent.exited, new Promise((resolve) => setTimeout(() => resolve("still running"), 15_000))])).toBe(6);
   });
 
-  it("sees a host turn offline in the hosts table without a reload", async () => {
+  it("sees a host turn offline in the hosts table from the event stream, without a reload or polling, and again after the control plane restarts", async () => {
     const tag = `live-${unique()}`;
     const created = await admin.hosts.create({ type: "byoc", team_id: team.id, tags: [tag] });
     const agent = await enrolledAgent(created.registration_token);
     const { page } = await open();
+    const listLoads: number[] = [];
+    const streams: { url: string; headers: Record<string, string> }[] = [];
+    page.on("request", async (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === "/v1/hosts" && request.method() === "GET") listLoads.push(Date.now());
+      if (url.pathname === "/v1/events") streams.push({ url: request.url(), headers: await request.allHeaders() });
+    });
     await signIn(page, cp.adminKey);
     await page.goto(`${cp.url}/console/hosts?tag=${tag}`);
     const row = page.locator(`tr[data-host="${created.host.id}"]`);
     await row.getByText("online").waitFor({ timeout: 20_000 });
     await markPage(page);
+
+    // Quiet (no event, no load) for 1.5 s, then 4.5 s more: polling every 3 s, as the console did before the stream, would load the list here.
+    await expect.poll(() => Date.now() - (listLoads.at(-1) ?? 0), { timeout: 15_000 }).toBeGreaterThan(1_500);
+    const loadsBefore = listLoads.length;
+    await page.waitForTimeout(4_500);
+    expect(listLoads.length).toBe(loadsBefore);
+
     await agent.stop();
     await row.getByText("offline").waitFor({ timeout: 20_000 });
+    expect(listLoads.length).toBeGreaterThan(loadsBefore);
     expect(await stillMarked(page)).toBe(true);
     await page.screenshot({ path: screenshotPath("hosts-live-offline") });
+
+    // The stream carries the key in its Authorization header, never in its address.
+    expect(streams.length).toBeGreaterThan(0);
+    for (const stream of streams) {
+      expect(stream.headers.authorization).toBe(`Bearer ${cp.adminKey}`);
+      expect(stream.url).not.toContain(cp.adminKey);
+    }
+
+    // A restarted control plane drops the stream; the console reconnects, resuming after the last event it had.
+    const streamsBefore = streams.length;
+    await cp.restart();
+    await admin.hosts.tags.add(created.host.id, "after-restart");
+    await row.getByText("after-restart").waitFor({ timeout: 30_000 });
+    expect(await stillMarked(page)).toBe(true);
+    expect(streams.slice(streamsBefore).some((stream) => /^\d+$/.test(stream.headers["last-event-id"] ?? ""))).toBe(true);
   });
 
   it("creates an API key that is shown once and works, and a team with a member", async () => {
@@ -296,7 +326,8 @@ describe("every page", () => {
     for (const path of [...PAGES, `/hosts/${created.host.id}`, `/teams/${team.id}`]) {
       await page.goto(`${cp.url}/console${path}`);
       await page.locator("main h1").waitFor();
-      await page.waitForLoadState("networkidle");
+      // Not "networkidle": the page's event stream stays open for as long as it is shown.
+      await expect.poll(() => page.locator("main").getByText(/Loading .*…/).count()).toBe(0);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       expect(overflow, `${path || "/"} is ${overflow} px wider than the screen`).toBeLessThanOrEqual(0);
       const name = path.replace(/host-[a-z2-7]+/, "host").replace(/team-[a-z2-7]+/, "team").replaceAll("/", "-").replace(/^-/, "") || "overview";

@@ -159,7 +159,7 @@ export class ChannelHub {
         if (session.claims.expiresAt <= now) session.close(CHANNEL_CLOSE.unauthorized, "host token expired; redial with a fresh one");
         else if (session.lastSeenMs < silentSince) session.close(CHANNEL_CLOSE.silent, "no heartbeat within the offline window");
       }
-      await expireCommands(this.deps.db, now);
+      await expireCommands(this.deps, now);
       if (now.getTime() - this.prunedAt >= PRUNE_MS) {
         this.prunedAt = now.getTime();
         await pruneIdempotencyKeys(this.deps.db, now);

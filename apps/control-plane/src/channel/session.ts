@@ -175,7 +175,7 @@ export class ChannelSession {
           return await this.deps.liveness.heartbeat(this.claims, this.hostId, { metrics: message.metrics, agentClock: message.sent_at });
         case "ack":
           if (!(await this.credentialsLive())) return;
-          return await markDelivered(this.deps.db, this.hostId, message.id, this.deps.clock.now());
+          return await markDelivered(this.deps, this.hostId, message.id, this.deps.clock.now());
         case "result":
           if (!(await this.credentialsLive())) return;
           return await this.result(message);

@@ -7,8 +7,8 @@ import { causes, isStoreUnavailable } from "../lib/store-errors.js";
 
 const RETRY_AFTER_UNAVAILABLE_S = 5;
 
-export function errorResponse(c: Context, code: ErrorCode, message: string, retryAfterS?: number): Response {
-  const body: ErrorEnvelope = { error: { code, message } };
+export function errorResponse(c: Context, code: ErrorCode, message: string, retryAfterS?: number, fields?: Readonly<Record<string, unknown>>): Response {
+  const body: ErrorEnvelope = { error: { ...fields, code, message } };
   if (retryAfterS !== undefined) c.header("Retry-After", String(retryAfterS));
   return c.json(body, ERROR_STATUS[code]);
 }
@@ -19,7 +19,7 @@ function isUniqueViolation(error: unknown): boolean {
 
 /** The single place where any thrown error becomes the envelope. Nothing internal reaches the client. */
 export function handleError(error: Error, c: Context, logger: Logger): Response {
-  if (error instanceof DomainError) return errorResponse(c, error.code, error.message, error.retryAfterS);
+  if (error instanceof DomainError) return errorResponse(c, error.code, error.message, error.retryAfterS, error.fields);
   if (error instanceof HTTPException) {
     const status = error.status;
     if (status === 413) return errorResponse(c, "payload_too_large", "request body is larger than 64 KiB");

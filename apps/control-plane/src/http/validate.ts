@@ -50,6 +50,15 @@ function refuseUnknownParameters(route: RouteDef, given: Record<string, string>)
   throw invalid(`unknown query parameter '${unknown}': ${takes}`);
 }
 
+/** Array parameters are repeatable (`?type=a&type=b`): every value is read, not only the first. */
+function withRepeated(c: Context, schema: TObject, given: Record<string, string>): Record<string, string | string[]> {
+  const values: Record<string, string | string[]> = { ...given };
+  for (const [name, property] of Object.entries(schema.properties)) {
+    if ((property as { type?: string }).type === "array" && given[name] !== undefined) values[name] = c.req.queries(name) ?? [];
+  }
+  return values;
+}
+
 /** application/json or a +json type, with any parameters; a body without a Content-Type is read as JSON too. */
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
 
@@ -84,7 +93,7 @@ export function compileValidator(route: RouteDef): (c: Context) => Promise<Valid
     if (query && route.query) {
       refuseUnstorable(given, "query parameter");
       refuseNonIntegers(route.query, given);
-      const raw = Value.Default(route.query, Value.Convert(route.query, { ...given }));
+      const raw = Value.Default(route.query, Value.Convert(route.query, withRepeated(c, route.query, given)));
       if (!query.Check(raw)) throw invalid(describe("query parameter", query, raw));
       input.query = raw;
     }

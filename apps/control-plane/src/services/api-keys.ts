@@ -28,15 +28,20 @@ export function apiKeyView(row: ApiKeyRow): ApiKey {
 
 const BAD_KEY = "API key is missing, malformed, expired or revoked; send a live key as 'Authorization: Bearer <key>'";
 
-/** Resolves a bearer key to its actor. Every failure reads the same, whatever the cause. */
-export async function authenticateApiKey(deps: ServiceDeps, key: string): Promise<Actor> {
-  const now = deps.clock.now();
-  const [found] = await deps.db
+/** Keys with their user's admin flag and role in the key's team; a key is live when unrevoked, unexpired and the role is known. */
+function keysWithRoles(db: DbOrTx, now: Date, which: SQL) {
+  return db
     .select({ key: apiKeys, isAdmin: users.isAdmin, role: teamMembers.role })
     .from(apiKeys)
     .innerJoin(users, eq(users.id, apiKeys.userId))
     .leftJoin(teamMembers, and(eq(teamMembers.teamId, apiKeys.teamId), eq(teamMembers.userId, apiKeys.userId)))
-    .where(and(eq(apiKeys.keyHash, hashSecret(key)), isNull(apiKeys.revokedAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, now))));
+    .where(and(which, isNull(apiKeys.revokedAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, now))));
+}
+
+/** Resolves a bearer key to its actor. Every failure reads the same, whatever the cause. */
+export async function authenticateApiKey(deps: ServiceDeps, key: string): Promise<Actor> {
+  const now = deps.clock.now();
+  const [found] = await keysWithRoles(deps.db, now, eq(apiKeys.keyHash, hashSecret(key)));
   if (!found) throw unauthorized(BAD_KEY);
   const role = found.isAdmin ? "admin" : found.role;
   if (role === null) throw unauthorized(BAD_KEY);
@@ -44,6 +49,13 @@ export async function authenticateApiKey(deps: ServiceDeps, key: string): Promis
     await deps.db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, found.key.id));
   }
   return { userId: found.key.userId, keyId: found.key.id, isAdmin: found.isAdmin, teamId: found.key.teamId, role };
+}
+
+/** Which of these keys would still authenticate now (long-lived streams check their key with this). */
+export async function liveApiKeyIds(deps: Pick<ServiceDeps, "db" | "clock">, keyIds: string[]): Promise<Set<string>> {
+  if (keyIds.length === 0) return new Set();
+  const rows = await keysWithRoles(deps.db, deps.clock.now(), inArray(apiKeys.id, keyIds));
+  return new Set(rows.filter((row) => row.isAdmin || row.role !== null).map((row) => row.key.id));
 }
 
 /** Issues a key and stores only its hash; the secret is returned once. Used by the API and the bootstrap. */

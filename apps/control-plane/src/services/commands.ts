@@ -1,12 +1,14 @@
-import type { Command, CommandOutcome, ListCommandsQuery, SendCommandBody } from "@muster/contract";
+import type { Command, CommandEventType, CommandOutcome, ListCommandsQuery, SendCommandBody } from "@muster/contract";
 import { COMMAND_TIMEOUT_DEFAULT_S, PAGE_LIMIT_DEFAULT, RESULT_NOT_RECEIVED } from "@muster/contract";
 import { and, asc, desc, eq, inArray, lte, gt, or, sql, type SQL } from "drizzle-orm";
-import { hostCommands, type HostCommandRow } from "../db/schema/index.js";
+import type { Tx } from "../db/client.js";
+import { hostCommands, hostTags, hosts, type HostCommandRow } from "../db/schema/index.js";
 import { notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import type { Actor } from "./actor.js";
 import { recordAudit } from "./audit.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
+import { recordEvents } from "./events.js";
 import { hostFor } from "./hosts.js";
 import { claimIdempotencyKey, saveIdempotentAnswer } from "./idempotency.js";
 import { AGENT_CHANNEL_BUS } from "./kv-keys.js";
@@ -25,6 +27,10 @@ import { byCreation, decodeCursor, paginate, pastCursor, type Cursor } from "./p
 const UNFINISHED = ["queued", "delivered"] as const;
 /** How many commands one delivery query reads; a pass reads on until a batch comes back short. */
 export const DELIVERY_BATCH = 100;
+/** Commands ended by their deadline per transaction (each is an event, and a transaction holds 65,536 at most). */
+const EXPIRY_BATCH = 1_000;
+
+type EventDeps = Pick<ServiceDeps, "db" | "clock">;
 
 export type BusMessage = { kind: "claim"; host: string; channel: string } | { kind: "commands"; host: string };
 
@@ -80,6 +86,7 @@ export async function sendCommand(
         metadata: { command_id: inserted!.id, type: body.type },
       },
     ]);
+    await recordCommandEvents(tx, deps, "command.queued", [inserted!]);
     const command = commandView(inserted!);
     if (idempotent) await saveIdempotentAnswer(tx, idempotent, { status: 201, response: command });
     return { command, replayed: false };
@@ -92,7 +99,7 @@ export async function sendCommand(
 export async function getCommand(deps: ServiceDeps, actor: Actor, hostId: string, commandId: string): Promise<Command> {
   await hostFor(deps.db, actor, hostId, "read");
   // Expire this one now rather than wait for the next sweep, so a reader never sees a deadline passed unmarked.
-  await expireCommands(deps.db, deps.clock.now(), { commandId });
+  await expireCommands(deps, deps.clock.now(), { commandId });
   const [row] = await deps.db
     .select()
     .from(hostCommands)
@@ -106,7 +113,7 @@ export async function listCommands(deps: ServiceDeps, actor: Actor, hostId: stri
   const cursor = decodeCursor(query.cursor);
   await hostFor(deps.db, actor, hostId, "read");
   const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
-  await expireCommands(deps.db, deps.clock.now(), { hostId });
+  await expireCommands(deps, deps.clock.now(), { hostId });
   const rows = await deps.db
     .select()
     .from(hostCommands)
@@ -151,11 +158,17 @@ export async function commandsToSend(
 }
 
 /** The agent acknowledged the command. */
-export async function markDelivered(db: DbOrTx, hostId: string, commandId: string, now: Date): Promise<void> {
-  await db
-    .update(hostCommands)
-    .set({ status: "delivered", deliveredAt: now })
-    .where(and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId), eq(hostCommands.status, "queued"), gt(hostCommands.expiresAt, now)));
+export async function markDelivered(deps: EventDeps, hostId: string, commandId: string, now: Date): Promise<void> {
+  await withTransaction(deps.db, async (tx) => {
+    const delivered = await tx
+      .update(hostCommands)
+      .set({ status: "delivered", deliveredAt: now })
+      .where(
+        and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId), eq(hostCommands.status, "queued"), gt(hostCommands.expiresAt, now)),
+      )
+      .returning();
+    await recordCommandEvents(tx, deps, "command.delivered", delivered);
+  });
 }
 
 /**
@@ -171,7 +184,7 @@ export type ResultFate = "stored" | "repeat" | "conflict" | "unknown";
  * an ending the deadline gave the command, since the agent evidently had it.
  */
 export async function recordResult(
-  deps: Pick<ServiceDeps, "db" | "logger">,
+  deps: Pick<ServiceDeps, "db" | "logger" | "clock">,
   hostId: string,
   commandId: string,
   outcome: CommandOutcome,
@@ -181,18 +194,23 @@ export async function recordResult(
   const result = outcome.result ?? null;
   const error = outcome.ok ? null : (outcome.error ?? "the agent reported a failure without a message");
   const ofHost = and(eq(hostCommands.id, commandId), eq(hostCommands.hostId, hostId));
-  const stored = await deps.db
-    .update(hostCommands)
-    .set({
-      status,
-      result,
-      error,
-      endedBy: "agent",
-      deliveredAt: sql`coalesce(${hostCommands.deliveredAt}, ${now.toISOString()}::timestamptz)`,
-      completedAt: now,
-    })
-    .where(and(ofHost, or(inArray(hostCommands.status, [...UNFINISHED]), eq(hostCommands.endedBy, "deadline"))))
-    .returning({ id: hostCommands.id });
+  const stored = await withTransaction(deps.db, async (tx) => {
+    const rows = await tx
+      .update(hostCommands)
+      .set({
+        status,
+        result,
+        error,
+        endedBy: "agent",
+        deliveredAt: sql`coalesce(${hostCommands.deliveredAt}, ${now.toISOString()}::timestamptz)`,
+        completedAt: now,
+      })
+      .where(and(ofHost, or(inArray(hostCommands.status, [...UNFINISHED]), eq(hostCommands.endedBy, "deadline"))))
+      .returning();
+    // Also after a deadline ending: the command's state changes again, to the agent's outcome.
+    await recordCommandEvents(tx, deps, outcome.ok ? "command.succeeded" : "command.failed", rows);
+    return rows;
+  });
   if (stored.length > 0) return "stored";
   const sameResult: SQL = result === null ? sql`${hostCommands.result} is null` : sql`${hostCommands.result} = ${JSON.stringify(result)}::jsonb`;
   const [earlier] = await deps.db
@@ -213,26 +231,55 @@ export async function recordResult(
  * the one named): `expired` if the agent never acknowledged it, `failed` with
  * "result not received" if it did.
  */
-export async function expireCommands(db: DbOrTx, now: Date, scope: { commandId?: string; hostId?: string } = {}): Promise<number> {
+export async function expireCommands(deps: EventDeps, now: Date, scope: { commandId?: string; hostId?: string } = {}): Promise<number> {
   const queued = sql`${hostCommands.status} = 'queued'`;
-  const changed = await db
-    .update(hostCommands)
-    .set({
-      status: sql`case when ${queued} then 'expired' else 'failed' end`,
-      error: sql`case when ${queued} then null else ${RESULT_NOT_RECEIVED} end`,
-      endedBy: "deadline",
-      completedAt: sql`${hostCommands.expiresAt}`,
-    })
-    .where(
-      and(
-        inArray(hostCommands.status, [...UNFINISHED]),
-        lte(hostCommands.expiresAt, now),
-        scope.commandId === undefined ? undefined : eq(hostCommands.id, scope.commandId),
-        scope.hostId === undefined ? undefined : eq(hostCommands.hostId, scope.hostId),
-      ),
-    )
-    .returning({ id: hostCommands.id });
-  return changed.length;
+  const overdue = and(
+    inArray(hostCommands.status, [...UNFINISHED]),
+    lte(hostCommands.expiresAt, now),
+    scope.commandId === undefined ? undefined : eq(hostCommands.id, scope.commandId),
+    scope.hostId === undefined ? undefined : eq(hostCommands.hostId, scope.hostId),
+  );
+  let ended = 0;
+  for (;;) {
+    const batch = await withTransaction(deps.db, async (tx) => {
+      // The update checks again what it found: a process ending the same rows at once makes it skip them, not repeat them.
+      const due = tx.select({ id: hostCommands.id }).from(hostCommands).where(overdue).limit(EXPIRY_BATCH);
+      const changed = await tx
+        .update(hostCommands)
+        .set({
+          status: sql`case when ${queued} then 'expired' else 'failed' end`,
+          error: sql`case when ${queued} then null else ${RESULT_NOT_RECEIVED} end`,
+          endedBy: "deadline",
+          completedAt: sql`${hostCommands.expiresAt}`,
+        })
+        .where(and(inArray(hostCommands.id, due), overdue))
+        .returning();
+      await recordCommandEvents(tx, deps, "command.expired", changed.filter((row) => row.status === "expired"));
+      await recordCommandEvents(tx, deps, "command.failed", changed.filter((row) => row.status === "failed"));
+      return changed.length;
+    });
+    ended += batch;
+    if (batch < EXPIRY_BATCH) return ended;
+  }
+}
+
+/**
+ * Records one event per command, carrying the command as the API returns it;
+ * the host's team decides who sees it, and its tags what `?tag=` matches.
+ */
+async function recordCommandEvents(tx: Tx, deps: Pick<ServiceDeps, "clock">, type: CommandEventType, rows: HostCommandRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const hostIds = [...new Set(rows.map((row) => row.hostId))];
+  const owners = await tx.select({ id: hosts.id, teamId: hosts.teamId }).from(hosts).where(inArray(hosts.id, hostIds));
+  const tagRows = await tx.select({ hostId: hostTags.hostId, tag: hostTags.tag }).from(hostTags).where(inArray(hostTags.hostId, hostIds));
+  const teamOf = new Map(owners.map((host) => [host.id, host.teamId]));
+  const tagsOf = new Map<string, string[]>();
+  for (const { hostId, tag } of tagRows) tagsOf.set(hostId, [...(tagsOf.get(hostId) ?? []), tag]);
+  await recordEvents(
+    tx,
+    deps,
+    rows.map((row) => ({ type, teamId: teamOf.get(row.hostId) ?? null, hostId: row.hostId, tags: tagsOf.get(row.hostId) ?? [], data: commandView(row) })),
+  );
 }
 
 export async function countCommandsByStatus(db: DbOrTx): Promise<{ status: string; count: number }[]> {

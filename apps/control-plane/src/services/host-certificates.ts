@@ -3,6 +3,7 @@ import type { Tx } from "../db/client.js";
 import { hostCertificates, hosts, type HostRow } from "../db/schema/index.js";
 import type { x509 } from "../pki/x509.js";
 import type { ServiceDeps } from "./context.js";
+import { recordHostEvents } from "./host-events.js";
 
 export interface HostCertificateFields {
   certificate: string;
@@ -50,6 +51,7 @@ export async function issueHostCertificate(
     .set({ certFingerprint: issued.fingerprint, certExpiresAt: issued.expiresAt, updatedAt: now })
     .where(eq(hosts.id, host.id))
     .returning();
+  await recordHostEvents(tx, deps, "host.certificate_issued", [updated!]);
   return {
     host: updated!,
     fields: {

@@ -14,6 +14,7 @@ import type { Tx } from "../db/client.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
 import { issueHostCertificate, revokeHostCertificates } from "./host-certificates.js";
+import { recordHostEvents } from "./host-events.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 import { enforceHostRefreshLimit, enforceRateLimits } from "./rate-limit.js";
@@ -122,6 +123,7 @@ export async function registerHost(deps: ServiceDeps, body: RegisterHostBody, fr
           metadata: { address: body.address, re_registration: reRegistration, from: fromAddress },
         },
       ]);
+      await recordHostEvents(tx, deps, "host.registered", [updated!]);
       return issueCredentials(tx, deps, updated!, family, publicKey);
     });
   } catch (error) {
@@ -283,12 +285,12 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
   const [host] = await tx.select().from(hosts).where(eq(hosts.id, reused.hostId)).for("update");
   if (!host || host.credentialFamily !== reused.family) return 0;
   const now = deps.clock.now();
-  await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id));
   await tx
     .update(hostRefreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(hostRefreshTokens.hostId, host.id), isNull(hostRefreshTokens.revokedAt)));
   const revoked = await revokeHostCertificates(tx, deps, host.id);
+  const [withoutCredentials] = await tx.update(hosts).set({ credentialFamily: null, updatedAt: now }).where(eq(hosts.id, host.id)).returning();
   await publishCredentialState(deps.kv, host.id, { kind: "none" });
   await recordAudit(tx, deps, [
     {
@@ -300,6 +302,7 @@ async function revokeFamilyOnReuse(tx: Tx, deps: ServiceDeps, tokenHash: string)
       metadata: { refresh_token_id: reused.id, used_at: reused.usedAt.toISOString() },
     },
   ]);
+  await recordHostEvents(tx, deps, "host.credentials_revoked", [withoutCredentials!]);
   deps.logger.warn({ host_id: host.id }, "refresh token reused: every credential of the host is revoked");
   return revoked;
 }

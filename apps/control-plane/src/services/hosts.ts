@@ -7,9 +7,12 @@ import { newId } from "../lib/ids.js";
 import { hashSecret, newRegistrationToken } from "../lib/secrets.js";
 import { requireAdmin, requireTeamAccess, type Actor } from "./actor.js";
 import { recordAudit } from "./audit.js";
+import type { Tx } from "../db/client.js";
 import { withTransaction, type DbOrTx, type ServiceDeps } from "./context.js";
 import { publishCredentialState } from "./credential-state.js";
 import { revokeHostCertificates } from "./host-certificates.js";
+import { recordEvents } from "./events.js";
+import { hostEvent, recordHostEvents } from "./host-events.js";
 import { hostViews } from "./host-views.js";
 import { registrationTokenKey } from "./kv-keys.js";
 import { LivenessSet } from "./liveness-set.js";
@@ -93,6 +96,7 @@ export async function createHost(deps: ServiceDeps, actor: Actor, body: CreateHo
       { actor: actor.userId, action: "host.created", targetType: "host", targetId: host.id, teamId, metadata: { type: body.type, tags } },
     ]);
     const [view] = await hostViews(tx, deps.kv, [host]);
+    await recordEvents(tx, deps, [hostEvent("host.created", view!)]);
     return { host: view!, ...token };
   });
 }
@@ -138,7 +142,11 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
   const revoked = await withTransaction(deps.db, async (tx) => {
     const host = await hostFor(tx, actor, hostId, "manage", true);
     const now = deps.clock.now();
-    await tx.update(hosts).set({ deletedAt: now, updatedAt: now, credentialFamily: null }).where(eq(hosts.id, hostId));
+    const [deleted] = await tx
+      .update(hosts)
+      .set({ deletedAt: now, updatedAt: now, credentialFamily: null })
+      .where(eq(hosts.id, hostId))
+      .returning();
     await tx
       .update(hostRefreshTokens)
       .set({ revokedAt: now })
@@ -154,6 +162,7 @@ export async function deleteHost(deps: ServiceDeps, actor: Actor, hostId: string
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.deleted", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { type: host.type } },
     ]);
+    await recordHostEvents(tx, deps, "host.deleted", [deleted!]);
     return certificates;
   });
   await new LivenessSet(deps.kv).remove(hostId);
@@ -168,6 +177,7 @@ export async function regenerateHostToken(deps: ServiceDeps, actor: Actor, hostI
       { actor: actor.userId, action: "host.token_regenerated", targetType: "host", targetId: hostId, teamId: host.teamId },
     ]);
     const [view] = await hostViews(tx, deps.kv, [host]);
+    await recordEvents(tx, deps, [hostEvent("host.token_regenerated", view!)]);
     return { host: view!, ...token };
   });
 }
@@ -180,10 +190,10 @@ export async function addHostTag(deps: ServiceDeps, actor: Actor, hostId: string
     if (tags.length >= MAX_TAGS_PER_HOST) throw conflict(`host ${hostId} already has ${MAX_TAGS_PER_HOST} tags, the most it may have`);
     const now = deps.clock.now();
     await tx.insert(hostTags).values({ hostId, tag, createdAt: now });
-    await tx.update(hosts).set({ updatedAt: now }).where(eq(hosts.id, hostId));
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.tag_added", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { tag } },
     ]);
+    await tagsChanged(tx, deps, hostId, now, []);
   });
 }
 
@@ -195,11 +205,18 @@ export async function removeHostTag(deps: ServiceDeps, actor: Actor, hostId: str
       .where(and(eq(hostTags.hostId, hostId), eq(hostTags.tag, tag)))
       .returning({ tag: hostTags.tag });
     if (removed.length === 0) return;
-    await tx.update(hosts).set({ updatedAt: deps.clock.now() }).where(eq(hosts.id, hostId));
     await recordAudit(tx, deps, [
       { actor: actor.userId, action: "host.tag_removed", targetType: "host", targetId: hostId, teamId: host.teamId, metadata: { tag } },
     ]);
+    await tagsChanged(tx, deps, hostId, deps.clock.now(), [tag]);
   });
+}
+
+/** Notes the change on the host and records host.tags_changed; `removed` tags still match `?tag=` for this event. */
+async function tagsChanged(tx: Tx, deps: ServiceDeps, hostId: string, now: Date, removed: string[]): Promise<void> {
+  const [changed] = await tx.update(hosts).set({ updatedAt: now }).where(eq(hosts.id, hostId)).returning();
+  const [view] = await hostViews(tx, deps.kv, [changed!]);
+  await recordEvents(tx, deps, [hostEvent("host.tags_changed", view!, removed)]);
 }
 
 export async function listHostTags(deps: ServiceDeps, actor: Actor, hostId: string): Promise<string[]> {

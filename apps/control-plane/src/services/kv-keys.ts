@@ -90,3 +90,6 @@ export const CRL_KEY = "crl";
 
 /** Pub/sub channel announcing a new revocation list (the message is its ID): other processes take the stored copy. */
 export const CRL_CHANGES_CHANNEL = "crl-changes";
+
+/** Pub/sub channel on which a process announces that it committed events; every process's stream hub then reads the log. */
+export const EVENTS_CHANNEL = "events";

@@ -1,12 +1,14 @@
 import type { HeartbeatMetrics } from "@muster/contract";
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
-import { hosts, leases } from "../db/schema/index.js";
+import { hosts } from "../db/schema/index.js";
 import { DomainError, forbidden, notFound, unauthorized } from "../errors.js";
 import type { HostClaims } from "../auth/host-tokens.js";
 import { recordAudit, SYSTEM_ACTOR } from "./audit.js";
 import { withTransaction, type ServiceDeps } from "./context.js";
 import { BoundedMap, BoundedSet } from "../lib/bounded.js";
 import { CredentialCache } from "./credential-state.js";
+import { recordHostEvents } from "./host-events.js";
+import { holdLease, releaseLease } from "./leases.js";
 import { LIVENESS_SHARDS, SERVING_SEEN_KEY, SERVING_SINCE_KEY } from "./kv-keys.js";
 import { LivenessSet } from "./liveness-set.js";
 
@@ -20,6 +22,8 @@ export const SCORE_FLUSH_MS = 100;
 /** The sweeper's allowance for beats still waiting in some process (the flush, plus room for a stalled event loop). */
 export const UNFLUSHED_ALLOWANCE_MS = 5 * SCORE_FLUSH_MS;
 const KNOWN_HOSTS_MAX = 1_000_000;
+/** Online transitions written in one transaction at most (each may be an event, and a transaction holds 65,536 at most). */
+const ONLINE_BATCH_MAX = 10_000;
 /**
  * How often, at most, a host's beat time alone is written to PostgreSQL: every
  * BEAT_PERSIST_MS, or twice per offline window when that is shorter, so a live
@@ -244,8 +248,12 @@ export class Liveness {
 
   private async writeOnlineQueue(): Promise<void> {
     while (this.onlineQueue.size > 0) {
-      const batch = this.onlineQueue;
-      this.onlineQueue = new Map();
+      const batch = new Map<string, PendingOnline>();
+      for (const [hostId, pending] of this.onlineQueue) {
+        if (batch.size === ONLINE_BATCH_MAX) break;
+        batch.set(hostId, pending);
+        this.onlineQueue.delete(hostId);
+      }
       try {
         await this.writeOnline(batch);
         for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.resolve();
@@ -271,6 +279,10 @@ export class Liveness {
         from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, at timestamptz)
         where h.id = v.id`);
       const cameOnline = previous.filter((host) => host.status !== "online");
+      if (cameOnline.length > 0) {
+        const rows = await tx.select().from(hosts).where(inArray(hosts.id, cameOnline.map((host) => host.id)));
+        await recordHostEvents(tx, this.deps, "host.online", rows);
+      }
       await recordAudit(
         tx,
         this.deps,
@@ -514,7 +526,8 @@ export class Liveness {
             or(isNull(hosts.lastHeartbeatAt), lte(hosts.lastHeartbeatAt, deadline)),
           ),
         )
-        .returning({ id: hosts.id, teamId: hosts.teamId, lastHeartbeatAt: hosts.lastHeartbeatAt });
+        .returning();
+      await recordHostEvents(tx, this.deps, "host.offline", changed);
       await recordAudit(
         tx,
         this.deps,
@@ -533,22 +546,8 @@ export class Liveness {
   }
 
   /** Takes or renews the sweeper lease; a dead holder's lease lapses after LEASE_TTL_MS. */
-  private async holdLease(now: Date): Promise<boolean> {
-    const expiresAt = new Date(now.getTime() + LEASE_TTL_MS);
-    const held = await this.deps.db
-      .insert(leases)
-      .values({ name: SWEEPER_LEASE, holder: this.instanceId, expiresAt })
-      .onConflictDoUpdate({
-        target: leases.name,
-        set: { holder: this.instanceId, expiresAt },
-        setWhere: or(eq(leases.holder, this.instanceId), lte(leases.expiresAt, now)),
-      })
-      .returning({ holder: leases.holder });
-    return held.length > 0;
-  }
-
-  private async releaseLease(): Promise<void> {
-    await this.deps.db.delete(leases).where(and(eq(leases.name, SWEEPER_LEASE), eq(leases.holder, this.instanceId)));
+  private holdLease(now: Date): Promise<boolean> {
+    return holdLease(this.deps.db, SWEEPER_LEASE, this.instanceId, now, LEASE_TTL_MS);
   }
 
   async start(): Promise<void> {
@@ -575,7 +574,7 @@ export class Liveness {
     await Promise.all(this.inFlight.values());
     await this.flushScores().catch((error: unknown) => this.deps.logger.warn({ err: error }, "final liveness score flush failed"));
     await this.flush({ all: true }).catch((error: unknown) => this.deps.logger.warn({ err: error }, "final heartbeat flush failed"));
-    await this.releaseLease().catch(() => {});
+    await releaseLease(this.deps.db, SWEEPER_LEASE, this.instanceId).catch(() => {});
     await this.credentials.stop();
   }
 }

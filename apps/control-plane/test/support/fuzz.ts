@@ -186,7 +186,9 @@ export function envelopeProblem(res: CallResult, statuses: readonly number[]): s
   const body = res.body as { error?: { code?: unknown; message?: unknown } } | undefined;
   if (typeof body !== "object" || body === null || Object.keys(body).join() !== "error") return "not an error envelope";
   const { code, message } = body.error ?? {};
-  if (Object.keys(body.error ?? {}).sort().join() !== "code,message") return "envelope has other fields than code and message";
+  // 410 from the event stream also names the oldest event the log holds.
+  const fields = res.status === 410 ? "code,message,oldest_id" : "code,message";
+  if (Object.keys(body.error ?? {}).sort().join() !== fields) return `envelope has other fields than ${fields}`;
   if (code !== CODE_OF_STATUS.get(res.status)) return `code ${String(code)} does not go with status ${res.status}`;
   if (typeof message !== "string" || message.trim() === "") return "empty message";
   const leak = LEAKS.find((pattern) => pattern.test(message));

@@ -19,7 +19,7 @@ const unique = () => randomBytes(4).toString("hex");
 
 export interface InputFixture {
   /** Real IDs for path parameters; the user belongs to no team. */
-  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "signingKey" | "certificateAuthority" | "secretKey">, string>;
+  ids: Record<Exclude<IdKind, "hostRegistrationToken" | "hostRefreshToken" | "audit" | "webhookDelivery" | "signingKey" | "certificateAuthority" | "secretKey">, string>;
   /** A member of the fixture's team. */
   memberId: string;
   tag: string;
@@ -48,9 +48,11 @@ export async function buildInputFixture(t: TestApp): Promise<InputFixture> {
   const member = await f.member(team.body.team.id, "member");
   const command = await t.http.post(`/v1/hosts/${host.host.id}/commands`, { key: t.adminKey, body: { type: "ping" } });
   expect(command.status).toBe(201);
+  const webhook = await t.http.post("/v1/webhooks", { key: t.adminKey, body: { url: "https://hooks.example.test/muster", types: ["host.*"] } });
+  expect(webhook.status).toBe(201);
   return {
     memberId: member.user.id,
-    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id, command: command.body.id },
+    ids: { user: user.id, team: team.body.team.id, apiKey: key.body.api_key.id, host: host.host.id, command: command.body.id, webhook: webhook.body.webhook.id },
     tag,
     host,
     pendingToken: pending.registration_token,
@@ -135,6 +137,7 @@ const VALID_BODIES: Record<string, (fx: InputFixture) => Record<string, unknown>
   sendCommand: () => ({ type: "deploy", payload: { image: "app:2", replicas: 3 }, timeout_s: 60 }),
   rotateCa: () => ({ action: "start" }),
   submitCommandResult: () => ({ ok: false, error: "disk full" }),
+  createWebhook: (fx) => ({ url: "https://hooks.example.test/muster", types: ["host.online", "command.*"], secret: "a-long-enough-secret-for-signing", team_id: fx.ids.team }),
 };
 
 export const hasValidBody = (route: RouteDef) => route.operationId in VALID_BODIES;
@@ -243,7 +246,7 @@ export async function databaseSnapshot(t: TestApp): Promise<Record<string, strin
   for (const table of TABLES) {
     const rows = (await t.stores.database.db.select().from(table)) as Record<string, unknown>[];
     const kept = rows.map((row) => (table === (schema.apiKeys as PgTable) ? { ...row, lastUsedAt: undefined } : row));
-    snapshot[getTableName(table)] = kept.map((row) => JSON.stringify(row)).sort();
+    snapshot[getTableName(table)] = kept.map((row) => JSON.stringify(row, (_, value: unknown) => (typeof value === "bigint" ? String(value) : value))).sort();
   }
   return snapshot;
 }

@@ -2,10 +2,12 @@ import { routes } from "@muster/contract";
 import { Transport, type RequestOptions } from "../transport.js";
 import { ApiKeys } from "./api-keys.js";
 import { Audit } from "./audit.js";
+import { Events } from "./events.js";
 import { Hosts } from "./hosts.js";
 import { System } from "./system.js";
 import { Teams } from "./teams.js";
 import { Users } from "./users.js";
+import { Webhooks } from "./webhooks.js";
 
 export interface MusterClientOptions {
   /** The control plane's address, e.g. `https://muster.example.com`. */
@@ -34,6 +36,9 @@ export class MusterClient {
   readonly users: Users;
   readonly apiKeys: ApiKeys;
   readonly audit: Audit;
+  /** What happens to hosts and commands, as a resumable stream: `for await (const event of client.events.watch())`. */
+  readonly events: Events;
+  readonly webhooks: Webhooks;
   readonly system: System;
   /** The transport underneath, for routes this class does not wrap yet. */
   readonly transport: Transport;
@@ -48,6 +53,8 @@ export class MusterClient {
     this.users = new Users(this.transport);
     this.apiKeys = new ApiKeys(this.transport);
     this.audit = new Audit(this.transport);
+    this.events = new Events(this.transport);
+    this.webhooks = new Webhooks(this.transport);
     this.system = new System(this.transport);
   }
 

@@ -9,6 +9,8 @@ export { Teams, TeamMembers } from "./teams.js";
 export { Users } from "./users.js";
 export { ApiKeys } from "./api-keys.js";
 export { Audit } from "./audit.js";
+export { Events, MusterEventsGoneError, type WatchOptions } from "./events.js";
+export { Webhooks, signWebhookPayload, verifyWebhookSignature, type VerifyOptions } from "./webhooks.js";
 export { System } from "./system.js";
 export { Paginator, paginate, type ItemOf, type ListFilters, type ListRoute, type PageOf } from "./pagination.js";
 export { MusterWaitTimeoutError, type WaitOptions } from "./wait.js";
@@ -23,16 +25,23 @@ export type {
   CommandPayload,
   CommandStatus,
   CreateApiKeyResponse,
+  CreateWebhookResponse,
   ErrorCode,
+  EventOfFilter,
+  EventType,
+  EventTypeFilter,
   Host,
   HostStatus,
   HostType,
   HostWithRegistrationToken,
   Member,
   MeResponse,
+  MusterEvent,
   Role,
   SigningKeys,
   Team,
   TeamRole,
   User,
+  Webhook,
+  WebhookDelivery,
 } from "@muster/contract";

@@ -4,3 +4,4 @@ export * from "./hosts.js";
 export * from "./system.js";
 export * from "./users.js";
 export * from "./pki.js";
+export * from "./events.js";
