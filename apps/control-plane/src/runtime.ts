@@ -96,11 +96,12 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Names this process in the leases that elect one process for work done once.
   const instanceId = `cp-${randomUUID()}`;
   const addresses = new AddressPolicy({ allow: config.probeAllowCidrs, deny: config.probeDenyCidrs });
-  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random, addresses }, instanceId);
+  // The webhook deliverer is made once the key-encryption key that opens webhook secrets is loaded; commits before that have no deliveries to send.
+  let wakeWebhooks = (): void => {};
   // Every transaction that writes events announces them once committed (see services/events.ts).
   const db = announcingCommits(database.db, () => {
     events.announce();
-    webhooks.wake();
+    wakeWebhooks();
   });
 
   // Start-up work that must happen once, before any key is used: seal what is not sealed, make what is missing.
@@ -118,6 +119,8 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     logger.debug("MUSTER_ADMIN_KEY is only used to seed an empty database; this one is bootstrapped already");
   }
 
+  const webhooks = new WebhookDeliverer({ db: database.db, clock, config, logger, random, addresses, sealer }, instanceId);
+  wakeWebhooks = () => webhooks.wake();
   const hostTokens = await HostTokens.load(db, sealer, clock, random, config);
   const ca = await CaKeyring.load(db, sealer, config);
   const pacing = new Pacing(db, config, logger);

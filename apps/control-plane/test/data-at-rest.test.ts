@@ -157,13 +157,15 @@ describe("file modes", () => {
 });
 
 /** The bytes that would let their reader mint credentials, in every encoding they could be stored in. */
+const WEBHOOK_SECRET = "whsec_a-receivers-own-secret-0123456789";
+
 async function secretsIn(d: Deployment): Promise<{ names: string[]; needles: Buffer[] }> {
   const database = await d.open();
   try {
     const sealer = new Sealer(new SecretKey(d.secretKey()), null, randomBytes);
     const keys = await database.db.select().from(signingKeys);
     const cas = await database.db.select().from(certificateAuthority);
-    const needles: Buffer[] = [Buffer.from("PRIVATE KEY")];
+    const needles: Buffer[] = [Buffer.from("PRIVATE KEY"), Buffer.from(WEBHOOK_SECRET)];
     for (const key of keys) {
       const secret = sealer.open({ kekId: key.kekId!, sealed: key.sealedSecret! }, sealedContext.signingKey(key.kid));
       needles.push(secret, ...["base64", "base64url", "hex"].map((encoding) => Buffer.from(secret.toString(encoding as BufferEncoding))));
@@ -200,6 +202,7 @@ describe("keys at rest", () => {
     await enroll();
     await api(url, d.adminKey, "POST", "/v1/system/signing-keys/rotate");
     await api(url, d.adminKey, "POST", "/v1/system/ca/rotate", { action: "start" });
+    await api(url, d.adminKey, "POST", "/v1/webhooks", { url: "https://hooks.example.com/muster", types: ["host.*"], secret: WEBHOOK_SECRET });
     await enroll();
     caFingerprint = (await api(url, d.adminKey, "GET", "/v1/ca")).fingerprint_sha256;
     expect(await stopMain(cp)).toBe(0);

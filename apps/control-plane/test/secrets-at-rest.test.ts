@@ -7,7 +7,7 @@ import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Config } from "../src/config.js";
 import { openEmbedded } from "../src/db/client.js";
-import { auditLog, certificateAuthority, signingKeys } from "../src/db/schema/index.js";
+import { auditLog, certificateAuthority, signingKeys, webhooks } from "../src/db/schema/index.js";
 import { MemoryKv } from "../src/kv/memory.js";
 import { SECRET_KEY_FILE } from "../src/secrets/secret-keys.js";
 import { parseSecretKey, SecretKey } from "../src/secrets/sealer.js";
@@ -41,9 +41,11 @@ function migrationsBeforeSealing(): string {
   return dir;
 }
 
+const WEBHOOK_SECRET = "whsec_a-receivers-own-secret-0123456789";
+
 async function keyRows(t: { stores: TestStores }) {
   const db = t.stores.database.db;
-  return { keys: await db.select().from(signingKeys), cas: await db.select().from(certificateAuthority) };
+  return { keys: await db.select().from(signingKeys), cas: await db.select().from(certificateAuthority), hooks: await db.select().from(webhooks) };
 }
 
 async function expectRefused(start: Promise<TestApp>, message: RegExp): Promise<void> {
@@ -68,18 +70,23 @@ describe("keys at rest", () => {
   });
   afterAll(() => stores?.dispose());
 
-  it("keeps every private key sealed under the key-encryption key, naming it on the row; none in plain text", async () => {
+  it("keeps every private key and webhook secret sealed under the key-encryption key, naming it on the row; none in plain text", async () => {
     const t = await startTestApp({ stores });
     try {
       expect((await t.http.post("/v1/system/signing-keys/rotate", { key: t.adminKey })).status).toBe(200);
       expect((await t.http.post("/v1/system/ca/rotate", { key: t.adminKey, body: { action: "start" } })).status).toBe(200);
+      const hook = await t.http.post("/v1/webhooks", { key: t.adminKey, body: { url: "https://hooks.example.com/muster", types: ["host.*"], secret: WEBHOOK_SECRET } });
+      expect(hook.status).toBe(201);
     } finally {
       await t.close();
     }
-    const { keys, cas } = await keyRows({ stores });
+    const { keys, cas, hooks } = await keyRows({ stores });
     expect(keys).toHaveLength(2);
     expect(cas).toHaveLength(2);
-    for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(TEST_SECRET_KEY));
+    expect(hooks).toHaveLength(1);
+    for (const row of [...keys, ...cas, ...hooks]) expect(row.kekId).toBe(kekId(TEST_SECRET_KEY));
+    expect(hooks[0]!.sealedSecret).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
+    expect(JSON.stringify(hooks)).not.toContain(WEBHOOK_SECRET);
     for (const key of keys) {
       expect(key.secret).toBeNull();
       expect(key.sealedSecret).toMatch(/^v1\.[A-Za-z0-9_-]+$/);
@@ -129,8 +136,8 @@ describe("keys at rest", () => {
     const next = newKey();
     const rotated = await startTestApp({ stores, config: { secretKey: next, secretKeyPrevious: TEST_SECRET_KEY } });
     await rotated.close();
-    const { keys, cas } = await keyRows({ stores });
-    for (const row of [...keys, ...cas]) expect(row.kekId).toBe(kekId(next));
+    const { keys, cas, hooks } = await keyRows({ stores });
+    for (const row of [...keys, ...cas, ...hooks]) expect(row.kekId).toBe(kekId(next));
     const audit = await stores.database.db.select().from(auditLog).where(eq(auditLog.action, "secret_key.rotated"));
     expect(audit).toEqual([expect.objectContaining({ targetId: kekId(next), metadata: expect.objectContaining({ previous_kek_id: kekId(TEST_SECRET_KEY) }) })]);
 

@@ -2,7 +2,7 @@ import { createPrivateKey } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Db } from "../db/client.js";
-import { certificateAuthority, signingKeys } from "../db/schema/index.js";
+import { certificateAuthority, signingKeys, webhooks } from "../db/schema/index.js";
 import type { Clock, RandomBytes } from "../lib/clock.js";
 import { recordAudit, SYSTEM_ACTOR } from "../services/audit.js";
 import { withTransaction } from "../services/context.js";
@@ -17,7 +17,7 @@ interface AtRestDeps {
 }
 
 interface StoredKey {
-  table: "signing_keys" | "certificate_authority";
+  table: "signing_keys" | "certificate_authority" | "webhooks";
   id: string;
   context: string;
   plaintext: Buffer | null;
@@ -25,8 +25,8 @@ interface StoredKey {
 }
 
 /**
- * Brings every stored private key under the current key-encryption key, at
- * start (one process at a time): keys written in plain text by builds before
+ * Brings every stored private key, and every webhook's signing secret, under
+ * the current key-encryption key, at start (one process at a time): keys written in plain text by builds before
  * sealing are sealed and their plain text cleared; keys sealed under
  * MUSTER_SECRET_KEY_PREVIOUS are sealed again under MUSTER_SECRET_KEY. A key
  * sealed under a KEK this process was not given stops the start: it must
@@ -51,8 +51,10 @@ export async function sealKeysAtRest(deps: AtRestDeps): Promise<void> {
       const { kekId, sealed } = sealer.seal(material, key.context);
       if (key.table === "signing_keys") {
         await tx.update(signingKeys).set({ sealedSecret: sealed, kekId, secret: null }).where(eq(signingKeys.kid, key.id));
-      } else {
+      } else if (key.table === "certificate_authority") {
         await tx.update(certificateAuthority).set({ sealedPrivateKey: sealed, kekId, privateKey: null }).where(eq(certificateAuthority.id, key.id));
+      } else {
+        await tx.update(webhooks).set({ sealedSecret: sealed, kekId }).where(eq(webhooks.id, key.id));
       }
     }
     const entries = [];
@@ -80,7 +82,7 @@ export async function sealKeysAtRest(deps: AtRestDeps): Promise<void> {
 }
 
 async function storedKeys(db: Db): Promise<StoredKey[]> {
-  const [keys, cas] = await Promise.all([db.select().from(signingKeys), db.select().from(certificateAuthority)]);
+  const [keys, cas, hooks] = await Promise.all([db.select().from(signingKeys), db.select().from(certificateAuthority), db.select().from(webhooks)]);
   return [
     ...keys.map((row) => ({
       table: "signing_keys" as const,
@@ -95,6 +97,14 @@ async function storedKeys(db: Db): Promise<StoredKey[]> {
       context: sealedContext.certificateAuthority(row.id),
       plaintext: row.privateKey === null ? null : pkcs8Der(row.privateKey),
       sealed: row.sealedPrivateKey !== null && row.kekId !== null ? { kekId: row.kekId, sealed: row.sealedPrivateKey } : null,
+    })),
+    // Sealed from the first: webhooks came after sealing, so none was ever kept in plain text.
+    ...hooks.map((row) => ({
+      table: "webhooks" as const,
+      id: row.id,
+      context: sealedContext.webhookSecret(row.id),
+      plaintext: null,
+      sealed: { kekId: row.kekId, sealed: row.sealedSecret },
     })),
   ];
 }

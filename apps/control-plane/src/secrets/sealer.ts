@@ -42,6 +42,7 @@ export interface Sealed {
 export const sealedContext = {
   signingKey: (kid: string) => `signing_keys/${kid}`,
   certificateAuthority: (id: string) => `certificate_authority/${id}`,
+  webhookSecret: (id: string) => `webhooks/${id}`,
 };
 
 /**

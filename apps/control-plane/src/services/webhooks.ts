@@ -5,6 +5,7 @@ import { teams, webhookAttempts, webhookDeliveries, webhooks, type WebhookDelive
 import { forbidden, invalid, notFound } from "../errors.js";
 import { newId } from "../lib/ids.js";
 import { AddressRefused } from "../net/address-policy.js";
+import { sealedContext } from "../secrets/sealer.js";
 import { requireTeamAccess, type Actor } from "./actor.js";
 import type { ServiceDeps } from "./context.js";
 import { startFanOut } from "../webhooks/deliverer.js";
@@ -52,6 +53,7 @@ export async function createWebhook(deps: ServiceDeps, actor: Actor, body: Creat
   await startFanOut(deps.db);
   const secret = body.secret ?? WEBHOOK_SECRET_PREFIX + deps.random(32).toString("base64url");
   const id = newId(deps.random, "webhook");
+  const { kekId, sealed } = deps.sealer.seal(Buffer.from(secret), sealedContext.webhookSecret(id));
   const [row] = await deps.db
     .insert(webhooks)
     .values({
@@ -59,7 +61,8 @@ export async function createWebhook(deps: ServiceDeps, actor: Actor, body: Creat
       teamId,
       url: url.toString(),
       types: [...body.types],
-      secret,
+      sealedSecret: sealed,
+      kekId,
       secretStart: secret.slice(0, WEBHOOK_SECRET_PREFIX.length + 4),
       createdBy: actor.userId,
       createdAt: deps.clock.now(),

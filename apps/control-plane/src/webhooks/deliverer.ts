@@ -10,6 +10,7 @@ import { withTransaction, type DbOrTx, type ServiceDeps } from "../services/cont
 import { readReadyEvents, readyHead } from "../services/events.js";
 import { holdLease, releaseLease } from "../services/leases.js";
 import { AddressRefused, type AddressPolicy, type CheckedTarget } from "../net/address-policy.js";
+import { sealedContext } from "../secrets/sealer.js";
 
 const FANOUT_LEASE = "webhook-fanout";
 const LEASE_TTL_MS = 10_000;
@@ -27,7 +28,7 @@ const RETRY_CAP_MS = 3600_000;
 const LOOP_MS = 1_000;
 const RESPONSE_BYTES_READ = 4096;
 
-type Deps = Pick<ServiceDeps, "db" | "clock" | "config" | "logger" | "random" | "addresses">;
+type Deps = Pick<ServiceDeps, "db" | "clock" | "config" | "logger" | "random" | "addresses" | "sealer">;
 
 /**
  * Webhooks, from the event log to the receivers. One process (the lease
@@ -169,7 +170,8 @@ export class WebhookDeliverer {
     if (!event) outcome = { statusCode: null, error: "the event was pruned before it could be delivered (MUSTER_EVENTS_RETENTION_S)" };
     else {
       const timestamp = String(Math.floor(started.getTime() / 1000));
-      const signature = createHmac("sha256", hook.secret).update(`${timestamp}.${event.json}`).digest("hex");
+      const secret = this.deps.sealer.open({ kekId: hook.kekId, sealed: hook.sealedSecret }, sealedContext.webhookSecret(hook.id));
+      const signature = createHmac("sha256", secret).update(`${timestamp}.${event.json}`).digest("hex");
       outcome = await post(this.deps.addresses, hook.url, event.json, {
         "content-type": "application/json",
         "user-agent": "Muster-Webhooks/1",

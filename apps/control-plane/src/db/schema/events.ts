@@ -37,8 +37,9 @@ export const webhooks = pgTable(
     teamId: text("team_id").references(() => teams.id),
     url: text("url").notNull(),
     types: jsonb("types").$type<string[]>().notNull(),
-    /** The signing secret (HMAC key): never returned after creation. */
-    secret: text("secret").notNull(),
+    /** The signing secret (HMAC key), sealed under the key-encryption key (kekId) like every key: never returned after creation. */
+    sealedSecret: text("sealed_secret").notNull(),
+    kekId: text("kek_id").notNull(),
     secretStart: text("secret_start").notNull(),
     /** Events after this position are delivered; set by the fan-out when it first sees the webhook (null until then). */
     startAfter: bigint("start_after", { mode: "bigint" }),
