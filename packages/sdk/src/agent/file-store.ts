@@ -30,13 +30,12 @@ export class FileCredentialStore implements CredentialStore {
   }
 
   async load(): Promise<StoredCredentials | null> {
-    let text: string;
-    try {
-      text = this.fs.readFileSync(this.path, "utf8");
-    } catch (error) {
-      if (errno(error) === "ENOENT") return null;
-      throw new CredentialsFileError("unreadable", `cannot read the credentials file ${this.path}: ${describe(error)}`, { cause: error });
-    }
+    const text = readUnlessMissing(
+      this.fs,
+      this.path,
+      (error) => new CredentialsFileError("unreadable", `cannot read the credentials file ${this.path}: ${describe(error)}`, { cause: error }),
+    );
+    if (text === null) return null;
     let document: unknown;
     try {
       document = JSON.parse(text);
@@ -91,18 +90,23 @@ export class FileCommandOutcomeStore implements CommandOutcomeStore {
   }
 
   async load(): Promise<CommandOutcomesDocument | null> {
-    let text: string;
-    try {
-      text = this.fs.readFileSync(this.path, "utf8");
-    } catch (error) {
-      if (errno(error) === "ENOENT") return null;
-      throw new Error(`cannot read ${this.path}: ${describe(error)}`, { cause: error });
-    }
+    const text = readUnlessMissing(this.fs, this.path, (error) => new Error(`cannot read ${this.path}: ${describe(error)}`, { cause: error }));
+    if (text === null) return null;
     return parseCommandOutcomes(JSON.parse(text), this.path);
   }
 
   async save(document: CommandOutcomesDocument): Promise<void> {
     writeAtomically(this.fs, this.path, `${JSON.stringify(document)}\n`);
+  }
+}
+
+/** A file's text, or null when there is no file; any other failure is thrown as `refusal` makes it. */
+function readUnlessMissing(fs: CredentialFs, path: string, refusal: (error: unknown) => Error): string | null {
+  try {
+    return fs.readFileSync(path, "utf8");
+  } catch (error) {
+    if (errno(error) === "ENOENT") return null;
+    throw refusal(error);
   }
 }
 
