@@ -123,6 +123,24 @@ describe("out-of-order commits", () => {
       expect(reader.seen).toEqual([early, late]);
       await stream.close();
     });
+
+    it("a stream from now gets what an older running transaction commits after it opened, not what was committed before it and held back", async () => {
+      const [running, committed, later] = [unique(), unique(), unique()];
+      const a = heldTransaction(running);
+      await a.wrote;
+      const b = heldTransaction(committed);
+      await b.wrote;
+      b.commit();
+      await b.done;
+      const stream = await EventStream.open(t, { key: t.adminKey });
+      a.commit();
+      await a.done;
+      const c = heldTransaction(later);
+      c.commit();
+      await c.done;
+      expect((await stream.waitFor(2)).map((event) => event.host_id)).toEqual([running, later]);
+      await stream.close();
+    });
   } else {
     it("the embedded database runs one transaction at a time, so commits cannot come out of order", async () => {
       const reader = tail();

@@ -34,6 +34,24 @@ describe("where a stream starts", () => {
     await stream.close();
   });
 
+  it("from now means from when it opened: an event committed before is not sent, even one this process's hub has not read yet", async () => {
+    // A process that reads the log only when a commit is announced (its safety-net read an hour apart).
+    const other = await startTestApp({ startLoops: true, stores: t.stores, config: { eventsPollMs: 3_600_000 } });
+    try {
+      const unannounced = "host-committedbeforethestreamopened";
+      await t.stores.database.db.transaction((tx) =>
+        recordEvents(tx, t.runtime.deps, [{ type: "host.created", teamId: null, hostId: unannounced, tags: [], data: { id: unannounced } as Host }]),
+      );
+      const stream = await EventStream.open(other, { key: t.adminKey, query: "type=host.created" });
+      const later = await f.regularHost();
+      expect(ids(await stream.waitFor(1, 5_000))).toEqual([`host.created ${later.host.id}`]);
+      await quietFor(stream, 200);
+      await stream.close();
+    } finally {
+      await other.close();
+    }
+  });
+
   it("sends each event as `id:` (its ID) and `data:` (the event), with the SSE headers", async () => {
     const response = await EventStream.request(t, { key: t.adminKey });
     expect(response.status).toBe(200);

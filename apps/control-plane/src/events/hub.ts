@@ -3,7 +3,7 @@ import { Counter, Gauge } from "prom-client";
 import type { Subscription } from "../kv/kv.js";
 import { liveApiKeyIds } from "../services/api-keys.js";
 import type { ServiceDeps } from "../services/context.js";
-import { checkResumable, readReadyEvents, readyHead, type EventFilter, type StoredEvent } from "../services/events.js";
+import { checkResumable, readReadyEvents, readyHead, streamStart, type EventFilter, type StoredEvent } from "../services/events.js";
 import { EVENTS_CHANNEL } from "../services/kv-keys.js";
 import { DomainError } from "../errors.js";
 import { eventFrame, Subscriber, type EndReason } from "./subscriber.js";
@@ -111,8 +111,15 @@ export class EventHub {
    */
   async open(filter: EventFilter, keyId: string, after: bigint | null): Promise<Subscriber> {
     if (!this.started) throw new DomainError("unavailable", "the event stream is not running on this control plane; retry shortly", 1);
-    if (after !== null) await checkResumable(this.deps.db, after);
-    const subscriber = new Subscriber(filter, keyId, after ?? this.cursor, (ended, reason) => this.remove(ended, reason));
+    const onEnd = (ended: Subscriber, reason: EndReason | undefined) => this.remove(ended, reason);
+    let subscriber: Subscriber;
+    if (after !== null) {
+      await checkResumable(this.deps.db, after);
+      subscriber = new Subscriber(filter, keyId, after, onEnd);
+    } else {
+      const start = await streamStart(this.deps.db);
+      subscriber = new Subscriber(filter, keyId, start.position, onEnd, start.committedBefore);
+    }
     try {
       await this.catchUp(subscriber);
     } catch (error) {

@@ -46,6 +46,8 @@ export class Subscriber {
     /** The last position this subscriber has been given or passed over. */
     public cursor: bigint,
     onEnd: (subscriber: Subscriber, reason: EndReason | undefined) => void,
+    /** A stream from now: events committed before it opened, which it passes over (see streamStart). */
+    private readonly committedBefore?: (position: bigint) => boolean,
   ) {
     this.onEnd = onEnd;
     this.stream = new ReadableStream<Uint8Array>(
@@ -68,7 +70,8 @@ export class Subscriber {
   offer(event: StoredEvent, frame: Uint8Array): void {
     if (this.ended || event.position <= this.cursor) return;
     this.cursor = event.position;
-    if (eventMatches(event, this.filter)) this.send(frame);
+    if (this.committedBefore?.(event.position) || !eventMatches(event, this.filter)) return;
+    this.send(frame);
   }
 
   keepAlive(): void {

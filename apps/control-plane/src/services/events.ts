@@ -203,14 +203,44 @@ function eventJson(event: Omit<StoredEvent, "json" | "tags">, data: string): str
   );
 }
 
-/** The last position readers can take now (0 for an empty log): where a reader that starts "from now" begins. */
+/** The last position readers can take now (null for an empty log), as a subquery. */
+const READY_HEAD = sql`(select max(position)::text from events
+  where position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * ${EVENTS_PER_TX})`;
+
+/** The last position readers can take now (0 for an empty log). */
 export async function readyHead(db: DbOrTx): Promise<bigint> {
-  const [row] = await rowsOf<{ head: string | null }>(
-    db,
-    sql`select max(position)::text as head from events
-        where position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * ${EVENTS_PER_TX}`,
-  );
+  const [row] = await rowsOf<{ head: string | null }>(db, sql`select ${READY_HEAD} as head`);
   return row?.head ? BigInt(row.head) : 0n;
+}
+
+/**
+ * Where a stream that starts "from now" begins. It names the ready head
+ * (a position the log holds, so resuming from it works), but "now" is the
+ * moment it opened: events committed by then and not yet ready (held behind
+ * an older transaction, or not yet read by this process's hub) are not
+ * sent, while an older transaction still running then sends its events when
+ * it commits. Which transactions had committed is the database's snapshot
+ * of that moment: `xmin:xmax:xip,…`, every ID below xmin ended, every ID at
+ * or past xmax not yet begun, the listed ones running.
+ */
+export interface StreamStart {
+  position: bigint;
+  /** Whether the event at this position was committed before the stream opened. */
+  committedBefore: (position: bigint) => boolean;
+}
+
+export async function streamStart(db: DbOrTx): Promise<StreamStart> {
+  const [row] = await rowsOf<{ snapshot: string; head: string | null }>(db, sql`select pg_current_snapshot()::text as snapshot, ${READY_HEAD} as head`);
+  const [xmin, xmax, running] = row!.snapshot.split(":") as [string, string, string];
+  const [min, max] = [BigInt(xmin), BigInt(xmax)];
+  const inProgress = new Set(running === "" ? [] : running.split(",").map(BigInt));
+  return {
+    position: row!.head ? BigInt(row!.head) : 0n,
+    committedBefore: (position) => {
+      const xid = position / PER_TX;
+      return xid < min || (xid < max && !inProgress.has(xid));
+    },
+  };
 }
 
 const PRUNED_MARK = "pruned";
