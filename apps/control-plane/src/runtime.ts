@@ -23,6 +23,7 @@ import { loadSealer } from "./secrets/secret-keys.js";
 import { bootstrapAdmin, type BootstrapResult } from "./services/bootstrap.js";
 import { canonicalizeHostArch } from "./services/host-arch.js";
 import { countCommandsByStatus } from "./services/commands.js";
+import { EmbeddedMaintenance } from "./db/maintenance.js";
 import { announcingCommits } from "./services/events.js";
 import { countHostsByStatus } from "./services/hosts.js";
 import { KeyringWatch } from "./services/keyring-watch.js";
@@ -78,7 +79,9 @@ export interface Runtime {
   webhooks: WebhookDeliverer;
   /** Keeps the signing keys and CAs in step across processes; its `tick()` is the minute's upkeep. */
   keyringWatch: KeyringWatch;
-  /** Starts the background work: revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep, event streams and pruning, webhooks. */
+  /** The embedded database's vacuum and analyse (null on PostgreSQL, whose autovacuum does it). */
+  maintenance: EmbeddedMaintenance | null;
+  /** Starts the background work: the embedded database's maintenance, revocation-list and credential-change subscriptions, heartbeat flush, offline sweeper, agent channels, keyring upkeep, event streams and pruning, webhooks. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -144,6 +147,8 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
   };
   const liveness = new Liveness(serviceDeps, instanceId, clock.now());
   const pruner = new EventPruner(serviceDeps, instanceId);
+  // PostgreSQL's own autovacuum does this for a server; the embedded one has none.
+  const maintenance = database.kind === "embedded" ? new EmbeddedMaintenance(database.db, logger) : null;
   const deps: AppDeps = {
     ...serviceDeps,
     liveness,
@@ -160,7 +165,9 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
     pruner,
     webhooks,
     keyringWatch,
+    maintenance,
     async start() {
+      await maintenance?.start();
       await revocationLists.start();
       await pacing.start();
       await liveness.start();
@@ -179,6 +186,7 @@ export async function buildRuntime(options: RuntimeOptions): Promise<Runtime> {
       pacing.stop();
       await liveness.stop();
       await revocationLists.stop();
+      await maintenance?.stop();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { and, asc, eq, gt, isNotNull } from "drizzle-orm";
 import { hostCertificates } from "../db/schema/index.js";
 import type { Subscription } from "../kv/kv.js";
@@ -7,8 +8,10 @@ import type { DbOrTx, ServiceDeps } from "./context.js";
 import { CRL_CHANGES_CHANNEL, CRL_KEY } from "./kv-keys.js";
 
 /**
- * Rows read per query while collecting the list: the embedded database runs
- * each query on the event loop, so a long list is read in short steps.
+ * Rows read per query while collecting the list. The embedded database runs
+ * each query on the event loop, and its queries resolve with no turn of the
+ * loop in between: a long list is read in short steps, with a turn after
+ * each, so requests are answered meanwhile.
  */
 const PAGE = 1_000;
 /** A list is built again after this long even with no change, so expired entries leave it and nextUpdate stays far. */
@@ -73,6 +76,7 @@ async function revokedEntries(db: DbOrTx, caId: string, now: Date): Promise<Revo
     for (const row of page) entries.push({ serial: row.serial, revokedAt: row.revokedAt! });
     if (page.length < PAGE) return entries;
     after = page[page.length - 1]!.serial;
+    await nextTurn();
   }
 }
 
