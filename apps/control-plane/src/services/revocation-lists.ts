@@ -13,7 +13,7 @@ import { CRL_CHANGES_CHANNEL, CRL_KEY } from "./kv-keys.js";
  * loop in between: a long list is read in short steps, with a turn after
  * each, so requests are answered meanwhile.
  */
-const PAGE = 1_000;
+const PAGE = 250;
 /** A list is built again after this long even with no change, so expired entries leave it and nextUpdate stays far. */
 const REFRESH_MAX_MS = 60 * 60 * 1000;
 
