@@ -12,6 +12,15 @@ export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CONTROL_PLANE = join(ROOT, "apps/control-plane/dist/main.js");
 const CLOCK_TICKS_PER_S = 100;
 
+/** Servers still running: an interrupted benchmark (Ctrl-C) stops them rather than leaving them behind. */
+const running = new Set<ChildProcess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const child of running) child.kill("SIGTERM");
+    process.exit(130);
+  });
+}
+
 export interface Server {
   name: string;
   url: string;
@@ -44,6 +53,8 @@ export async function startServer(
     env: { ...(process.env as Record<string, string>), PORT: String(port), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   let log = "";
   child.stdout!.on("data", (chunk) => (log += chunk));
   child.stderr!.on("data", (chunk) => (log += chunk));
