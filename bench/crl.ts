@@ -111,6 +111,8 @@ async function main(): Promise<void> {
   if (process.env.DATABASE_URL) {
     const sql = postgres(stores.env.DATABASE_URL!, { max: 1, onnotice: () => {} });
     await insertCertificates((text, params) => sql.unsafe(text, params as never[]), revokedHost, liveHost);
+    // PostgreSQL's autovacuum analyses a table within a minute of such a burst; the measurement starts at once.
+    await sql.unsafe("analyze host_certificates");
     await sql.end();
   } else {
     const db = new PGlite(join(stores.env.MUSTER_DATA_DIR!, "pg"));
@@ -119,7 +121,8 @@ async function main(): Promise<void> {
   }
   say(`  wrote ${REVOKED} revoked certificates in ${ms(performance.now() - inserting)}`);
 
-  plane = await startControlPlane("control plane", {}, stores);
+  // A fresh KV key space: the list the first start shared there predates the rows written behind its back.
+  plane = await startControlPlane("control plane", { MUSTER_KV_PREFIX: `${stores.env.MUSTER_KV_PREFIX}again:` }, stores);
   try {
     const first = await fetchTimed(`${plane.url}/v1/ca/crl`);
     say(`  first GET after start (the list built once, or taken from the KV store): ${ms(first.ms)}, ${(first.bytes / 2 ** 20).toFixed(1)} MiB`);
