@@ -3,6 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MusterClient } from "@muster/sdk";
+import WebSocket from "ws";
 import { startControlPlane } from "@muster/testkit";
 import { ensureBuilt } from "../scripts/ensure-built.js";
 import { dropFromPageCache } from "../scripts/page-cache.js";
@@ -26,6 +27,14 @@ export interface SoakOptions {
   hostTokenTtlS: number;
   /** Also ask for a refresh with a `refresh_credentials` command at these seconds after the start. */
   refreshCommandsAtS?: number[];
+  /**
+   * Also read what the agent retains: at every sample, after reading its memory
+   * as it is, a full collection through Node's inspector (opened with SIGUSR1,
+   * as on any Node process, on 127.0.0.1:9229), then the live heap and the
+   * resident memory again. A leak shows there; garbage waiting for V8's next
+   * full collection, which a heap this small reaches only after hours, does not.
+   */
+  collectGarbage?: boolean;
   onSample?: (sample: Sample) => void;
 }
 
@@ -42,6 +51,10 @@ export interface Sample {
   heapMiB: number | null;
   /** CPU seconds the agent used so far. */
   cpuS: number;
+  /** With `collectGarbage`: the JS heap still in use right after a full collection. */
+  liveHeapMiB: number | null;
+  /** With `collectGarbage`: resident memory right after that collection. */
+  rssAfterGcMiB: number | null;
 }
 
 export interface SoakResult {
@@ -69,6 +82,8 @@ function readSample(pid: number, atS: number, heapMiB: number | null): Sample {
     fileMiB: (kib("RssFile") + kib("RssShmem")) / 1024,
     heapMiB,
     cpuS: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S,
+    liveHeapMiB: null,
+    rssAfterGcMiB: null,
   };
 }
 
@@ -87,6 +102,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   });
   const admin = new MusterClient({ baseUrl: cp.url, apiKey: cp.adminKey });
   let child: ChildProcess | null = null;
+  let inspector: Inspector | null = null;
   try {
     const { host, registration_token } = await admin.hosts.create({ type: "regular" });
     // Registered by a first run, as install.sh does; the measured run starts from the saved credentials, as a host does at every boot.
@@ -103,6 +119,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     agent.stderr!.on("data", (chunk: Buffer) => (log += chunk));
     const exited = new Promise<number | null>((resolve) => agent.on("exit", (code) => resolve(code)));
     await waitFor(() => log.includes("agent channel open"), 30_000, () => `the agent's channel did not open:\n${log}`);
+    if (options.collectGarbage) inspector = await openInspector(agent, () => log);
 
     const samples: Sample[] = [];
     let heapMiB: number | null = null;
@@ -129,6 +146,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
       if (performance.now() >= nextSample) {
         const sample = readSample(agent.pid!, (performance.now() - started) / 1000, heapMiB);
+        if (inspector) {
+          await inspector.call("HeapProfiler.collectGarbage");
+          const usage = (await inspector.call("Runtime.getHeapUsage")) as { usedSize: number };
+          sample.liveHeapMiB = usage.usedSize / MIB;
+          sample.rssAfterGcMiB = readSample(agent.pid!, sample.atS, null).rssMiB;
+        }
         samples.push(sample);
         heapMiB = null;
         options.onSample?.(sample);
@@ -136,15 +159,55 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
       await sleep(Math.max(0, Math.min(nextSample, nextCommand) - performance.now()));
     }
+    // A process with a debugger attached waits for it to leave before it exits.
+    await inspector?.close();
     agent.kill("SIGTERM");
     const exitCode = await Promise.race([exited, sleep(5_000).then(() => null)]);
     const refreshes = log.split('"msg":"credentials refreshed"').length - 1;
     return { samples, pings, refreshes, failedCommands, exitCode };
   } finally {
+    await inspector?.close();
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await cp.stop();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+interface Inspector {
+  call(method: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** Node's inspector in the agent, opened as any Node process opens it on SIGUSR1, driven over the DevTools protocol. */
+async function openInspector(agent: ChildProcess, log: () => string): Promise<Inspector> {
+  const address = /Debugger listening on (ws:\/\/\S+)/;
+  agent.kill("SIGUSR1");
+  await waitFor(() => address.test(log()) || log().includes("Starting inspector"), 10_000, () => `the agent's inspector did not open:\n${log()}`);
+  const url = address.exec(log())?.[1];
+  if (!url) throw new Error(`the agent's inspector did not open (is 127.0.0.1:9229 taken?):\n${log()}`);
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
+  const waiting = new Map<number, (result: unknown) => void>();
+  let lastId = 0;
+  socket.on("message", (data) => {
+    const message = JSON.parse(String(data)) as { id?: number; result?: unknown };
+    if (message.id !== undefined) waiting.get(message.id)?.(message.result);
+    waiting.delete(message.id ?? -1);
+  });
+  return {
+    call: (method) =>
+      new Promise((resolve) => {
+        const id = ++lastId;
+        waiting.set(id, resolve);
+        socket.send(JSON.stringify({ id, method }));
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        if (socket.readyState === WebSocket.CLOSED) return resolve();
+        socket.once("close", () => resolve());
+        socket.close();
+      }),
+  };
 }
 
 async function registerOnce(binary: string, cwd: string, url: string, token: string): Promise<void> {
